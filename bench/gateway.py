@@ -1,0 +1,202 @@
+"""Gateway benchmark: three backends (one 3x slower), 30/100/200 concurrent
+clients, each doing a fixed number of runs; side by side in one run:
+shoal gateway (p2c), shoal gateway --balance random, nginx round-robin, and
+one backend directly. Then a backend killed under load.
+
+    bash scripts/bench-gateway-deps.sh && .venv/bin/python bench/gateway.py
+
+The backends are tests/gateway/jobe_backend.py in --echo mode: a run holds
+a slot for --delay seconds (50 ms; 150 ms on the slow one) and executes
+nothing, so the 2 cores measure routing, not compilers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "gateway"))
+from procs import API, Proc, free_port, start_backend, start_gateway, write_config  # noqa: E402
+
+CLIENTS = (30, 100, 200)
+RUNS_EACH = 5
+DELAY = 0.05
+SPEC = {"run_spec": {"language_id": "python3", "sourcecode": "print(1)", "input": "x"}}
+
+
+async def load(base: str, clients: int, runs_each: int) -> dict[str, Any]:
+    lat: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as c:
+
+        async def client() -> None:
+            nonlocal errors
+            for _ in range(runs_each):
+                t0 = time.perf_counter()
+                try:
+                    r = await c.post(base + API + "/runs", json=SPEC)
+                    ok = r.status_code == 200 and r.json().get("outcome") == 15
+                except httpx.HTTPError:
+                    ok = False
+                lat.append(time.perf_counter() - t0)
+                errors += not ok
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    lat.sort()
+    n = len(lat)
+    return {
+        "clients": clients,
+        "runs": n,
+        "errors": errors,
+        "throughput": round(n / wall, 1),
+        "p50_ms": round(lat[n // 2] * 1000, 1),
+        "p99_ms": round(lat[min(n - 1, int(n * 0.99))] * 1000, 1),
+    }
+
+
+def nginx(tmp: Path, backends: list[Proc]) -> Proc | None:
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if exe is None:
+        return None
+    port = free_port()
+    ups = "\n".join(f"server {b.url.removeprefix('http://')};" for b in backends)
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"""daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};
+ fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+ upstream jobe {{ {ups} keepalive 256; }}
+ server {{ listen 127.0.0.1:{port};
+  location / {{ proxy_pass http://jobe; proxy_http_version 1.1;
+   proxy_set_header Connection ""; proxy_read_timeout 120s; }} }} }}
+"""
+    )
+    p = subprocess.Popen([exe, "-c", str(conf), "-p", str(tmp)])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(url + API + "/languages", timeout=1)
+            return Proc(url, p)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    p.kill()
+    return None
+
+
+async def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-gw-"))
+    bs = [
+        start_backend(tmp, slots=16, wait=10, delay=DELAY * (3 if i == 2 else 1), echo=True)
+        for i in range(3)
+    ]
+    head = f'[gateway]\nfiles_dir = "{tmp / "files"}"\nhealth_interval = 0.5\nqueue_timeout = 30\n'
+    cfg = write_config(tmp / "gw.toml", [{"url": b.url} for b in bs], head)
+    targets: dict[str, Proc | None] = {
+        "shoal p2c": start_gateway(cfg, "--quiet"),
+        "shoal random": start_gateway(cfg, "--quiet", "--balance", "random"),
+        "nginx round-robin": nginx(tmp, bs),
+        "direct (one backend)": bs[0],
+    }
+    results: dict[str, Any] = {
+        "config": {
+            "delay_ms": DELAY * 1000,
+            "slow_ms": DELAY * 3000,
+            "runs_each": RUNS_EACH,
+            "slots": 16,
+        },
+        "rows": [],
+    }
+    try:
+        for n in CLIENTS:
+            for name, t in targets.items():
+                if t is None:
+                    continue
+                await load(t.url, min(n, 20), 1)  # warm the connections
+                row = {"target": name, **await load(t.url, n, RUNS_EACH)}
+                print(json.dumps(row), flush=True)
+                results["rows"].append(row)
+        # a backend killed under load, through the default gateway
+        g = targets["shoal p2c"]
+        assert g is not None
+        task = asyncio.create_task(load(g.url, 100, 10))
+        await asyncio.sleep(1.0)
+        bs[1].kill()
+        kill = {"target": "shoal p2c, backend killed", **await task}
+        print(json.dumps(kill), flush=True)
+        results["kill"] = kill
+    finally:
+        for t in targets.values():
+            if t is not None:
+                t.stop()
+        for b in bs:
+            b.stop()
+    # gateway overhead: one zero-delay backend, direct vs through a gateway, no queueing
+    b0 = start_backend(tmp, slots=16, wait=10, delay=0.0, echo=True)
+    cfg0 = write_config(tmp / "gw0.toml", [{"url": b0.url}], head)
+    g0 = start_gateway(cfg0, "--quiet")
+    try:
+        over = {}
+        for name, t in (("direct", b0), ("shoal p2c", g0)):
+            await load(t.url, 8, 5)
+            over[name] = await load(t.url, 8, 100)
+            print(name, json.dumps(over[name]), flush=True)
+        over["added_p50_ms"] = round(over["shoal p2c"]["p50_ms"] - over["direct"]["p50_ms"], 1)
+        over["added_p99_ms"] = round(over["shoal p2c"]["p99_ms"] - over["direct"]["p99_ms"], 1)
+        results["overhead"] = over
+    finally:
+        g0.stop()
+        b0.stop()
+    write(results)
+
+
+def write(res: dict[str, Any]) -> None:
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gateway.json").write_text(json.dumps(res, indent=2) + "\n")
+    rows = res["rows"]
+    lines = [
+        "| clients | target | runs | errors | runs/s | p50 ms | p99 ms | p99 vs shoal p2c |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = next(x for x in rows if x["clients"] == r["clients"] and x["target"] == "shoal p2c")
+        ratio = r["p99_ms"] / base["p99_ms"] if base["p99_ms"] else 0
+        lines.append(
+            f"| {r['clients']} | {r['target']} | {r['runs']} | {r['errors']} | "
+            f"{r['throughput']} | {r['p50_ms']} | {r['p99_ms']} | {ratio:.2f}x |"
+        )
+    k = res.get("kill")
+    if k:
+        lines.append("")
+        lines.append(
+            f"Backend killed under load (100 clients x 10 runs via shoal p2c): "
+            f"{k['runs']} runs, {k['errors']} errors, p99 {k['p99_ms']} ms."
+        )
+    o = res.get("overhead")
+    if o:
+        lines.append("")
+        lines.append(
+            f"Overhead (8 clients x 100 runs, one zero-delay backend): direct p50 "
+            f"{o['direct']['p50_ms']} ms / p99 {o['direct']['p99_ms']} ms; through shoal "
+            f"p50 {o['shoal p2c']['p50_ms']} ms / p99 {o['shoal p2c']['p99_ms']} ms; added "
+            f"{o['added_p50_ms']} ms p50, {o['added_p99_ms']} ms p99."
+        )
+    (out / "gateway.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A tour of shoal on an 8-node local cluster (run by `make demo`, with
+# .venv/bin on PATH). Everything lives in a temporary SHOAL_HOME that is
+# removed at the end; the cluster always comes down, whatever happens.
+set -u
+
+export SHOAL_HOME="$(mktemp -d -t shoal-demo.XXXXXX)"
+cleanup() {
+    echo
+    step shoal cluster down
+    rm -rf "$SHOAL_HOME"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bold=$'\e[1m'; dim=$'\e[2m'; off=$'\e[0m'
+[ -t 1 ] || { bold=""; dim=""; off=""; }
+
+# Echo a command, run it, show its exit status; never stop the tour.
+# Show a word as a user would type it: quoted when the shell needs it.
+show() {
+    local out="" w
+    for w in "$@"; do
+        if [[ $w =~ ^[A-Za-z0-9_./=:@,-]+$ ]]; then out+=" $w"; else out+=" '${w//\'/\'\\\'\'}'"; fi
+    done
+    echo "${out# }"
+}
+
+step() {
+    echo
+    echo "${bold}\$ $(show "$@")${off}"
+    "$@"
+    local rc=$?
+    echo "${dim}(exit status $rc)${off}"
+    return 0
+}
+
+echo "${bold}shoal demo${off}: SHOAL_HOME=$SHOAL_HOME"
+step shoal cluster up -n 8 || exit 1
+shoal cluster status >/dev/null 2>&1 || { echo "the cluster did not start"; exit 1; }
+
+step shoal run -w 'node[1-8]' -b -- uname -a
+echo "${dim}# every node writes its name into its own /tmp, then node3 and node6 fail:${off}"
+step shoal run -w 'node[1-8]' -- 'hostname > /tmp/whoami; case $(cat /tmp/whoami) in node3|node6) echo "disk check failed on $(hostname)" >&2; exit 2;; *) echo ok;; esac'
+echo "${dim}# a 1-second time limit: node[1-2] sleep 5 s and are killed, the rest finish${off}"
+step shoal run -w 'node[1-8]' -t 1 -- 'case $(hostname) in node1|node2) sleep 5;; esac; echo done'
+step shoal ping -w 'node[1-8]'
+step shoal facts -w 'node[1-8]'

@@ -1,0 +1,206 @@
+"""Feeding a copy down the tree: the same code on the client and on agents.
+
+Each child subtree gets its own feeder task. It dials the child, sends the
+header, learns the offset the child already holds, then streams chunks read
+back from the local copy (the client's source or this agent's spool) up to
+what is available, then the end with the hash. A feeder holds one chunk at a
+time, so memory stays bounded and a slow child only slows its own subtree.
+
+When the stream to a child ends, any node of that subtree that has not
+reported is repaired: the child itself is reported (UNREACHABLE when it
+never answered or died, as it said otherwise), and each of its own child
+subtrees with unreported nodes is adopted here, by a new feeder that resumes
+from the offset the grandchild already holds. One dead relay therefore never
+costs its subtree, and only the dead node is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from shoal.core.wire import fpb, frpc, pb
+
+DEFAULT_STALL = 10.0  # seconds without progress before a child is taken for dead
+ABORT_GRACE = 3.0  # seconds feeders get to pass an abort on before being cancelled
+
+# Dial a child: returns a ready channel or raises ConnectionError (the
+# channel cache and TLS live with the caller).
+Dialer = Callable[[pb.Subtree, float], Awaitable[grpc.aio.Channel]]
+
+
+class Origin(Protocol):
+    """Where a feeder reads the stream from."""
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Bytes at offset (waits until written); b"" at the verified end."""
+        ...
+
+    def end(self) -> fpb.CopyEnd:
+        """The end message; valid once read() has returned b"" once."""
+        ...
+
+
+def subtree_names(tree: pb.Subtree) -> list[str]:
+    out = [tree.name]
+    for c in tree.children:
+        out.extend(subtree_names(c))
+    return out
+
+
+def result_event(node: str, state: int, reason: str = "", start_ns: int = 0) -> fpb.CopyEvent:
+    now = time.time_ns()
+    res = pb.Result(state=state, reason=reason)  # type: ignore[arg-type]
+    res.timing.start_ns = start_ns or now
+    res.timing.end_ns = now
+    return fpb.CopyEvent(event=pb.TaskEvent(node=node, result=res))
+
+
+@dataclass
+class Feed:
+    """Everything feeders of one transfer on one level share."""
+
+    header: fpb.CopyHeader  # template: tree is replaced per child
+    origin: Origin
+    dial: Dialer
+    out: asyncio.Queue[fpb.CopyEvent]
+    reported: set[str] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    aborted: str | None = None
+    sent: dict[str, int] = field(default_factory=dict)  # child -> bytes sent (progress)
+    _reading: set[asyncio.Future[bytes]] = field(default_factory=set)
+
+    def start(self, child: pb.Subtree) -> None:
+        task = asyncio.create_task(self._feed(child), name=f"feed-{child.name}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def wait(self) -> None:
+        """Until every feeder, including adopted ones, has finished."""
+        # asyncio.wait, not gather: cancelling the waiter must not cancel the
+        # feeders, which still have to pass an abort on.
+        while self.tasks:
+            await asyncio.wait(list(self.tasks))
+
+    async def abort(self, reason: str) -> None:
+        """Tell every child to drop its spool now (Ctrl-C), then stop.
+
+        Each feeder sends the abort on its own call (gRPC allows one writer):
+        a feeder waiting for data is woken by cancelling that wait only.
+        """
+        self.aborted = reason
+        for fut in list(self._reading):
+            fut.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=ABORT_GRACE)
+        for t in list(self.tasks):
+            t.cancel()
+
+    async def _emit(self, ev: fpb.CopyEvent) -> None:
+        if ev.HasField("event") and ev.event.HasField("result"):
+            if ev.event.node in self.reported:
+                return  # a resumed node reports again: the first word stands
+            self.reported.add(ev.event.node)
+        await self.out.put(ev)
+
+    async def _feed(self, child: pb.Subtree) -> None:
+        started = time.time_ns()
+        timeout = self.header.connect_timeout or 5.0
+        reason, state = "", pb.STATE_UNREACHABLE
+        try:
+            channel = await self.dial(child, timeout)
+        except ConnectionError as e:
+            reason = str(e)
+            state = getattr(e, "state", pb.STATE_UNREACHABLE)
+        else:
+            reason = await self._stream(channel, child)
+        if self.aborted is not None:
+            return
+        # Repair: report the child if it said nothing, adopt what is left under it.
+        if child.name not in self.reported:
+            await self._emit(result_event(child.name, state, reason, started))
+        for grandchild in child.children:
+            if any(n not in self.reported for n in subtree_names(grandchild)):
+                self.start(grandchild)
+
+    async def _stream(self, channel: grpc.aio.Channel, child: pb.Subtree) -> str:
+        """Run one Copy call to child; returns why it ended early ("" if cleanly)."""
+        stub = frpc.FilesStub(channel)
+        header = fpb.CopyHeader()
+        header.CopyFrom(self.header)
+        header.tree.CopyFrom(child)
+        call = stub.Copy()
+        reader: asyncio.Task[str] | None = None
+        stall = self.header.stall_timeout or DEFAULT_STALL
+
+        async def write(msg: fpb.CopyMessage) -> None:
+            # A partitioned child sends no RST: without this its subtree would wait
+            # for TCP keepalive. A slow child still completes writes, only later.
+            await asyncio.wait_for(call.write(msg), stall)
+
+        try:
+            await write(fpb.CopyMessage(header=header))
+            first = await asyncio.wait_for(call.read(), stall)
+            if first is grpc.aio.EOF or not first.HasField("resume_offset"):
+                return "relay refused the transfer"
+            offset = first.resume_offset
+            reader = asyncio.create_task(self._relay_events(call))
+            size = header.chunk_size or 512 * 1024
+            while not reader.done() and self.aborted is None:
+                data = await self._read(offset, size)
+                if data is None or not data:
+                    break
+                await write(fpb.CopyMessage(chunk=fpb.CopyChunk(offset=offset, data=data)))
+                offset += len(data)
+                self.sent[child.name] = offset
+            if reader.done():
+                pass
+            elif self.aborted is not None:
+                await write(fpb.CopyMessage(abort=fpb.CopyAbort(reason=self.aborted)))
+                await call.done_writing()
+            else:
+                await write(fpb.CopyMessage(end=self.origin.end()))
+                await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the call is over; the reader drains what the child said before
+        except TimeoutError:
+            call.cancel()
+            if reader is not None:
+                reader.cancel()
+            return f"no progress for {stall:g}s (link cut or node hung)"
+        except BaseException:  # our origin failed or we were cancelled: stop the child
+            call.cancel()
+            if reader is not None:
+                reader.cancel()
+            raise
+        return await reader if reader is not None else "relay lost before answering"
+
+    async def _read(self, offset: int, size: int) -> bytes | None:
+        """origin.read, or None when abort() interrupted the wait."""
+        fut = asyncio.ensure_future(self.origin.read(offset, size))
+        self._reading.add(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self.aborted is None or (me is not None and me.cancelling()):
+                raise
+            return None
+        finally:
+            self._reading.discard(fut)
+
+    async def _relay_events(self, call: Any) -> str:
+        """Merge the child's events into ours; returns why the stream ended early."""
+        try:
+            while (ev := await call.read()) is not grpc.aio.EOF:
+                await self._emit(ev)
+        except grpc.aio.AioRpcError as e:
+            return f"relay lost: {e.details() or e.code().name}"
+        except asyncio.InvalidStateError:
+            return "relay lost"
+        return "relay ended before reporting"

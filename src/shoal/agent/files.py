@@ -1,0 +1,324 @@
+"""The agent's Files service: receive a broadcast (Copy) and serve gathers (Fetch).
+
+Copy: the first message is a header naming this node's subtree. The agent
+answers with the offset it already holds for that transfer (0 when new, more
+when an ancestor adopts it after its relay died), writes the chunks that
+follow to its spool, and feeds its children from the spool as it goes (see
+copyrelay). Its own result is sent once the end-to-end hash matched and the
+destination is in place; the stream closes when every node below has
+reported.
+
+A transfer whose upstream breaks before the end keeps its spool for
+ADOPT_WINDOW seconds, waiting for an ancestor to resume it, then removes it.
+An explicit abort (the user pressed Ctrl-C) removes it at once. A node that
+cannot write (destination missing, not writable, disk full) reports FAILED
+with the reason and closes its stream, so its parent adopts its children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from shoal.agent.copyrelay import Dialer, Feed, result_event
+from shoal.agent.source import DEFAULT_CHUNK, open_source
+from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
+from shoal.core.wire import fpb, frpc, pb
+from shoal.errors import ShoalError
+
+log = logging.getLogger("shoal.agent.files")
+
+ADOPT_WINDOW = 30.0  # seconds a broken transfer waits to be resumed
+EVENT_QUEUE = 64  # results buffered per Copy call (back-pressure beyond)
+
+
+@dataclass(eq=False)
+class Call:
+    """One Copy call's moving parts, so a newer call can take the transfer over."""
+
+    receiver: asyncio.Task[None]
+    feed: Feed
+
+    def stop(self) -> None:
+        self.receiver.cancel()
+        for task in list(self.feed.tasks):
+            task.cancel()
+
+
+@dataclass
+class Transfer:
+    """This agent's state for one transfer, shared by successive Copy calls."""
+
+    spool: Spool
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+    end: fpb.CopyEnd | None = None
+    result: fpb.CopyEvent | None = None  # our own result, re-sent on resume
+    owner: Call | None = None  # the Copy call currently feeding this transfer
+    expiry: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+
+
+class SpoolOrigin:
+    """Feeds children from this agent's spool."""
+
+    def __init__(self, t: Transfer) -> None:
+        self.t = t
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return await self.t.spool.read(offset, size, complete=self.t.complete)
+
+    def end(self) -> fpb.CopyEnd:
+        assert self.t.end is not None
+        return self.t.end
+
+
+class FilesService(frpc.FilesServicer):
+    def __init__(self, dial: Dialer, root: Path = Path("/")) -> None:
+        """dial: see copyrelay. root: where absolute transfer paths start; "/" on
+        a real node, a per-node directory for local agents sharing one disk."""
+        self._dial = dial
+        self._root = root
+        self._transfers: dict[str, Transfer] = {}
+
+    def _local(self, path: str) -> str:
+        if self._root == Path("/"):
+            return path
+        return str(self._root / path.lstrip("/")) + ("/" if path.endswith("/") else "")
+
+    # -- Copy ------------------------------------------------------------------
+
+    async def Copy(
+        self, request_iterator: AsyncIterator[fpb.CopyMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[fpb.CopyEvent]:
+        first = await anext(request_iterator, None)
+        if first is None or not first.HasField("header"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Copy must start with a header")
+            return
+        h = first.header
+        me = h.tree.name
+        started = time.time_ns()
+        t = self._transfers.get(h.transfer_id)
+        if t is None:
+            try:
+                t = self._open(h)
+            except TransferError as e:
+                log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
+                yield fpb.CopyEvent(resume_offset=0)
+                yield result_event(me, pb.STATE_FAILED, e.message, started)
+                return  # our parent adopts our children
+        else:
+            if t.owner is not None:
+                t.owner.stop()  # a stale call from a relay that died: we take over
+                t.owner = None
+            if t.expiry is not None:
+                t.expiry.cancel()
+                t.expiry = None
+        log.info(
+            "copy %s to %s: from offset %d, %d child(ren)",
+            h.transfer_id[:8],
+            t.spool.target,
+            t.spool.offset,
+            len(h.tree.children),
+        )
+        yield fpb.CopyEvent(resume_offset=t.spool.offset)
+        if t.result is not None:
+            yield t.result
+
+        out: asyncio.Queue[fpb.CopyEvent] = asyncio.Queue(EVENT_QUEUE)
+        feed = Feed(header=h, origin=SpoolOrigin(t), dial=self._dial, out=out)
+        if t.result is not None:
+            feed.reported.add(me)
+        for child in h.tree.children:
+            feed.start(child)
+        receiver = asyncio.create_task(self._receive(request_iterator, t, feed, me, started))
+        call = t.owner = Call(receiver, feed)
+        # The generator's finally may run late (at garbage collection) when gRPC
+        # cancels it at a yield; the RPC's done callback always runs.
+        context.add_done_callback(lambda _ctx: self._rpc_done(h.transfer_id, t, call))
+        clean = False
+        try:
+            while True:
+                getter = asyncio.ensure_future(out.get())
+                pending = {getter, receiver, *feed.tasks} if feed.tasks else {getter, receiver}
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                if receiver.done():
+                    if receiver.cancelled():
+                        break  # superseded by a newer call for this transfer
+                    failed = receiver.exception() or (t.spool.failed is not None)
+                    if failed:  # our own copy failed: stop feeding, let the parent adopt
+                        for task in list(feed.tasks):
+                            task.cancel()
+                        await feed.wait()
+                        while not out.empty():
+                            yield out.get_nowait()
+                        break
+                    if not feed.tasks and out.empty():
+                        clean = True
+                        break
+        finally:
+            if not receiver.done():
+                receiver.cancel()
+            for task in list(feed.tasks):
+                task.cancel()
+            self._release(h.transfer_id, t, call, clean or feed.aborted is not None)
+
+    def _open(self, h: fpb.CopyHeader) -> Transfer:
+        meta = Meta(
+            name=h.name,
+            kind=h.kind,
+            size=h.size,
+            mode=h.mode,
+            mtime_ns=h.mtime_ns,
+            uid=h.uid,
+            gid=h.gid,
+            preserve=h.preserve,
+        )
+        if meta.kind not in ("file", "tar") or not meta.name or "/" in meta.name:
+            raise TransferError(f"bad copy header (kind {meta.kind!r}, name {meta.name!r})")
+        if not os.path.isabs(h.dest):
+            raise TransferError(f"destination {h.dest!r} is not absolute")
+        t = Transfer(Spool(resolve_target(self._local(h.dest), meta), meta, h.transfer_id))
+        self._transfers[h.transfer_id] = t
+        return t
+
+    async def _receive(
+        self,
+        requests: AsyncIterator[fpb.CopyMessage],
+        t: Transfer,
+        feed: Feed,
+        me: str,
+        started: int,
+    ) -> None:
+        """Write what the parent sends; send our own result when verified."""
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("kind")
+                if kind == "chunk":
+                    c = msg.chunk
+                    if c.offset + len(c.data) <= t.spool.offset:
+                        continue  # already held (a resume overlapped)
+                    if c.offset != t.spool.offset:
+                        raise TransferError(
+                            f"stream gap: got offset {c.offset}, hold {t.spool.offset}"
+                        )
+                    await t.spool.write(c.data)
+                elif kind == "end":
+                    if t.complete.is_set():
+                        continue
+                    await t.spool.finish(msg.end.xxh3_128)
+                    t.end = msg.end
+                    t.complete.set()
+                    await t.spool.notify()
+                    t.result = result_event(me, pb.STATE_OK, "", started)
+                    await feed.out.put(t.result)
+                    feed.reported.add(me)
+                elif kind == "abort":
+                    log.info("copy %s: aborted (%s)", t.spool.transfer_id[:8], msg.abort.reason)
+                    await feed.abort(msg.abort.reason or "aborted")
+                    await t.spool.fail(f"aborted: {msg.abort.reason}")
+                    return
+        except TransferError as e:
+            await t.spool.fail(e.message)
+            t.result = result_event(me, pb.STATE_FAILED, e.message, started)
+            await feed.out.put(t.result)
+            feed.reported.add(me)
+            raise
+
+    def _rpc_done(self, tid: str, t: Transfer, call: Call) -> None:
+        finished = call.feed.aborted is not None or (t.complete.is_set() and not call.feed.tasks)
+        call.stop()
+        self._release(tid, t, call, finished)
+
+    def _release(self, tid: str, t: Transfer, call: Call, finished: bool) -> None:
+        """Once per call (the first of the generator's finally and the RPC's end)."""
+        log.debug(
+            "copy %s: call ended (finished=%s, failed=%s, owner=%s)",
+            tid[:8],
+            finished,
+            t.spool.failed,
+            t.owner is call,
+        )
+        if t.owner is not call:
+            return  # a newer call owns the transfer now
+        t.owner = None
+        if finished or t.spool.failed is not None:
+            self._drop(tid)
+            return
+        # May run from gRPC's done callback: use the loop the transfer lives on.
+        t.expiry = t.loop.call_later(ADOPT_WINDOW, self._expire, tid)
+
+    def _expire(self, tid: str) -> None:
+        t = self._transfers.get(tid)
+        if t is None or t.owner is not None:
+            return
+        log.info(
+            "copy %s: not resumed within %.0fs, removing %s", tid[:8], ADOPT_WINDOW, t.spool.part
+        )
+        t.spool.discard("not resumed")
+        self._drop(tid)
+
+    def _drop(self, tid: str) -> None:
+        t = self._transfers.pop(tid, None)
+        if t is None:
+            return
+        if not t.complete.is_set():
+            t.spool.discard("transfer ended")
+        t.spool.close()
+
+    async def close(self) -> None:
+        """On shutdown: no transfer is left half-written."""
+        for tid in list(self._transfers):
+            t = self._transfers[tid]
+            if not t.complete.is_set():
+                await t.spool.fail("agent stopped")
+            self._drop(tid)
+
+    # -- Fetch -----------------------------------------------------------------
+
+    async def Fetch(
+        self, request: fpb.FetchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[fpb.FetchChunk]:
+        try:
+            if not os.path.isabs(request.path):
+                raise TransferError(f"path {request.path!r} is not absolute")
+            src = open_source(
+                self._local(request.path),
+                recursive=request.recursive,
+                chunk_size=request.chunk_size or DEFAULT_CHUNK,
+            )
+        except ShoalError as e:
+            yield fpb.FetchChunk(error=pb.Result(state=pb.STATE_FAILED, reason=e.message))
+            return
+        m = src.meta
+        yield fpb.FetchChunk(
+            header=fpb.CopyHeader(
+                name=m.name,
+                kind=m.kind,
+                size=m.size,
+                mode=m.mode,
+                mtime_ns=m.mtime_ns,
+                uid=m.uid,
+                gid=m.gid,
+                chunk_size=src.chunk_size,
+            )
+        )
+        try:
+            for chunk in src.chunks():
+                yield fpb.FetchChunk(data=chunk)
+        except OSError as e:
+            yield fpb.FetchChunk(
+                error=pb.Result(state=pb.STATE_FAILED, reason=f"reading {request.path}: {e}")
+            )
+            return
+        yield fpb.FetchChunk(end=fpb.CopyEnd(xxh3_128=src.digest, size=src.sent))

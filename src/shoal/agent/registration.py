@@ -1,0 +1,274 @@
+"""The agent's side of the controller API: register with facts, then heartbeat.
+
+Speaks HTTPS with the agent's own identity (mutual TLS, cluster CA). Facts
+come from psutil plus cloud metadata when a metadata service answers within
+a short timeout (Alibaba Cloud, AWS IMDSv2, GCP, Azure); each base URL is a
+setting so tests point them at local servers.
+
+Also runnable as a tiny stand-alone agent (``python -m shoal.agent.registration``)
+used by the controller's ``local`` provider until the full agent is wired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.core.tls import Identity
+
+log = logging.getLogger("shoal.agent.registration")
+
+
+@dataclass
+class MetadataEndpoints:
+    alibaba: str | None = "http://100.100.100.200"
+    aws: str | None = "http://169.254.169.254"
+    gcp: str | None = "http://metadata.google.internal"
+    azure: str | None = "http://169.254.169.254"
+    timeout: float = 0.5
+
+    @classmethod
+    def from_env(cls) -> MetadataEndpoints:
+        """SHOAL_METADATA_<CLOUD>=URL overrides, ``off`` disables; SHOAL_METADATA=off: none."""
+        if os.environ.get("SHOAL_METADATA") == "off":
+            return cls(None, None, None, None)
+        m = cls()
+        for k in ("alibaba", "aws", "gcp", "azure"):
+            v = os.environ.get(f"SHOAL_METADATA_{k.upper()}")
+            if v:
+                setattr(m, k, None if v == "off" else v.rstrip("/"))
+        return m
+
+
+def local_facts(name: str) -> dict[str, Any]:
+    import psutil
+
+    itfs = []
+    for ifname, addrs in psutil.net_if_addrs().items():
+        mac, ips = None, []
+        for a in addrs:
+            if a.family == psutil.AF_LINK:
+                mac = a.address
+            elif a.family in (socket.AF_INET, socket.AF_INET6):
+                ips.append(a.address.split("%")[0])
+        itfs.append({"name": ifname, "mac": mac, "addresses": ips})
+    return {
+        "name": name,
+        "hostname": socket.gethostname(),
+        "cpus_logical": psutil.cpu_count(logical=True),
+        "cpus_physical": psutil.cpu_count(logical=False),
+        "memory": psutil.virtual_memory().total,
+        "interfaces": itfs,
+        "os": _os_release(),
+        "kernel": platform.release(),
+        "boot_time": psutil.boot_time(),
+    }
+
+
+def _os_release() -> str:
+    try:
+        for line in open("/etc/os-release").read().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+async def cloud_metadata(ep: MetadataEndpoints) -> dict[str, str]:
+    """Instance id, private IP etc. from the first metadata service that answers."""
+    import httpx
+
+    async def alibaba(c: httpx.AsyncClient) -> dict[str, str]:
+        b = f"{ep.alibaba}/latest/meta-data"
+        out = {"cloud": "alibaba"}
+        for k, p in (
+            ("instance_id", "instance-id"),
+            ("private_ip", "private-ipv4"),
+            ("region", "region-id"),
+            ("instance_type", "instance/instance-type"),
+        ):
+            r = await c.get(f"{b}/{p}")
+            if r.status_code == 200:
+                out[k] = r.text.strip()
+        if "instance_id" not in out:
+            raise ValueError("no instance id")
+        return out
+
+    async def aws(c: httpx.AsyncClient) -> dict[str, str]:
+        t = await c.put(
+            f"{ep.aws}/latest/api/token",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+        )
+        t.raise_for_status()
+        h = {"X-aws-ec2-metadata-token": t.text}
+        out = {"cloud": "aws"}
+        for k, p in (
+            ("instance_id", "instance-id"),
+            ("private_ip", "local-ipv4"),
+            ("instance_type", "instance-type"),
+            ("zone", "placement/availability-zone"),
+        ):
+            r = await c.get(f"{ep.aws}/latest/meta-data/{p}", headers=h)
+            if r.status_code == 200:
+                out[k] = r.text.strip()
+        if "instance_id" not in out:
+            raise ValueError("no instance id")
+        return out
+
+    async def gcp(c: httpx.AsyncClient) -> dict[str, str]:
+        h = {"Metadata-Flavor": "Google"}
+        b = f"{ep.gcp}/computeMetadata/v1/instance"
+        r = await c.get(f"{b}/id", headers=h)
+        r.raise_for_status()
+        out = {"cloud": "gcp", "instance_id": r.text.strip()}
+        for k, p in (
+            ("zone", "zone"),
+            ("instance_type", "machine-type"),
+            ("private_ip", "network-interfaces/0/ip"),
+        ):
+            r = await c.get(f"{b}/{p}", headers=h)
+            if r.status_code == 200:
+                out[k] = r.text.strip().rsplit("/", 1)[-1]
+        return out
+
+    async def azure(c: httpx.AsyncClient) -> dict[str, str]:
+        r = await c.get(
+            f"{ep.azure}/metadata/instance",
+            params={"api-version": "2021-02-01"},
+            headers={"Metadata": "true"},
+        )
+        r.raise_for_status()
+        d = r.json()["compute"]
+        out = {
+            "cloud": "azure",
+            "instance_id": str(d["vmId"]),
+            "instance_type": str(d.get("vmSize", "")),
+            "zone": str(d.get("location", "")),
+        }
+        return out
+
+    probes = [
+        (f, u)
+        for f, u in ((alibaba, ep.alibaba), (gcp, ep.gcp), (azure, ep.azure), (aws, ep.aws))
+        if u
+    ]
+    if not probes:
+        return {}
+    async with httpx.AsyncClient(timeout=ep.timeout, trust_env=False) as c:
+        for fn, _ in probes:
+            try:
+                return await asyncio.wait_for(fn(c), ep.timeout * 4)
+            except Exception:
+                continue
+    return {}
+
+
+async def collect_facts(name: str, ep: MetadataEndpoints | None = None) -> dict[str, Any]:
+    facts = local_facts(name)
+    extra = await cloud_metadata(ep or MetadataEndpoints.from_env())
+    if extra:
+        facts["extra"] = extra
+    return facts
+
+
+def _client(controller_url: str, identity: Identity | None, timeout: float = 10.0) -> Any:
+    import ssl
+
+    import httpx
+
+    if identity is None or controller_url.startswith("http://"):
+        return httpx.AsyncClient(base_url=controller_url, timeout=timeout, trust_env=False)
+    ctx = ssl.create_default_context(cafile=str(identity.ca_cert))
+    ctx.load_cert_chain(str(identity.cert), str(identity.key))
+    return httpx.AsyncClient(base_url=controller_url, verify=ctx, timeout=timeout, trust_env=False)
+
+
+@dataclass
+class RegistrationState:
+    registered: bool = False
+    heartbeats: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def run_registration(
+    controller_url: str,
+    identity: Identity | None,
+    name: str,
+    interval: float,
+    stop_event: asyncio.Event,
+    pool: str | None = None,
+    metadata: MetadataEndpoints | None = None,
+    state: RegistrationState | None = None,
+) -> RegistrationState:
+    """Register (retrying with back-off), then heartbeat every ``interval`` until stopped.
+
+    A 404 on heartbeat (the controller forgot us) triggers a new registration.
+    """
+    st = state or RegistrationState()
+    facts = await collect_facts(name, metadata)
+    headers = {"x-shoal-name": name}
+    delay = 1.0
+    async with _client(controller_url, identity) as c:
+        while not stop_event.is_set():
+            try:
+                if not st.registered:
+                    r = await c.post(
+                        "/v1/register",
+                        json={"name": name, "pool": pool, "facts": facts},
+                        headers=headers,
+                    )
+                    r.raise_for_status()
+                    st.registered = True
+                    delay = 1.0
+                else:
+                    r = await c.post("/v1/heartbeat", json={"name": name}, headers=headers)
+                    if r.status_code == 404:
+                        st.registered = False
+                        continue
+                    r.raise_for_status()
+                    st.heartbeats += 1
+                wait = interval
+            except Exception as e:
+                st.errors.append(f"{type(e).__name__}: {e}"[:200])
+                del st.errors[:-20]
+                wait = delay
+                delay = min(delay * 2, 30.0)
+            try:
+                await asyncio.wait_for(stop_event.wait(), wait)
+            except TimeoutError:
+                pass
+    return st
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import signal
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description="register with a shoal controller and heartbeat")
+    p.add_argument("--controller", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--tls-dir", type=Path)
+    p.add_argument("--interval", type=float, default=10.0)
+    p.add_argument("--pool")
+    a = p.parse_args(argv)
+    ident = Identity.in_dir(a.tls_dir, a.name) if a.tls_dir else None
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_registration(a.controller, ident, a.name, a.interval, stop, a.pool)
+
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""One node's copy of one broadcast: received bytes land in a temporary file
+next to the destination, are hashed as they arrive, and become the
+destination only after the end-to-end hash matches.
+
+The spool is also the read-back source for this node's children: a child
+feeder reads from the spool up to what has been written, so a slow child is
+served from the page cache instead of holding chunks in memory, and an
+adopted child resumes from any offset it reached. Memory per child is
+therefore one chunk, whatever the file size or the speed mix.
+
+A transfer is either a single file (the spool is renamed into place) or a
+directory streamed as a tar archive (extracted into a temporary directory
+next to the destination, then swapped in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import xxhash
+
+from shoal.errors import ShoalError
+
+PART_SUFFIX = ".shoal-part"
+
+
+class TransferError(ShoalError):
+    """This node cannot complete the transfer; the reason is reported for it alone."""
+
+
+def new_hasher() -> xxhash.xxh3_128:
+    return xxhash.xxh3_128()
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the sender says about the source."""
+
+    name: str  # basename of the source
+    kind: str  # "file" or "tar"
+    size: int = -1  # total stream size when known
+    mode: int = 0o644
+    mtime_ns: int = 0
+    uid: int = -1
+    gid: int = -1
+    preserve: bool = False  # apply mode/mtime (and owner when root)
+
+
+def resolve_target(dest: str, meta: Meta) -> Path:
+    """Where the copy lands on this node (cp semantics).
+
+    A file: DEST/NAME when DEST ends with '/' or is an existing directory,
+    else DEST. A directory: DEST/NAME when DEST is an existing directory, else
+    DEST. A file never replaces a directory.
+    """
+    if not dest:
+        raise TransferError("empty destination path")
+    path = Path(dest)
+    if dest.endswith("/") and not path.is_dir():
+        raise TransferError(f"destination directory {dest} does not exist")
+    target = path / meta.name if path.is_dir() else path
+    if meta.kind == "file" and target.is_dir():
+        raise TransferError(f"{target} is a directory")
+    if not target.parent.is_dir():
+        raise TransferError(f"{target.parent} does not exist")
+    return target
+
+
+class Spool:
+    """Receive one transfer on this node; see the module docstring."""
+
+    def __init__(self, target: Path, meta: Meta, transfer_id: str) -> None:
+        self.target = target
+        self.meta = meta
+        self.transfer_id = transfer_id
+        self.part = target.with_name(f".{target.name}.{transfer_id[:12]}{PART_SUFFIX}")
+        self.offset = 0  # bytes written to the spool
+        self.done = False  # the sender's stream is complete and verified
+        self.failed: str | None = None
+        self._hash = new_hasher()
+        self._changed = asyncio.Condition()
+        try:
+            self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise TransferError(f"cannot create {self.part}: {e.strerror}") from e
+
+    # -- receiving -----------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        """Append data; on a disk error the spool is removed and TransferError raised."""
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as e:
+            reason = "disk full" if e.errno == errno.ENOSPC else e.strerror
+            await self.fail(f"writing {self.part}: {reason}")
+            raise TransferError(f"{self.target}: {reason}") from e
+        self._hash.update(data)
+        self.offset += len(data)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def finish(self, expected_hash: str) -> None:
+        """Verify the whole stream and put it in place; on any failure nothing is left."""
+        try:
+            got = self._hash.hexdigest()
+            if got != expected_hash:
+                raise TransferError(
+                    f"checksum mismatch for {self.target} (got {got}, sent {expected_hash})"
+                )
+            if self.meta.size >= 0 and self.offset != self.meta.size:
+                raise TransferError(
+                    f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
+                )
+            os.fsync(self._fd)
+            if self.meta.kind == "file":
+                self._install_file()
+            else:
+                self._install_tree()
+        except TransferError as e:
+            await self.fail(e.message)
+            raise
+        except OSError as e:
+            await self.fail(f"installing {self.target}: {e.strerror}")
+            raise TransferError(f"installing {self.target}: {e.strerror}") from e
+        self.done = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _apply_meta(self, path: Path, fd: int | None = None) -> None:
+        m = self.meta
+        if not m.preserve:
+            return
+        if os.geteuid() == 0 and m.uid >= 0:
+            os.chown(fd if fd is not None else path, m.uid, m.gid)
+        os.chmod(fd if fd is not None else path, m.mode & 0o7777)
+        if m.mtime_ns:
+            os.utime(fd if fd is not None else path, ns=(m.mtime_ns, m.mtime_ns))
+
+    def _install_file(self) -> None:
+        if self.meta.preserve:
+            self._apply_meta(self.part, self._fd)
+        else:
+            os.fchmod(self._fd, 0o666 & ~_umask())
+        os.replace(self.part, self.target)
+        # The open fd still reads the same inode: children keep being fed.
+        self.part = self.target
+
+    def _install_tree(self) -> None:
+        tmpdir = self.target.with_name(f".{self.target.name}.{self.transfer_id[:12]}.shoal-dir")
+        try:
+            with open(self.part, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+                tar.extractall(tmpdir, filter=_tar_filter(self.meta.preserve))
+            root = tmpdir / self.meta.name
+            if not root.is_dir():
+                raise TransferError(f"archive for {self.target} has no top directory")
+            if self.target.is_dir() and not self.target.is_symlink():
+                old = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex[:8]}.old")
+                os.rename(self.target, old)
+                os.rename(root, self.target)
+                shutil.rmtree(old, ignore_errors=True)
+            elif self.target.exists() or self.target.is_symlink():
+                raise TransferError(f"{self.target} exists and is not a directory")
+            else:
+                os.rename(root, self.target)
+        except tarfile.TarError as e:
+            raise TransferError(f"bad archive for {self.target}: {e}") from e
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def discard(self, reason: str) -> None:
+        """Give up: remove the temporary file (the destination is never touched)."""
+        if self.failed is None:
+            self.failed = reason
+        if self.part != self.target:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.part)
+
+    async def fail(self, reason: str) -> None:
+        """discard(), and wake waiting readers so they see the failure."""
+        self.discard(reason)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        if self.meta.kind == "tar" and self.done and self.part != self.target:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.part)
+
+    # -- feeding children ----------------------------------------------------
+
+    async def read(self, offset: int, size: int, *, complete: asyncio.Event) -> bytes:
+        """Up to size bytes from offset; waits for them to be written.
+
+        Returns b"" at the end of a stream that `complete` marks as fully
+        received. Raises TransferError if this spool failed.
+        """
+        while True:
+            if self.failed is not None:
+                raise TransferError(self.failed)
+            if offset < self.offset:
+                return os.pread(self._fd, min(size, self.offset - offset), offset)
+            if complete.is_set():
+                return b""
+            async with self._changed:
+                if offset >= self.offset and self.failed is None and not complete.is_set():
+                    await self._changed.wait()
+
+    async def notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _tar_filter(preserve: bool) -> Literal["tar", "data"]:
+    # "data" refuses absolute paths, links out of the tree and device files;
+    # "tar" additionally keeps modes and owners, which we want only with -p.
+    return "tar" if preserve else "data"
+
+
+def sweep(directory: Path) -> list[Path]:
+    """Remove spools a crashed agent left in directory; returns what was removed."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for p in directory.iterdir():
+            if p.name.startswith(".") and p.name.endswith(PART_SUFFIX):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed

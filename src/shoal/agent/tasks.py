@@ -1,0 +1,143 @@
+"""The local part of a task on one node: exec, ping, facts.
+
+Exec runs `/bin/sh -c CMD` in its own session (so its process group is the
+unit we kill), streams stdout and stderr in chunks through `emit` (which
+blocks when the consumer is slow, so a command printing gigabytes is paused
+by its full pipe instead of filling memory), and on time-out, cancellation or
+agent shutdown kills the whole group. Live groups are tracked so shutdown can
+kill them even if a handler is never resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import socket
+import time
+
+from shoal import __version__
+from shoal.agent.relay import Emit, result_event
+from shoal.core.wire import pb
+
+CHUNK = 64 * 1024
+LIVE_GROUPS: set[int] = set()
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def kill_all() -> None:
+    for pgid in list(LIVE_GROUPS):
+        kill_group(pgid)
+
+
+async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
+    start = time.time_ns()
+    env = {**os.environ, **dict(task.env)}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            task.command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=task.cwd or None,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as e:
+        await emit(result_event(node, pb.STATE_FAILED, f"cannot start: {e}", start, 127))
+        return
+    LIVE_GROUPS.add(proc.pid)
+
+    async def pump(stream: asyncio.StreamReader | None, kind: int) -> None:
+        assert stream is not None
+        while chunk := await stream.read(CHUNK):
+            out = pb.Output(stream=kind, data=chunk)  # type: ignore[arg-type]
+            await emit(pb.TaskEvent(node=node, output=out))
+
+    async def complete() -> None:
+        await asyncio.gather(
+            pump(proc.stdout, pb.Output.STDOUT), pump(proc.stderr, pb.Output.STDERR)
+        )
+        await proc.wait()
+
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(complete(), task.timeout if task.timeout > 0 else None)
+        except TimeoutError:
+            timed_out = True
+    finally:
+        # Time-out, cancellation (caller gone) or shutdown: nothing survives.
+        if timed_out or proc.returncode is None:
+            kill_group(proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.shield(proc.wait())
+        LIVE_GROUPS.discard(proc.pid)
+    code = proc.returncode if proc.returncode is not None else -9
+    if timed_out:
+        await emit(
+            result_event(node, pb.STATE_TIMEOUT, f"killed after {task.timeout:g}s", start, code)
+        )
+    elif code == 0:
+        await emit(result_event(node, pb.STATE_OK, "", start, 0))
+    else:
+        why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        await emit(result_event(node, pb.STATE_FAILED, why, start, code))
+
+
+async def run_ping(node: str, emit: Emit) -> None:
+    await emit(result_event(node, pb.STATE_OK, "", time.time_ns()))
+
+
+def _os_name() -> str:
+    try:
+        rel = platform.freedesktop_os_release()
+        return str(rel.get("PRETTY_NAME") or rel.get("NAME") or platform.system())
+    except OSError:
+        return platform.system()
+
+
+def collect_facts() -> pb.Facts:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    f = pb.Facts(
+        hostname=socket.gethostname(),
+        cpus_logical=psutil.cpu_count(logical=True) or 0,
+        cpus_physical=psutil.cpu_count(logical=False) or 0,
+        memory_total=vm.total,
+        memory_available=vm.available,
+        os=_os_name(),
+        kernel=platform.release(),
+        boot_time=int(psutil.boot_time()),
+        agent_version=__version__,
+    )
+    link = getattr(psutil, "AF_LINK", socket.AF_PACKET)
+    for name, addrs in sorted(psutil.net_if_addrs().items()):
+        iface = f.interfaces.add(name=name)
+        for a in addrs:
+            if a.family == link:
+                iface.mac = a.address
+            elif a.family in (socket.AF_INET, socket.AF_INET6):
+                iface.addresses.append(a.address)
+    return f
+
+
+async def run_facts(node: str, emit: Emit) -> None:
+    start = time.time_ns()
+    try:
+        f = collect_facts()
+    except Exception as e:  # a fact source failing is this node's failure, not the agent's
+        await emit(result_event(node, pb.STATE_FAILED, f"facts: {e}", start))
+        return
+    await emit(pb.TaskEvent(node=node, facts=f))
+    await emit(result_event(node, pb.STATE_OK, "", start))

@@ -1,0 +1,51 @@
+"""`shoal ca`: the cluster certificate authority."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Create the cluster CA and issue certificates.", no_args_is_help=True)
+
+TlsDir = Annotated[
+    Path | None,
+    typer.Option("--dir", help="TLS directory [default: $SHOAL_HOME/tls]", show_default=False),
+]
+
+
+def _tls_dir(d: Path | None) -> Path:
+    from shoal.core.config import Settings
+
+    return d if d is not None else Settings.load().tls_dir
+
+
+@app.command("init")
+def init(
+    dir: TlsDir = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing CA.")] = False,
+) -> None:
+    """Create the cluster CA (ca.crt, ca.key) and a client certificate."""
+    from shoal.core import tls
+
+    d = _tls_dir(dir)
+    path = tls.init_ca(d, force=force)
+    ident = tls.issue(d, tls.CLIENT_NAME)
+    print(f"CA: {path}\nclient certificate: {ident.cert}")
+
+
+@app.command("issue")
+def issue(
+    name: Annotated[str, typer.Argument(help="Node or client name (the certificate's CN).")],
+    dir: TlsDir = None,
+    san: Annotated[
+        list[str] | None, typer.Option("--san", help="Extra DNS name or IP (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write NAME.crt/.key here.")] = None,
+) -> None:
+    """Issue a certificate for an agent or a client, signed by the cluster CA."""
+    from shoal.core import tls
+
+    ident = tls.issue(_tls_dir(dir), name, sans=san or [], out_dir=out)
+    print(f"{ident.cert}\n{ident.key}")

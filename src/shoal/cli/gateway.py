@@ -1,0 +1,75 @@
+"""`shoal gateway`: one Jobe REST API in front of many Jobe servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Serve the Jobe REST API in front of many Jobe servers.", no_args_is_help=True
+)
+
+
+@app.command("serve")
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML file with [[backend]].")],
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT [default: 127.0.0.1:8080]")] = None,
+    redis: Annotated[
+        str | None, typer.Option(help="Redis URL: share state with other gateways.")
+    ] = None,
+    balance: Annotated[
+        str | None, typer.Option(help="p2c (default), random or round-robin.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No access log.")] = False,
+) -> None:
+    """Run the gateway until interrupted."""
+    from shoal.gateway.config import load_config
+    from shoal.gateway.server import serve as run
+
+    cfg = load_config(config, listen=listen, redis=redis, balance=balance)
+    run(cfg, access_log=not quiet)
+
+
+@app.command("status")
+def status(
+    url: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8080",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the backends of a running gateway."""
+    import json
+
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+
+    from shoal.errors import ServiceError
+
+    try:
+        r = httpx.get(url.rstrip("/") + "/shoal/status", timeout=5)
+        r.raise_for_status()
+        data = r.json()
+    except (httpx.HTTPError, ValueError) as e:
+        raise ServiceError(f"cannot read status from gateway {url}: {e}") from e
+    if json_out:
+        print(json.dumps(data, indent=2))
+        return
+    t = Table(title=f"gateway {url}  balance={data['balance']}  queued={data['queued']}")
+    for col in ("backend", "state", "weight", "in flight", "runs", "ejections", "languages"):
+        t.add_column(col)
+    for b in data["backends"]:
+        state = "live" if b["live"] else f"ejected ({b['readmit_in']}s)"
+        t.add_row(
+            b["url"],
+            state,
+            f"{b['weight']:g}",
+            f"{b['outstanding']}/{b['capacity']}",
+            str(b["runs"]),
+            str(b["ejections"]),
+            ",".join(b["languages"]),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(t)

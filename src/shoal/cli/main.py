@@ -1,0 +1,46 @@
+"""Entry point: run the Typer app and turn ShoalError into one line + exit code.
+
+Keep this module and every cli/*.py light at import time: `shoal --version`
+must start in well under 150 ms, so heavy imports (grpc, ClusterShell,
+cryptography, databases) happen inside the commands.
+
+Typer reports its own usage errors (exit 2). Commands catch Ctrl-C
+themselves, cancel their work and raise Interrupted (exit 130).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shoal.cli.app import app
+    from shoal.errors import ShoalError
+
+    try:
+        app(args=argv, prog_name="shoal")
+    except ShoalError as e:
+        print(f"shoal: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BrokenPipeError:
+        return _closed_pipe()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    return 0
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (`| head`): stop quietly, as cat does."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet
+    return 141  # 128 + SIGPIPE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""`shoal nodes`: the controller's node registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Nodes known to the controller.", invoke_without_command=True)
+
+Ctl = Annotated[str | None, typer.Option("--controller", help="URL [$SHOAL_CONTROLLER_URL]")]
+Json = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Allow a plain-HTTP controller.")]
+
+
+def _gib(b: int | None) -> str:
+    return f"{b / 2**30:.1f} GiB" if b else "-"
+
+
+@app.callback()
+def nodes(
+    ctx: typer.Context,
+    controller: Ctl = None,
+    json: Json = False,
+    insecure: Insecure = False,
+    state: Annotated[str | None, typer.Option(help="Only nodes in this state.")] = None,
+) -> None:
+    """Table: name, state, CPUs, memory, address, last heartbeat."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from shoal.cli._ctlclient import ago, print_json, request
+
+    data = request(
+        "GET", "/v1/nodes", controller, insecure, params={"state": state} if state else {}
+    )
+    if json:
+        print_json(data)
+        return
+    t = Table("NAME", "STATE", "CPUS", "MEMORY", "ADDRESS", "HEARTBEAT", "POOL")
+    for n in data:
+        t.add_row(
+            n["name"],
+            n["state"],
+            str(n["cpus"] or "-"),
+            _gib(n["memory"]),
+            n["address"] or "-",
+            ago(n["last_heartbeat"]),
+            n["pool"],
+        )
+    Console().print(t)
+
+
+@app.command("show")
+def show(name: str, controller: Ctl = None, json: Json = False, insecure: Insecure = False) -> None:
+    """All facts and the node's event history."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shoal.cli._ctlclient import print_json, request
+
+    d = request("GET", f"/v1/nodes/{name}", controller, insecure)
+    if json:
+        print_json(d)
+        return
+    c = Console()
+    for k in (
+        "name",
+        "state",
+        "pool",
+        "address",
+        "cpus",
+        "memory",
+        "last_heartbeat",
+        "registered_at",
+        "created_at",
+        "generation",
+    ):
+        c.print(f"[bold]{k:15}[/] {d.get(k)}")
+    f = d.get("facts") or {}
+    for k, v in f.items():
+        if k == "interfaces":
+            for itf in v:
+                c.print(
+                    f"[bold]{'interface':15}[/] {itf.get('name')} {itf.get('mac') or ''}"
+                    f" {' '.join(itf.get('addresses') or [])}"
+                )
+        else:
+            c.print(f"[bold]{k:15}[/] {v}")
+    t = Table("WHEN", "EVENT", "FROM", "TO", "BY", "WHY", title="events")
+    for e in reversed(d["events"]):
+        t.add_row(e["at"][:19], e["kind"], e["from"] or "", e["to"] or "", e["actor"], e["reason"])
+    c.print(t)
+
+
+def _drain(
+    name: str, undo: bool, reason: str, controller: str | None, insecure: bool, json: bool
+) -> None:
+    from shoal.cli._ctlclient import print_json, request
+
+    d = request(
+        "POST",
+        f"/v1/nodes/{name}/{'undrain' if undo else 'drain'}",
+        controller,
+        insecure,
+        json={"reason": reason},
+    )
+    if json:
+        print_json(d)
+    else:
+        print(f"{d['name']}: {d['state']}")
+
+
+@app.command("drain")
+def drain(
+    name: str,
+    reason: Annotated[str, typer.Option()] = "",
+    controller: Ctl = None,
+    json: Json = False,
+    insecure: Insecure = False,
+) -> None:
+    """Take a node out of service (no watchdog action, no replacement)."""
+    _drain(name, False, reason, controller, insecure, json)
+
+
+@app.command("undrain")
+def undrain(
+    name: str,
+    reason: Annotated[str, typer.Option()] = "",
+    controller: Ctl = None,
+    json: Json = False,
+    insecure: Insecure = False,
+) -> None:
+    """Return a drained node to service."""
+    _drain(name, True, reason, controller, insecure, json)

@@ -1,0 +1,301 @@
+"""`shoal run`, `shoal ping`, `shoal facts`: fan-out through the agent tree.
+
+Exit status (every fan-out command): 0 when every node passed; otherwise the
+worst state that occurred: 4 UNREACHABLE/REFUSED > 3 TIMEOUT > 1 FAILED.
+2: bad node set or usage (nothing contacted); 5: certificates missing;
+130: interrupted (Ctrl-C cancels the work on every node).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from shoal.errors import Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from shoal.core.config import Settings
+    from shoal.fanout.client import Targets
+    from shoal.fanout.report import Report
+
+Nodes = Annotated[
+    list[str],
+    typer.Option("-w", "--nodes", help="Node set (ClusterShell syntax, @group); repeatable."),
+]
+Exclude = Annotated[
+    list[str] | None, typer.Option("-x", "--exclude", help="Node set to leave out; repeatable.")
+]
+Width = Annotated[
+    int | None, typer.Option("-W", "--width", help="Tree width [default: settings.width].")
+]
+Inv = Annotated[Path | None, typer.Option("--inventory", help="Inventory TOML file.")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Plain text, no TLS.")]
+ConnTimeout = Annotated[
+    float | None, typer.Option("--connect-timeout", help="Seconds per hop to connect [5].")
+]
+Lines = Annotated[bool, typer.Option("-l", "--lines", help="Gather; print per node in order.")]
+Json = Annotated[bool, typer.Option("--json", help="Gather; print one JSON document.")]
+
+
+def _quiet_grpc() -> None:
+    """Failure reasons reach the report; grpc's own handshake chatter would only
+    repeat them on stderr. Must run before grpc is imported."""
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _settings(inventory: Path | None, insecure: bool, connect_timeout: float | None) -> Settings:
+    from shoal.core.config import Settings
+
+    return Settings.load(
+        inventory=inventory, insecure=insecure or None, connect_timeout=connect_timeout
+    )
+
+
+def _drive(
+    task: Any,
+    targets: Targets,
+    settings: Settings,
+    width: int | None,
+    report: Report,
+    on_event: Any,
+) -> bool:
+    """Run the fan-out; returns True when interrupted by Ctrl-C (work cancelled)."""
+    import asyncio
+    import signal
+
+    from shoal.fanout.client import client_credentials, fan_out
+
+    creds = client_credentials(settings)
+    w = width if width is not None else settings.width
+    if w < 1:
+        raise UsageError("-W/--width must be at least 1")
+
+    async def main() -> bool:
+        me = asyncio.current_task()
+        assert me is not None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, me.cancel)
+        report.sent_ns = time.monotonic_ns()
+        try:
+            await fan_out(
+                task,
+                targets,
+                width=w,
+                credentials=creds,
+                connect_timeout=settings.connect_timeout,
+                on_event=on_event,
+            )
+        except asyncio.CancelledError:
+            return True
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+        return False
+
+    return asyncio.run(main())
+
+
+def _finish(report: Report, interrupted: bool) -> None:
+    if interrupted:
+        raise Interrupted(f"interrupted: cancelled on {len(report.missing())} node(s)")
+    report.finish("no result received")
+    code = report.exit_code()
+    if code:
+        raise typer.Exit(code)
+
+
+def _summary(report: Report) -> None:
+    for line in report.summary_lines():
+        print(line)
+    sys.stdout.flush()
+
+
+def run(
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    nodes: Nodes,
+    exclude: Exclude = None,
+    width: Width = None,
+    timeout: Annotated[
+        float, typer.Option("-t", "--timeout", help="Kill the command after S seconds (0: never).")
+    ] = 0.0,
+    lines: Lines = False,
+    blocks: Annotated[
+        bool, typer.Option("-b", "--blocks", help="Gather; identical outputs once (dshbak -c).")
+    ] = False,
+    json_out: Json = False,
+    env: Annotated[list[str] | None, typer.Option("--env", help="K=V added; repeatable.")] = None,
+    cwd: Annotated[str, typer.Option("--cwd", help="Working directory on the nodes.")] = "",
+    inventory: Inv = None,
+    insecure: Insecure = False,
+    connect_timeout: ConnTimeout = None,
+) -> None:
+    """Run a command on every node: `shoal run -w cn[1-8] -- uname -r`.
+
+    By default lines stream as they arrive, prefixed `node: `, and nothing is
+    kept. -l, -b and --json gather output: at most output_cap bytes (1 MiB by
+    default, SHOAL_OUTPUT_CAP) per node and stream are kept; the rest is
+    counted and noted as dropped. The summary ends every command.
+    Exit: 0 all passed, 1 FAILED, 3 TIMEOUT, 4 UNREACHABLE/REFUSED (worst wins),
+    2 bad node set, 5 no certificate, 130 Ctrl-C.
+    """
+    _quiet_grpc()
+    from shoal.core.wire import pb
+    from shoal.fanout.client import resolve
+    from shoal.fanout.report import LineStreamer, Report
+
+    if sum((lines, blocks, json_out)) > 1:
+        raise UsageError("-l, -b and --json exclude each other")
+    envd: dict[str, str] = {}
+    for kv in env or []:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--env {kv!r}: expected K=V")
+        envd[k] = v
+    if not command:
+        raise UsageError("no command given (shoal run -w NODES -- CMD…)")
+    settings = _settings(inventory, insecure, connect_timeout)
+    targets = resolve(nodes, exclude or [], settings)
+    gather = lines or blocks or json_out
+    report = Report(targets.nodes, settings.output_cap if gather else 0)
+    streamer = None if gather else LineStreamer()
+    task = pb.TaskRequest(
+        exec=pb.ExecTask(command=" ".join(command), env=envd, cwd=cwd, timeout=timeout)
+    )
+
+    def on_event(ev: Any) -> None:
+        r = report.add(ev)
+        if streamer is not None and r is not None:
+            if ev.HasField("output"):
+                streamer.feed(ev.node, ev.output.stream, ev.output.data)
+            elif ev.HasField("result"):
+                streamer.flush_node(ev.node)
+
+    interrupted = _drive(task, targets, settings, width, report, on_event)
+    if streamer is not None:
+        streamer.flush()
+    if not interrupted:
+        report.finish("no result received")
+    if lines:
+        report.render_lines(sys.stdout.buffer)
+    elif blocks:
+        report.render_blocks(sys.stdout.buffer)
+    sys.stdout.flush()
+    if json_out:
+        report.write_json(sys.stdout)
+    else:
+        _summary(report)
+    _finish(report, interrupted)
+
+
+def ping(
+    nodes: Nodes,
+    exclude: Exclude = None,
+    width: Width = None,
+    lines: Lines = False,
+    json_out: Json = False,
+    inventory: Inv = None,
+    insecure: Insecure = False,
+    connect_timeout: ConnTimeout = None,
+) -> None:
+    """Check that every node's agent answers; -l/--json show round-trip ms."""
+    _quiet_grpc()
+    from shoal.core.wire import pb
+    from shoal.fanout.client import resolve
+    from shoal.fanout.report import Report
+
+    settings = _settings(inventory, insecure, connect_timeout)
+    targets = resolve(nodes, exclude or [], settings)
+    report = Report(targets.nodes, 0)
+    interrupted = _drive(
+        pb.TaskRequest(ping=pb.PingTask()), targets, settings, width, report, report.add
+    )
+    if not interrupted:
+        report.finish("no result received")
+    if json_out:
+        report.write_json(sys.stdout)
+    else:
+        if lines:
+            for n in report.order:
+                r = report.nodes[n]
+                rtt = f" {r.rtt_ms:.1f} ms" if r.state == "PASS" and r.rtt_ms is not None else ""
+                why = f" ({r.reason})" if r.state != "PASS" and r.reason else ""
+                print(f"{n} [{r.state}]{rtt}{why}")
+        _summary(report)
+    _finish(report, interrupted)
+
+
+def facts(
+    nodes: Nodes,
+    exclude: Exclude = None,
+    width: Width = None,
+    json_out: Json = False,
+    inventory: Inv = None,
+    insecure: Insecure = False,
+    connect_timeout: ConnTimeout = None,
+) -> None:
+    """Hardware and OS facts of every node, as a table (or --json)."""
+    _quiet_grpc()
+    import json
+    from datetime import UTC, datetime
+
+    from google.protobuf.json_format import MessageToDict
+
+    from shoal.core.wire import pb
+    from shoal.fanout.client import resolve
+    from shoal.fanout.report import Report
+
+    settings = _settings(inventory, insecure, connect_timeout)
+    targets = resolve(nodes, exclude or [], settings)
+    report = Report(targets.nodes, 0)
+    interrupted = _drive(
+        pb.TaskRequest(facts=pb.FactsTask()), targets, settings, width, report, report.add
+    )
+    if not interrupted:
+        report.finish("no result received")
+    if json_out:
+        doc = report.to_json()
+        for n, d in doc["nodes"].items():
+            for k in ("stdout", "stderr", "stdout_dropped", "stderr_dropped"):
+                d.pop(k)
+            f = report.nodes[n].facts
+            d["facts"] = (
+                MessageToDict(f, preserving_proto_field_name=True) if f is not None else None
+            )
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(
+            "node", "hostname", "CPUs (log/phys)", "memory", "OS", "kernel", "boot", "addresses"
+        )
+        for n in report.order:
+            r = report.nodes[n]
+            f = r.facts
+            if f is None:
+                t.add_row(n, f"[{r.state}] {r.reason}", "", "", "", "", "", "")
+                continue
+            addrs = ", ".join(
+                f"{i.name}={'/'.join(i.addresses)}" for i in f.interfaces if i.addresses
+            )
+            boot = datetime.fromtimestamp(f.boot_time, UTC).strftime("%Y-%m-%d %H:%M")
+            t.add_row(
+                n,
+                f.hostname,
+                f"{f.cpus_logical}/{f.cpus_physical}",
+                f"{f.memory_total / 2**30:.1f} GiB",
+                f.os,
+                f.kernel,
+                boot,
+                addrs,
+            )
+        # piped: wide enough that nothing is cut for scripts and logs
+        Console(width=None if sys.stdout.isatty() else 240).print(t)
+        _summary(report)
+    _finish(report, interrupted)

@@ -1,0 +1,8 @@
+"""The wire: the versioned protobuf package shoal.v1 and its gRPC stubs."""
+
+from shoal.core.wire.shoal.v1 import agent_pb2 as pb
+from shoal.core.wire.shoal.v1 import agent_pb2_grpc as rpc
+from shoal.core.wire.shoal.v1 import files_pb2 as fpb
+from shoal.core.wire.shoal.v1 import files_pb2_grpc as frpc
+
+__all__ = ["fpb", "frpc", "pb", "rpc"]

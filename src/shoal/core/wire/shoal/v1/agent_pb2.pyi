@@ -1,0 +1,165 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATE_UNSPECIFIED: _ClassVar[State]
+    STATE_OK: _ClassVar[State]
+    STATE_FAILED: _ClassVar[State]
+    STATE_TIMEOUT: _ClassVar[State]
+    STATE_UNREACHABLE: _ClassVar[State]
+    STATE_REFUSED: _ClassVar[State]
+STATE_UNSPECIFIED: State
+STATE_OK: State
+STATE_FAILED: State
+STATE_TIMEOUT: State
+STATE_UNREACHABLE: State
+STATE_REFUSED: State
+
+class Subtree(_message.Message):
+    __slots__ = ("name", "address", "children")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    children: _containers.RepeatedCompositeFieldContainer[Subtree]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., children: _Optional[_Iterable[_Union[Subtree, _Mapping]]] = ...) -> None: ...
+
+class Timing(_message.Message):
+    __slots__ = ("start_ns", "end_ns")
+    START_NS_FIELD_NUMBER: _ClassVar[int]
+    END_NS_FIELD_NUMBER: _ClassVar[int]
+    start_ns: int
+    end_ns: int
+    def __init__(self, start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ...) -> None: ...
+
+class ExecTask(_message.Message):
+    __slots__ = ("command", "env", "cwd", "timeout")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    env: _containers.ScalarMap[str, str]
+    cwd: str
+    timeout: float
+    def __init__(self, command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+
+class PingTask(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FactsTask(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TaskRequest(_message.Message):
+    __slots__ = ("tree", "connect_timeout", "exec", "ping", "facts")
+    TREE_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    tree: Subtree
+    connect_timeout: float
+    exec: ExecTask
+    ping: PingTask
+    facts: FactsTask
+    def __init__(self, tree: _Optional[_Union[Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., exec: _Optional[_Union[ExecTask, _Mapping]] = ..., ping: _Optional[_Union[PingTask, _Mapping]] = ..., facts: _Optional[_Union[FactsTask, _Mapping]] = ...) -> None: ...
+
+class Output(_message.Message):
+    __slots__ = ("stream", "data")
+    class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STDOUT: _ClassVar[Output.Stream]
+        STDERR: _ClassVar[Output.Stream]
+    STDOUT: Output.Stream
+    STDERR: Output.Stream
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    stream: Output.Stream
+    data: bytes
+    def __init__(self, stream: _Optional[_Union[Output.Stream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Result(_message.Message):
+    __slots__ = ("state", "exit_code", "reason", "timing", "output_dropped")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    state: State
+    exit_code: int
+    reason: str
+    timing: Timing
+    output_dropped: int
+    def __init__(self, state: _Optional[_Union[State, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., output_dropped: _Optional[int] = ...) -> None: ...
+
+class Interface(_message.Message):
+    __slots__ = ("name", "mac", "addresses")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mac: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., mac: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Facts(_message.Message):
+    __slots__ = ("hostname", "cpus_logical", "cpus_physical", "memory_total", "memory_available", "interfaces", "os", "kernel", "boot_time", "agent_version", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    CPUS_LOGICAL_FIELD_NUMBER: _ClassVar[int]
+    CPUS_PHYSICAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    BOOT_TIME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    cpus_logical: int
+    cpus_physical: int
+    memory_total: int
+    memory_available: int
+    interfaces: _containers.RepeatedCompositeFieldContainer[Interface]
+    os: str
+    kernel: str
+    boot_time: int
+    agent_version: str
+    extra: _containers.ScalarMap[str, str]
+    def __init__(self, hostname: _Optional[str] = ..., cpus_logical: _Optional[int] = ..., cpus_physical: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., boot_time: _Optional[int] = ..., agent_version: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TaskEvent(_message.Message):
+    __slots__ = ("node", "output", "result", "facts")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    output: Output
+    result: Result
+    facts: Facts
+    def __init__(self, node: _Optional[str] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,67 @@
+"""One exception hierarchy for shoal. The CLI turns any ShoalError into a
+one-line message on stderr and the exit code it carries (documented in the
+README, "Exit status")."""
+
+from __future__ import annotations
+
+# Exit codes of every shoal command. For fan-out commands the worst state
+# that occurred wins: UNREACHABLE/REFUSED > TIMEOUT > FAILED.
+EXIT_OK = 0
+EXIT_FAILED = 1  # some node's command failed (non-zero status or local error)
+EXIT_USAGE = 2  # bad input; nothing ran
+EXIT_TIMEOUT = 3  # some node timed out
+EXIT_UNREACHABLE = 4  # some node could not be reached or refused us
+EXIT_CONFIG = 5  # configuration, certificate or state problem; nothing ran
+EXIT_SERVICE = 6  # a service shoal needs (database, controller, backend) failed
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class ShoalError(Exception):
+    """Base of every error shoal raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+class UsageError(ShoalError):
+    """The user asked for something malformed: nothing was started."""
+
+    exit_code = EXIT_USAGE
+
+
+class NodeSetError(UsageError):
+    """A malformed node set or an unknown @group."""
+
+
+class ConfigError(ShoalError):
+    """A configuration file, inventory or certificate is missing or invalid."""
+
+    exit_code = EXIT_CONFIG
+
+
+class TLSError(ConfigError):
+    """Certificates or keys are missing, unreadable or do not match."""
+
+
+class WireError(ShoalError):
+    """A peer sent something that does not follow shoal.v1."""
+
+
+class ServiceError(ShoalError):
+    """A service shoal depends on is unavailable or answered with an error."""
+
+    exit_code = EXIT_SERVICE
+
+
+class Interrupted(ShoalError):
+    """The user pressed Ctrl-C; the work was cancelled everywhere."""
+
+    exit_code = EXIT_INTERRUPTED

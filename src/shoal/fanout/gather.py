@@ -1,0 +1,139 @@
+"""The client side of `shoal gather`: fetch one path from every node into
+DEST/<name>.<node> (as clush --rcopy), verified and atomic, several nodes at
+a time.
+
+Gather is many-to-one: the client's downlink is the limit, so nodes are
+fetched directly (no relays) with at most `fan_in` transfers in flight.
+Each arrives in a spool next to its destination and is renamed into place
+only when its hash matches, so a node that fails mid-way leaves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from shoal.agent.copyrelay import Dialer
+from shoal.agent.spool import Meta, Spool, TransferError
+from shoal.core.wire import fpb, frpc, pb
+from shoal.errors import UsageError
+
+DEFAULT_FAN_IN = 8
+
+
+@dataclass
+class Gathered:
+    node: str
+    state: int
+    reason: str = ""
+    path: Path | None = None
+    size: int = 0
+    start_ns: int = 0
+    end_ns: int = 0
+
+
+def check_dest(dest: str) -> Path:
+    """The local directory results go to; created if missing. Raises UsageError."""
+    path = Path(dest)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{dest} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {dest}: {e.strerror}") from e
+    return path
+
+
+async def gather(
+    nodes: list[pb.Subtree],
+    path: str,
+    dest: Path,
+    dial: Dialer,
+    *,
+    recursive: bool = False,
+    preserve: bool = False,
+    fan_in: int = DEFAULT_FAN_IN,
+    connect_timeout: float = 5.0,
+    on_result: Callable[[Gathered], Awaitable[None]] | None = None,
+) -> list[Gathered]:
+    """Fetch path from each node (node-list order is kept in the result)."""
+    if not path.startswith("/"):
+        raise UsageError(f"{path!r} must be an absolute path on the nodes")
+    sem = asyncio.Semaphore(max(1, fan_in))
+
+    async def one(node: pb.Subtree) -> Gathered:
+        async with sem:
+            g = await _fetch(node, path, dest, dial, recursive, preserve, connect_timeout)
+        if on_result is not None:
+            await on_result(g)
+        return g
+
+    return list(await asyncio.gather(*(one(n) for n in nodes)))
+
+
+async def _fetch(
+    node: pb.Subtree,
+    path: str,
+    dest: Path,
+    dial: Dialer,
+    recursive: bool,
+    preserve: bool,
+    connect_timeout: float,
+) -> Gathered:
+    g = Gathered(node.name, pb.STATE_FAILED, start_ns=time.time_ns())
+    try:
+        channel = await dial(node, connect_timeout)
+    except ConnectionError as e:
+        g.state, g.reason = pb.STATE_UNREACHABLE, f"unreachable: {e}"
+        g.end_ns = time.time_ns()
+        return g
+    spool: Spool | None = None
+    try:
+        call = frpc.FilesStub(channel).Fetch(fpb.FetchRequest(path=path, recursive=recursive))
+        while (msg := await call.read()) is not grpc.aio.EOF:
+            kind = msg.WhichOneof("kind")
+            if kind == "error":
+                g.reason = msg.error.reason
+                break
+            if kind == "header":
+                h = msg.header
+                meta = Meta(
+                    name=h.name,
+                    kind=h.kind,
+                    size=h.size,
+                    mode=h.mode,
+                    mtime_ns=h.mtime_ns,
+                    uid=h.uid,
+                    gid=h.gid,
+                    preserve=preserve,
+                )
+                if h.kind not in ("file", "tar") or not h.name or "/" in h.name:
+                    g.reason = f"bad header from the node ({h.kind!r}, {h.name!r})"
+                    break
+                spool = Spool(dest / f"{h.name}.{node.name}", meta, uuid.uuid4().hex)
+            elif kind == "data" and spool is not None:
+                await spool.write(msg.data)
+            elif kind == "end" and spool is not None:
+                await spool.finish(msg.end.xxh3_128)
+                g.state, g.path, g.size = pb.STATE_OK, spool.target, spool.offset
+                break
+        else:
+            g.reason = "the node closed the stream before the end"
+    except TransferError as e:
+        g.reason = e.message
+    except grpc.aio.AioRpcError as e:
+        g.state = pb.STATE_UNREACHABLE
+        g.reason = f"lost: {e.details() or e.code().name}"
+    finally:
+        if spool is not None:
+            if g.state != pb.STATE_OK:
+                await spool.fail(g.reason or "aborted")
+            spool.close()
+    g.end_ns = time.time_ns()
+    return g

@@ -1,0 +1,219 @@
+"""Per-node results of a fan-out and their rendering.
+
+Gathered modes (-l, -b, --json) keep at most `cap` bytes per node per stream
+and count what they drop; the streaming mode keeps nothing (cap=0), so the
+client's memory is bounded whatever a node prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from shoal.core.nodeset import fold
+from shoal.core.wire import pb
+from shoal.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE
+
+LABELS = {
+    pb.STATE_OK: "PASS",
+    pb.STATE_FAILED: "FAILED",
+    pb.STATE_TIMEOUT: "TIMEOUT",
+    pb.STATE_UNREACHABLE: "UNREACHABLE",
+    pb.STATE_REFUSED: "REFUSED",
+}
+ORDER = ["PASS", "FAILED", "TIMEOUT", "UNREACHABLE", "REFUSED"]
+EXIT = {
+    "FAILED": EXIT_FAILED,
+    "TIMEOUT": EXIT_TIMEOUT,
+    "UNREACHABLE": EXIT_UNREACHABLE,
+    "REFUSED": EXIT_UNREACHABLE,
+}
+SEVERITY = {"PASS": 0, "FAILED": 1, "TIMEOUT": 2, "UNREACHABLE": 3, "REFUSED": 3}
+LINE_MAX = 64 * 1024  # a "line" longer than this is flushed in pieces
+
+
+@dataclass
+class NodeResult:
+    name: str
+    state: str | None = None  # None: no result (yet)
+    exit_code: int = 0
+    reason: str = ""
+    start_ns: int = 0
+    end_ns: int = 0
+    rtt_ms: float | None = None  # client-side: request sent -> result received
+    out: bytearray = field(default_factory=bytearray)
+    err: bytearray = field(default_factory=bytearray)
+    out_dropped: int = 0
+    err_dropped: int = 0
+    facts: pb.Facts | None = None
+
+
+class Report:
+    def __init__(self, nodes: list[str], cap: int) -> None:
+        self.order = nodes
+        self.nodes = {n: NodeResult(n) for n in nodes}
+        self.cap = cap
+        self.sent_ns = time.monotonic_ns()
+
+    def add(self, ev: pb.TaskEvent) -> NodeResult | None:
+        r = self.nodes.get(ev.node)
+        if r is None:  # a node we did not ask for: ignore
+            return None
+        kind = ev.WhichOneof("kind")
+        if kind == "output":
+            data = ev.output.data
+            if ev.output.stream == pb.Output.STDERR:
+                keep = max(0, min(len(data), self.cap - len(r.err)))
+                r.err += data[:keep]
+                r.err_dropped += len(data) - keep
+            else:
+                keep = max(0, min(len(data), self.cap - len(r.out)))
+                r.out += data[:keep]
+                r.out_dropped += len(data) - keep
+        elif kind == "result" and r.state is None:
+            res = ev.result
+            r.state = LABELS.get(res.state, "FAILED")
+            r.exit_code, r.reason = res.exit_code, res.reason
+            r.start_ns, r.end_ns = res.timing.start_ns, res.timing.end_ns
+            r.rtt_ms = (time.monotonic_ns() - self.sent_ns) / 1e6
+        elif kind == "facts":
+            r.facts = ev.facts
+        return r
+
+    def missing(self) -> list[str]:
+        return [n for n in self.order if self.nodes[n].state is None]
+
+    def finish(self, reason: str) -> None:
+        """Give every node without a result one (never leave a node out)."""
+        for n in self.missing():
+            r = self.nodes[n]
+            r.state, r.reason = "FAILED", reason
+
+    def by_state(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for n in self.order:
+            s = self.nodes[n].state
+            if s is not None:
+                out.setdefault(s, []).append(n)
+        return {s: out[s] for s in ORDER if s in out}
+
+    def summary_lines(self) -> list[str]:
+        return [f"{s}: {fold(ns)}, SUM: {len(ns)}" for s, ns in self.by_state().items()]
+
+    def exit_code(self) -> int:
+        worst = max((SEVERITY[s] for s in self.by_state()), default=0)
+        if worst == 0:
+            return EXIT_OK
+        return max(EXIT[s] for s in self.by_state() if s != "PASS" and SEVERITY[s] == worst)
+
+    # -- rendering -------------------------------------------------------------
+
+    def _body(self, r: NodeResult) -> bytes:
+        body = bytes(r.out) + bytes(r.err)
+        notes = []
+        if r.out_dropped:
+            notes.append(f"[… {r.out_dropped} bytes of stdout dropped]")
+        if r.err_dropped:
+            notes.append(f"[… {r.err_dropped} bytes of stderr dropped]")
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        for note in notes:
+            body += note.encode() + b"\n"
+        return body
+
+    def render_lines(self, w: IO[bytes]) -> None:
+        """-l: per node, in node-list order."""
+        for n in self.order:
+            r = self.nodes[n]
+            if r.state is None:  # interrupted before it reported
+                continue
+            w.write(f">>> {n} [{r.state}]\n".encode())
+            w.write(self._body(r))
+            if r.state != "PASS" and r.reason:
+                w.write(f"({r.reason})\n".encode())
+
+    def render_blocks(self, w: IO[bytes]) -> None:
+        """-b: identical output and status printed once under a folded header."""
+        groups: dict[tuple[bytes, str, int, str], list[str]] = {}
+        for n in self.order:
+            r = self.nodes[n]
+            if r.state is None:
+                continue
+            reason = r.reason if r.state in ("UNREACHABLE", "REFUSED") else ""
+            key = (self._body(r), r.state or "", r.exit_code, reason)
+            groups.setdefault(key, []).append(n)
+        for (body, state, code, reason), names in groups.items():
+            extra = f" exit {code}" if code else ""
+            w.write(b"---------------\n")
+            w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]\n".encode())
+            w.write(b"---------------\n")
+            w.write(body)
+            if reason:
+                w.write(f"({reason})\n".encode())
+
+    def to_json(self, **extra_per_node: Any) -> dict[str, Any]:
+        nodes = {}
+        for n in self.order:
+            r = self.nodes[n]
+            d: dict[str, Any] = {
+                "state": r.state,
+                "exit_code": r.exit_code,
+                "reason": r.reason,
+                "stdout": r.out.decode(errors="replace"),
+                "stderr": r.err.decode(errors="replace"),
+                "stdout_dropped": r.out_dropped,
+                "stderr_dropped": r.err_dropped,
+                "start": r.start_ns / 1e9 if r.start_ns else None,
+                "end": r.end_ns / 1e9 if r.end_ns else None,
+                "rtt_ms": round(r.rtt_ms, 3) if r.rtt_ms is not None else None,
+            }
+            nodes[n] = d
+        summary = {s: {"nodes": fold(ns), "count": len(ns)} for s, ns in self.by_state().items()}
+        return {"nodes": nodes, "summary": summary, "exit_code": self.exit_code()}
+
+    def write_json(self, w: IO[str]) -> None:
+        json.dump(self.to_json(), w, indent=2)
+        w.write("\n")
+
+
+class LineStreamer:
+    """Default mode: print lines as they arrive, prefixed `node: `.
+
+    One partial-line buffer per node and stream, bounded by LINE_MAX.
+    """
+
+    def __init__(self, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> None:
+        self.out = out or sys.stdout.buffer
+        self.err = err or sys.stderr.buffer
+        self._partial: dict[tuple[str, int], bytes] = {}
+
+    def feed(self, node: str, stream: int, data: bytes) -> None:
+        w = self.err if stream == pb.Output.STDERR else self.out
+        key = (node, stream)
+        buf = self._partial.pop(key, b"") + data
+        prefix = node.encode() + b": "
+        lines = buf.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            w.write(b"".join(prefix + line + b"\n" for line in lines))
+        while len(tail) > LINE_MAX:
+            w.write(prefix + tail[:LINE_MAX] + b"\n")
+            tail = tail[LINE_MAX:]
+        if tail:
+            self._partial[key] = tail
+
+    def flush_node(self, node: str) -> None:
+        for stream in (pb.Output.STDOUT, pb.Output.STDERR):
+            tail = self._partial.pop((node, stream), b"")
+            if tail:
+                w = self.err if stream == pb.Output.STDERR else self.out
+                w.write(node.encode() + b": " + tail + b"\n")
+
+    def flush(self) -> None:
+        for node, _ in list(self._partial):
+            self.flush_node(node)
+        self.out.flush()
+        self.err.flush()

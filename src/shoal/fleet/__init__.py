@@ -1,0 +1,1 @@
+"""The fleet controller: node registry, lifecycle watchdog, replacement, cron jobs, metrics."""

@@ -1,0 +1,51 @@
+"""The seam to fan-out: jobs run through an Executor.
+
+Until ``shoal.fanout`` is importable here, ``CliExecutor`` calls the stable
+CLI contract: ``shoal run --json -w NODES -- CMD`` / ``shoal ping --json -w
+NODES``, whose JSON is {"nodes": {name: {"state": ...}}, "summary": ...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from typing import Protocol
+
+
+class Executor(Protocol):
+    async def run(self, nodes: str, command: str | None, action: str) -> dict[str, str]:
+        """Run on a node set; return node -> ok|failed|timeout|unreachable|refused."""
+        ...
+
+
+class CliExecutor:
+    def __init__(self, argv0: list[str] | None = None, timeout: float = 3600.0) -> None:
+        self.argv0 = argv0 or [sys.executable, "-m", "shoal.cli.main"]
+        self.timeout = timeout
+
+    async def run(self, nodes: str, command: str | None, action: str) -> dict[str, str]:
+        if action == "command":
+            argv = [*self.argv0, "run", "--json", "-w", nodes, "--", *shlex.split(command or "")]
+        elif action == "ping":
+            argv = [*self.argv0, "ping", "--json", "-w", nodes]
+        elif action == "facts":
+            argv = [*self.argv0, "facts", "--json", "-w", nodes]
+        else:
+            raise ValueError(f"unknown action {action}")
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return {"*": "timeout"}
+        try:
+            data = json.loads(out)
+            return {n: str(r.get("state", "failed")) for n, r in data["nodes"].items()}
+        except (ValueError, KeyError, AttributeError, TypeError):
+            msg = err.decode(errors="replace").strip().splitlines()
+            return {"*": "failed: " + (msg[-1] if msg else f"exit {proc.returncode}")}

@@ -1,0 +1,110 @@
+"""Run the controller: uvicorn over mutual TLS with the cluster CA."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+from shoal.errors import ConfigError, ServiceError
+from shoal.fleet.settings import ControllerSettings
+
+log = logging.getLogger("shoal.fleet")
+
+
+def _protocol_class() -> type:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from shoal.fleet.api import PEERS
+
+    class PeerCNProtocol(H11Protocol):
+        """Records the verified client certificate's CN for this connection."""
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            sslobj = transport.get_extra_info("ssl_object")
+            peer = transport.get_extra_info("peername")
+            if sslobj is not None and peer:
+                cert = sslobj.getpeercert() or {}
+                for rdn in cert.get("subject", ()):
+                    for k, v in rdn:
+                        if k == "commonName":
+                            PEERS[(peer[0], peer[1])] = v
+                self._shoal_peer = (peer[0], peer[1])
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            p = getattr(self, "_shoal_peer", None)
+            if p is not None:
+                PEERS.pop(p, None)
+            super().connection_lost(exc)
+
+    return PeerCNProtocol
+
+
+def make_provider(s: ControllerSettings, url: str) -> Any:
+    if s.provider == "local":
+        from shoal.core.config import shoal_home
+        from shoal.fleet.providers import LocalProvider, default_local_argv
+
+        return LocalProvider(
+            shoal_home() / "local-provider", default_local_argv(url, s.tls_path()), s.tls_path()
+        )
+    if s.provider == "command":
+        from shoal.fleet.providers import CommandProvider
+
+        if not s.provider_command:
+            raise ConfigError("provider=command needs provider_command")
+        return CommandProvider(s.provider_command)
+    return None
+
+
+async def serve(s: ControllerSettings, ready: Any = None) -> None:
+    import uvicorn
+
+    from shoal.fleet.api import build_app
+    from shoal.fleet.controller import Controller
+
+    host, _, port_s = s.listen.rpartition(":")
+    try:
+        port = int(port_s)
+    except ValueError as e:
+        raise ConfigError(f"--listen must be HOST:PORT, got {s.listen!r}") from e
+    scheme = "http" if s.insecure else "https"
+    ctl = Controller(s, provider=make_provider(s, f"{scheme}://{host}:{port}"))
+    try:
+        await ctl.start()
+    except Exception as e:
+        raise ServiceError(f"cannot open the database: {str(e).splitlines()[0][:300]}") from e
+    kw: dict[str, Any] = {}
+    if s.insecure:
+        log.warning("INSECURE: the controller API is plain HTTP without authentication")
+    else:
+        d = s.tls_path()
+        paths = [d / "ca.crt", d / f"{s.cert_name}.crt", d / f"{s.cert_name}.key"]
+        for p in paths:
+            if not p.exists():
+                raise ConfigError(
+                    f"{p} not found: run `shoal ca issue {s.cert_name} --san HOST`"
+                    " or pass --insecure"
+                )
+        kw = {
+            "ssl_ca_certs": str(paths[0]),
+            "ssl_certfile": str(paths[1]),
+            "ssl_keyfile": str(paths[2]),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        }
+    config = uvicorn.Config(
+        build_app(ctl, insecure=s.insecure),
+        host=host,
+        port=port,
+        http=_protocol_class(),
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        **kw,
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await ctl.stop()

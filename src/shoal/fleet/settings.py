@@ -1,0 +1,51 @@
+"""Controller settings: [controller] in config.toml, SHOAL_CONTROLLER_* in the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic_settings import SettingsConfigDict
+
+from shoal.core.config import Section, shoal_home
+
+
+class ControllerSettings(Section):
+    section: ClassVar[str] = "controller"
+    model_config = SettingsConfigDict(env_prefix="SHOAL_CONTROLLER_", extra="ignore")
+
+    db: str = ""  # default: sqlite:///$SHOAL_HOME/fleet.db
+    listen: str = "127.0.0.1:8443"
+    insecure: bool = False
+    tls_dir: Path | None = None  # default: $SHOAL_HOME/tls (uses controller.crt/.key)
+    cert_name: str = "controller"
+    # lifecycle
+    boot_timeout: float = 20 * 60.0  # provisioning -> act after this many seconds
+    suspect_after: float = 30.0  # running silent this long -> suspect
+    down_after: float = 90.0  # silent this long -> down (or replace)
+    check_interval: float = 10.0  # watchdog period
+    policy: Literal["mark-down", "replace"] = "mark-down"
+    # replacement bounds
+    provider: Literal["none", "local", "command"] = "none"
+    provider_command: str = ""  # for provider=command
+    max_concurrent: int = 2  # K
+    max_pool_percent: float = 20.0  # P % of the pool per window
+    window: float = 3600.0
+    backoff: float = 60.0  # per host, doubled per consecutive failure
+    breaker_fraction: float = 0.3  # this share of the fleet silent together -> hold
+    breaker_min_nodes: int = 4
+    executor: str = ""  # program prefix for jobs, default "python -m shoal.cli.main"
+    # heartbeats
+    flush_interval: float = 1.0
+    naive_heartbeats: bool = False  # reference practice: one UPDATE per heartbeat (bench only)
+    # statuspage
+    statuspage_url: str = "https://api.statuspage.io"
+    statuspage_page_id: str = ""
+    statuspage_api_key_file: Path | None = None  # or SHOAL_CONTROLLER_STATUSPAGE_API_KEY
+    statuspage_api_key: str = ""
+
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{shoal_home() / 'fleet.db'}"
+
+    def tls_path(self) -> Path:
+        return self.tls_dir or shoal_home() / "tls"

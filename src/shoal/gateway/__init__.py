@@ -1,0 +1,1 @@
+"""shoal gateway: one Jobe REST API in front of many Jobe servers."""

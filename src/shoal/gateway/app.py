@@ -1,0 +1,342 @@
+"""The ASGI app: Jobe's REST API under /jobe/index.php/restapi/, plus
+/metrics (Prometheus) and /shoal/status (the backends, for `shoal gateway status`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shoal.gateway.config import GatewayConfig
+from shoal.gateway.files import FILE_ID, DiskFiles, FileStore, RedisFiles
+from shoal.gateway.limits import Limits
+from shoal.gateway.metrics import Metrics
+from shoal.gateway.pool import Backend, Pool, QueueFull
+
+API = "/jobe/index.php/restapi"
+MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
+FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+OVERLOAD = {"run_id": "0", "outcome": 21}
+log = logging.getLogger("shoal.gateway.access")
+
+
+class Retry(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.s = cfg.settings
+        self.metrics = Metrics()
+        self.redis: Any | None = None
+        if self.s.redis:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.Redis.from_url(self.s.redis)
+        self.files: FileStore = (
+            RedisFiles(self.redis, self.s.redis_prefix)
+            if self.redis is not None
+            else DiskFiles(self.s.files_dir)
+        )
+        self.limits = Limits(cfg.keys, self.redis, self.s.redis_prefix)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
+        self.client = httpx.AsyncClient(limits=limits, timeout=self.s.run_timeout)
+        self.pool = Pool(self.s, cfg.backends, self.client, self.metrics, self.redis)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.pool.check_all()
+        task = asyncio.create_task(self.pool.health_loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await self.client.aclose()
+            if self.redis is not None:
+                await self.redis.aclose()
+
+    # ---- helpers ----------------------------------------------------------
+    async def key_error(self, request: Request) -> Response | None:
+        if not self.limits.known(request.headers.get("x-api-key")):
+            return err(403, "Unknown or missing API key")
+        return None
+
+    # ---- routes -----------------------------------------------------------
+    async def languages(self, request: Request) -> Response:
+        if e := await self.key_error(request):
+            return e
+        seen: dict[str, list[str]] = {}
+        for b in self.pool.live():
+            for lang, version in b.languages:
+                seen.setdefault(lang, [lang, version])
+        return JSONResponse(sorted(seen.values()))
+
+    async def put_file(self, request: Request) -> Response:
+        if e := await self.key_error(request):
+            return e
+        fid = request.path_params["fid"]
+        if not FILE_ID.match(fid):
+            return err(400, "Illegal file id")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return err(400, "put: missing or invalid file_contents")
+        contents = body.get("file_contents") if isinstance(body, dict) else None
+        if not isinstance(contents, str):
+            return err(400, "put: missing file_contents parameter")
+        try:
+            data = base64.b64decode(contents, validate=True)
+        except (binascii.Error, ValueError):
+            return err(400, "put: file_contents is not valid base64")
+        await self.files.put(fid, data)
+        for b in self.pool.backends:
+            b.known_files.discard(fid)  # same id, maybe new contents
+        return Response(status_code=204)
+
+    async def head_file(self, request: Request) -> Response:
+        if e := await self.key_error(request):
+            return e
+        fid = request.path_params["fid"]
+        if not FILE_ID.match(fid):
+            return Response(status_code=400)
+        return Response(status_code=204 if await self.files.exists(fid) else 404)
+
+    async def get_run(self, request: Request) -> Response:
+        return err(404, "Unimplemented method: runs/{id}")
+
+    async def post_run(self, request: Request) -> Response:
+        if e := await self.key_error(request):
+            return e
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return err(500, "Body is not valid JSON")
+        spec = body.get("run_spec") if isinstance(body, dict) else None
+        if not isinstance(spec, dict):
+            return err(400, "runs_post: missing or invalid run_spec parameter")
+        lang, src = spec.get("language_id"), spec.get("sourcecode")
+        if not isinstance(lang, str) or not isinstance(src, str):
+            return err(400, "runs_post: missing or invalid language_id or sourcecode")
+        params = spec.get("parameters") or {}
+        if not isinstance(params, dict):
+            return err(400, "runs_post: parameters must be an object")
+        cpu = params.get("cputime")
+        if cpu is not None and (not isinstance(cpu, int | float) or cpu > MAX_CPUTIME):
+            return err(400, f"runs_post: cputime exceeds maximum allowed ({MAX_CPUTIME})")
+        file_ids = []
+        file_list = spec.get("file_list") or []
+        if not isinstance(file_list, list):
+            return err(400, "runs_post: invalid file list")
+        for f in file_list:
+            if (
+                not isinstance(f, list)
+                or len(f) < 2
+                or not isinstance(f[0], str)
+                or not isinstance(f[1], str)
+                or not FILE_ID.match(f[0])
+                or not FILE_NAME.match(f[1])
+            ):
+                return err(400, "runs_post: invalid file list")
+            file_ids.append(f[0])
+        if not self.pool.knows(lang):
+            return err(400, f"Language '{lang}' is not known")
+        status = await self.limits.charge_run(request.headers.get("x-api-key"))
+        if status == 429:
+            return err(429, "Rate limit exceeded for this API key")
+        for fid in file_ids:
+            if not await self.files.exists(fid):
+                return err(404, "One or more of the specified files is missing/unavailable")
+        resp = await self.route_run(request, body, lang, file_ids)
+        request.state.outcome = outcome_of(resp)
+        return resp
+
+    async def route_run(
+        self, request: Request, body: dict[str, Any], lang: str, fids: list[str]
+    ) -> Response:
+        job = request.headers.get("x-coderunner-job-id")
+        raw = json.dumps(body).encode()
+        excluded: set[str] = set()
+        for attempt in range(self.s.retries + 1):
+            try:
+                b = await self.pool.acquire(lang, excluded, job)
+            except QueueFull:
+                return self._outcome(OVERLOAD)
+            if b is None:
+                return self._outcome(OVERLOAD)
+            request.state.backend = b.url
+            try:
+                return await self.run_on(b, raw, fids)
+            except Retry as r:
+                self.metrics.retries.labels(r.reason).inc()
+                excluded.add(b.url)
+                if attempt == self.s.retries:
+                    break
+            finally:
+                await self.pool.release(b)
+        return self._outcome(OVERLOAD)
+
+    def _outcome(self, result: dict[str, Any]) -> Response:
+        self.metrics.outcomes.labels(str(result.get("outcome"))).inc()
+        return JSONResponse(result)
+
+    async def push(self, b: Backend, fid: str) -> None:
+        data = await self.files.get(fid)
+        if data is None:
+            return
+        body = {"file_contents": base64.b64encode(data).decode()}
+        r = await self.client.put(f"{b.cfg.base}/files/{fid}", json=body, headers=b.headers())
+        if r.status_code >= 500:
+            raise Retry("5xx")
+        b.known_files.add(fid)
+
+    async def ensure_files(self, b: Backend, fids: list[str]) -> None:
+        for fid in fids:
+            if fid in b.known_files:
+                continue
+            r = await self.client.head(f"{b.cfg.base}/files/{fid}", headers=b.headers())
+            if r.status_code == 204:
+                b.known_files.add(fid)
+            else:
+                await self.push(b, fid)
+
+    async def run_on(self, b: Backend, raw: bytes, fids: list[str]) -> Response:
+        """One attempt on ``b``: raises Retry when another backend should try."""
+        t0 = time.perf_counter()
+        try:
+            await self.ensure_files(b, fids)
+            hdrs = {"Content-Type": "application/json", **b.headers()}
+            r = await self.client.post(f"{b.cfg.base}/runs", content=raw, headers=hdrs)
+            if r.status_code == 404 and fids:  # purged from the Jobe's cache: push, run once more
+                for fid in fids:
+                    b.known_files.discard(fid)
+                    await self.push(b, fid)
+                r = await self.client.post(f"{b.cfg.base}/runs", content=raw, headers=hdrs)
+        except httpx.HTTPError as e:
+            self.pool.failure(b)
+            raise Retry("connection") from e
+        finally:
+            self.metrics.backend_latency.labels(b.url).observe(time.perf_counter() - t0)
+        if r.status_code >= 500:
+            self.pool.failure(b)
+            raise Retry("5xx")
+        self.pool.success(b)
+        if r.status_code == 200:
+            try:
+                result = r.json()
+            except ValueError:
+                raise Retry("5xx") from None
+            if isinstance(result, dict) and result.get("outcome") == 21:
+                raise Retry("overload")
+            if isinstance(result, dict):
+                self.metrics.outcomes.labels(str(result.get("outcome"))).inc()
+        return Response(r.content, status_code=r.status_code, media_type="application/json")
+
+    async def metrics_view(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def status(self, request: Request) -> Response:
+        now = time.monotonic()
+        rows = [
+            {
+                "url": b.url,
+                "live": b.live,
+                "weight": b.weight,
+                "capacity": b.capacity,
+                "outstanding": b.outstanding,
+                "runs": b.runs,
+                "failures": b.failures,
+                "ejections": b.ejections,
+                "readmit_in": 0 if b.live else max(0.0, round(b.ejected_until - now, 1)),
+                "languages": sorted(p[0] for p in b.languages),
+            }
+            for b in self.pool.backends
+        ]
+        return JSONResponse(
+            {"balance": self.s.balance, "queued": self.pool.waiters, "backends": rows}
+        )
+
+    def asgi(self) -> ASGIApp:
+        fp = API + "/files/{fid}"
+        routes = [
+            Route(API + "/languages", self.languages, methods=["GET"]),
+            Route(fp, self.put_file, methods=["PUT"]),
+            Route(fp, self.head_file, methods=["HEAD"]),
+            Route(API + "/runs", self.post_run, methods=["POST"]),
+            Route(API + "/runs/{rid}", self.get_run, methods=["GET"]),
+            Route("/metrics", self.metrics_view, methods=["GET"]),
+            Route("/shoal/status", self.status, methods=["GET"]),
+        ]
+        app = Starlette(routes=routes, lifespan=self.lifespan)
+        return AccessLog(app, self.metrics)
+
+
+def err(status: int, message: str) -> Response:
+    """Jobe answers errors with a JSON string."""
+    return JSONResponse(message, status_code=status)
+
+
+def outcome_of(resp: Response) -> int | None:
+    try:
+        data = json.loads(bytes(resp.body))
+    except (ValueError, AttributeError):
+        return None
+    return data.get("outcome") if isinstance(data, dict) else None
+
+
+class AccessLog:
+    """One JSON line per request on the shoal.gateway.access logger."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+        scope.setdefault("state", {})
+
+        async def send_wrapped(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_wrapped)
+        finally:
+            path: str = scope["path"]
+            route = path.removeprefix(API).split("/")[1] if path.startswith(API) else path
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            if log.isEnabledFor(logging.INFO):
+                st = scope["state"]
+                rec = {
+                    "ts": round(time.time(), 3),
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "ms": round((time.perf_counter() - t0) * 1000, 2),
+                    "backend": st.get("backend"),
+                    "outcome": st.get("outcome"),
+                    "client": (scope.get("client") or ["?"])[0],
+                }
+                log.info(json.dumps(rec))

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one gateway process (its own registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "shoal_gateway_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.outcomes = Counter(
+            "shoal_gateway_run_outcomes", "Run outcomes returned", ["outcome"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "shoal_gateway_queue_depth", "Runs waiting for a backend slot", registry=r
+        )
+        self.backend_latency = Histogram(
+            "shoal_gateway_backend_seconds",
+            "Backend POST runs latency",
+            ["backend"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.ejections = Counter(
+            "shoal_gateway_ejections", "Backend ejections", ["backend"], registry=r
+        )
+        self.retries = Counter(
+            "shoal_gateway_retries", "Runs retried on another backend", ["reason"], registry=r
+        )
+        self.outstanding = Gauge(
+            "shoal_gateway_backend_outstanding", "Runs in flight", ["backend"], registry=r
+        )
+        self.healthy = Gauge(
+            "shoal_gateway_backend_healthy", "1 when the backend is live", ["backend"], registry=r
+        )

@@ -1,0 +1,224 @@
+"""Backends at run time: health (active checks, passive ejection with a
+floor), capacity (a bounded wait queue at the gateway) and the choice of one.
+
+Thresholds (all in [gateway]): a backend is ejected after ``eject_after``
+consecutive failures (a failed GET languages, a connection error or a 5xx on
+a run), unless that would leave fewer than ``min_live`` live backends. An
+ejected backend is checked again after ``eject_for`` seconds and re-admitted
+on its first good GET languages. With Redis, an ejection is shared: the key
+``<prefix>eject:<url>`` lives for ``eject_for`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shoal.gateway.balancer import Balancer
+from shoal.gateway.config import BackendConfig, GatewaySettings
+from shoal.gateway.metrics import Metrics
+
+
+@dataclass
+class Backend:
+    cfg: BackendConfig
+    languages: list[list[str]] = field(default_factory=list)
+    live: bool = False
+    failures: int = 0
+    ejected_until: float = 0.0
+    outstanding: int = 0
+    ejections: int = 0
+    runs: int = 0
+    known_files: set[str] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return self.cfg.url
+
+    @property
+    def weight(self) -> float:
+        return self.cfg.weight
+
+    @property
+    def capacity(self) -> int:
+        return self.cfg.capacity
+
+    def supports(self, lang: str) -> bool:
+        return any(pair[0] == lang for pair in self.languages)
+
+    def headers(self) -> dict[str, str]:
+        return {"X-API-KEY": self.cfg.api_key} if self.cfg.api_key else {}
+
+
+class QueueFull(Exception):
+    pass
+
+
+class Pool:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        backends: list[BackendConfig],
+        client: httpx.AsyncClient,
+        metrics: Metrics,
+        redis: Any | None = None,
+    ) -> None:
+        self.s = settings
+        self.backends = [Backend(b) for b in backends]
+        self.client = client
+        self.metrics = metrics
+        self.redis = redis
+        self.balancer = Balancer(settings.balance)
+        self.waiters = 0
+        self._changed = asyncio.Condition()
+        self.affinity: dict[str, str] = {}
+
+    # ---- health -----------------------------------------------------------
+    def live(self) -> list[Backend]:
+        return [b for b in self.backends if b.live]
+
+    async def check(self, b: Backend) -> None:
+        try:
+            r = await self.client.get(
+                b.cfg.base + "/languages", headers=b.headers(), timeout=self.s.health_timeout
+            )
+            ok = r.status_code == 200 and isinstance(langs := r.json(), list)
+        except (httpx.HTTPError, ValueError):
+            ok = False
+        if ok:
+            b.languages = [list(p) for p in langs if isinstance(p, list) and len(p) == 2]
+            if await self._shared_ejected(b):
+                return
+            if not b.live:
+                b.known_files.clear()  # it may have restarted with an empty cache
+            b.live, b.failures = True, 0
+            self.metrics.healthy.labels(b.url).set(1)
+            await self._notify()
+        else:
+            self.failure(b)
+
+    async def check_all(self) -> None:
+        now = time.monotonic()
+        await asyncio.gather(
+            *(self.check(b) for b in self.backends if b.live or now >= b.ejected_until)
+        )
+
+    async def health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.s.health_interval)
+            await self.check_all()
+            await self._sync_shared()
+
+    def failure(self, b: Backend) -> None:
+        b.failures += 1
+        if not b.live:
+            b.ejected_until = time.monotonic() + self.s.eject_for
+            return
+        if b.failures >= self.s.eject_after and len(self.live()) > self.s.min_live:
+            b.live = False
+            b.ejections += 1
+            b.ejected_until = time.monotonic() + self.s.eject_for
+            self.metrics.ejections.labels(b.url).inc()
+            self.metrics.healthy.labels(b.url).set(0)
+            if self.redis is not None:
+                task = asyncio.ensure_future(self._share_ejection(b))
+                task.add_done_callback(lambda t: t.exception())
+
+    def success(self, b: Backend) -> None:
+        b.failures = 0
+
+    async def _share_ejection(self, b: Backend) -> None:
+        ms = max(1, int(self.s.eject_for * 1000))
+        assert self.redis is not None
+        await self.redis.set(f"{self.s.redis_prefix}eject:{b.url}", "1", px=ms)
+
+    async def _shared_ejected(self, b: Backend) -> bool:
+        if self.redis is None:
+            return False
+        try:
+            return bool(await self.redis.exists(f"{self.s.redis_prefix}eject:{b.url}"))
+        except Exception:
+            return False
+
+    async def _sync_shared(self) -> None:
+        """Take ejections made by other gateways (never below the floor)."""
+        if self.redis is None:
+            return
+        for b in self.backends:
+            if b.live and await self._shared_ejected(b) and len(self.live()) > self.s.min_live:
+                b.live = False
+                b.ejected_until = time.monotonic() + self.s.eject_for
+                self.metrics.healthy.labels(b.url).set(0)
+
+    # ---- capacity ---------------------------------------------------------
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _eligible(self, lang: str, exclude: set[str]) -> list[Backend]:
+        return [b for b in self.backends if b.live and b.supports(lang) and b.url not in exclude]
+
+    def knows(self, lang: str) -> bool:
+        return any(b.supports(lang) for b in self.live())
+
+    async def acquire(self, lang: str, exclude: set[str], job: str | None) -> Backend | None:
+        """A backend with a free slot for ``lang``; waits up to queue_timeout.
+
+        None when no live backend (outside ``exclude``) runs ``lang``, or when
+        the wait timed out; raises QueueFull when the queue is full.
+        """
+        deadline = time.monotonic() + self.s.queue_timeout
+        queued = False
+        try:
+            async with self._changed:
+                while True:
+                    cands = self._eligible(lang, exclude)
+                    if not cands:
+                        if not self._eligible(lang, set()):
+                            return None
+                        exclude = set()  # every other choice is gone: retry anywhere
+                        continue
+                    free = [b for b in cands if b.outstanding < b.capacity]
+                    if free:
+                        b = self._affine(job, free) or self.balancer.pick(free)
+                        b.outstanding += 1
+                        b.runs += 1
+                        self.metrics.outstanding.labels(b.url).set(b.outstanding)
+                        if job:
+                            self.affinity[job] = b.url
+                            if len(self.affinity) > 100_000:
+                                self.affinity.pop(next(iter(self.affinity)))
+                        return b
+                    if not queued:
+                        if self.waiters >= self.s.max_queue:
+                            raise QueueFull
+                        queued = True
+                        self.waiters += 1
+                        self.metrics.queue_depth.set(self.waiters)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), left)
+                    except TimeoutError:
+                        return None
+        finally:
+            if queued:
+                self.waiters -= 1
+                self.metrics.queue_depth.set(self.waiters)
+
+    def _affine(self, job: str | None, free: list[Backend]) -> Backend | None:
+        if not job:
+            return None
+        url = self.affinity.get(job)
+        return next((b for b in free if b.url == url), None)
+
+    async def release(self, b: Backend) -> None:
+        b.outstanding -= 1
+        self.metrics.outstanding.labels(b.url).set(b.outstanding)
+        async with self._changed:
+            self._changed.notify(1)

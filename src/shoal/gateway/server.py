@@ -1,0 +1,35 @@
+"""Run one gateway process (uvicorn, one worker, asyncio)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from shoal.gateway.config import GatewayConfig
+
+
+def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
+    import uvicorn
+
+    from shoal.gateway.app import Gateway
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    acc = logging.getLogger("shoal.gateway.access")
+    acc.addHandler(handler)
+    acc.setLevel(logging.INFO if access_log else logging.WARNING)
+    acc.propagate = False
+    host, _, port = cfg.settings.listen.rpartition(":")
+    app = Gateway(cfg).asgi()
+    uvicorn.run(
+        app,
+        host=host or "127.0.0.1",
+        port=int(port),
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",
+        http="auto",
+        timeout_keep_alive=30,
+        backlog=4096,
+    )

@@ -1,0 +1,178 @@
+"""The receiving side of a broadcast: verified, atomic, bounded, read-back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.agent.source import open_source
+from shoal.agent.spool import PART_SUFFIX, Meta, Spool, TransferError, resolve_target, sweep
+
+
+def leftovers(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir() if "shoal" in p.name)
+
+
+async def receive(
+    src: str, dest: str, *, recursive: bool = False, preserve: bool = False, corrupt: bool = False
+) -> Path:
+    source = open_source(src, recursive=recursive, preserve=preserve, chunk_size=4096)
+    target = resolve_target(dest, source.meta)
+    spool = Spool(target, source.meta, uuid.uuid4().hex)
+    try:
+        for chunk in source.chunks():
+            await spool.write(chunk)
+        digest = source.digest if not corrupt else "0" * 32
+        await spool.finish(digest)
+    finally:
+        spool.close()
+    return target
+
+
+async def test_file_lands_verified_and_atomic(tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(100_000))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    target = await receive(str(src), f"{dest}/")
+    assert target == dest / "big.bin"
+    assert target.read_bytes() == src.read_bytes()
+    assert leftovers(dest) == []
+
+
+async def test_checksum_mismatch_keeps_old_destination_and_leaves_no_temp(tmp_path: Path) -> None:
+    src = tmp_path / "new"
+    src.write_bytes(b"new contents" * 1000)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "new").write_bytes(b"old")
+    with pytest.raises(TransferError, match="checksum mismatch"):
+        await receive(str(src), str(dest), corrupt=True)
+    assert (dest / "new").read_bytes() == b"old"
+    assert leftovers(dest) == []
+
+
+async def test_preserve_mode_and_mtime(tmp_path: Path) -> None:
+    src = tmp_path / "tool.sh"
+    src.write_text("#!/bin/sh\n")
+    os.chmod(src, 0o751)
+    os.utime(src, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    target = await receive(str(src), str(tmp_path / "copy.sh"), preserve=True)
+    st = target.stat()
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o751, 1_600_000_000_000_000_000)
+
+
+def make_tree(root: Path) -> None:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.txt").write_text("alpha")
+    (root / "sub" / "b.bin").write_bytes(os.urandom(20_000))
+    (root / "sub" / "deeper" / "c").write_text("c")
+    (root / "link").symlink_to("sub/b.bin")
+    (root / "dirlink").symlink_to("sub")
+    os.chmod(root / "a.txt", 0o600)
+
+
+async def test_directory_with_symlinks_and_modes(tmp_path: Path) -> None:
+    src = tmp_path / "dataset"
+    make_tree(src)
+    dest = tmp_path / "scratch"
+    dest.mkdir()
+    target = await receive(f"{src}/", f"{dest}/", recursive=True, preserve=True)
+    assert target == dest / "dataset"
+    assert (target / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
+    assert (target / "sub" / "deeper" / "c").read_text() == "c"
+    assert os.readlink(target / "link") == "sub/b.bin"
+    assert os.readlink(target / "dirlink") == "sub"
+    assert (target / "a.txt").stat().st_mode & 0o777 == 0o600
+    assert leftovers(dest) == []
+
+
+async def test_directory_replaces_existing_one_only_when_verified(tmp_path: Path) -> None:
+    src = tmp_path / "dataset"
+    make_tree(src)
+    dest = tmp_path / "scratch"
+    (dest / "dataset").mkdir(parents=True)
+    (dest / "dataset" / "stale").write_text("old")
+    with pytest.raises(TransferError):
+        await receive(str(src), str(dest), recursive=True, corrupt=True)
+    assert (dest / "dataset" / "stale").read_text() == "old"
+    await receive(str(src), str(dest), recursive=True)
+    assert not (dest / "dataset" / "stale").exists()
+    assert (dest / "dataset" / "a.txt").read_text() == "alpha"
+    assert leftovers(dest) == []
+
+
+def test_resolve_target_rules(tmp_path: Path) -> None:
+    f = Meta(name="x", kind="file")
+    assert resolve_target(f"{tmp_path}/", f) == tmp_path / "x"
+    assert resolve_target(str(tmp_path), f) == tmp_path / "x"
+    assert resolve_target(str(tmp_path / "y"), f) == tmp_path / "y"
+    with pytest.raises(TransferError, match="does not exist"):
+        resolve_target(f"{tmp_path}/nope/", f)
+    with pytest.raises(TransferError, match="does not exist"):
+        resolve_target(f"{tmp_path}/nope/deeper", f)
+    (tmp_path / "x").mkdir()
+    with pytest.raises(TransferError, match="is a directory"):
+        resolve_target(str(tmp_path), f)
+
+
+async def test_children_read_back_while_writing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "f", Meta(name="f", kind="file", size=3 * 4096), "t1")
+    complete = asyncio.Event()
+    blocks = [bytes([i]) * 4096 for i in range(3)]
+
+    async def child(start: int) -> bytes:
+        got, off = bytearray(), start
+        while chunk := await spool.read(off, 4096, complete=complete):
+            got += chunk
+            off += len(chunk)
+        return bytes(got)
+
+    readers = [asyncio.create_task(child(0)), asyncio.create_task(child(4096))]
+    for b in blocks:
+        await spool.write(b)
+        await asyncio.sleep(0)
+    complete.set()
+    await spool.notify()
+    whole, resumed = await asyncio.gather(*readers)
+    assert whole == b"".join(blocks)
+    assert resumed == b"".join(blocks[1:])
+    spool.close()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs to fill needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def test_disk_full_fails_with_reason_and_leaves_nothing(
+    tmp_path: Path, tiny_fs: Path
+) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(1 << 20))
+    with pytest.raises(TransferError, match="disk full"):
+        await receive(str(src), f"{tiny_fs}/")
+    assert list(tiny_fs.iterdir()) == []
+
+
+def test_sweep_removes_stale_spools(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "dir"
+    tmp_path.mkdir()
+    (tmp_path / f".x.abc{PART_SUFFIX}").write_text("junk")
+    (tmp_path / "keep").write_text("data")
+    assert [p.name for p in sweep(tmp_path)] == [f".x.abc{PART_SUFFIX}"]
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]

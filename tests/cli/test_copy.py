@@ -1,0 +1,204 @@
+"""`shoal copy` / `shoal gather` end to end: real agent processes, mutual TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from agentproc import Agents
+
+SHOAL = [sys.executable, "-m", "shoal.cli.main"]
+
+
+@dataclass
+class Nodes:
+    """Five agents with their own files roots (copies land in root/dest)."""
+
+    agents: Agents
+    roots: dict[str, Path]
+
+    def kill(self, name: str) -> None:
+        next(a for a in self.agents.started if a.name == name).kill()
+
+
+@pytest.fixture
+def nodes(agents: Agents, tmp_path: Path) -> Nodes:
+    roots = {}
+    for i in range(1, 6):
+        root = tmp_path / f"root-n{i}"
+        (root / "dest").mkdir(parents=True)
+        agents.start(f"n{i}", files_root=root)
+        roots[f"n{i}"] = root
+    agents.inventory()
+    return Nodes(agents, roots)
+
+
+def shoal(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SHOAL, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def temp_leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".shoal-" in p.name]
+
+
+def test_copy_then_gather_over_mtls(nodes: Nodes, tmp_path: Path) -> None:
+    src = tmp_path / "big.tar"
+    src.write_bytes(os.urandom(5_000_000))
+    r = shoal("copy", "-w", "n[1-5]", str(src), "/dest/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "PASS: n[1-5], SUM: 5"
+    for root in nodes.roots.values():
+        assert (root / "dest" / "big.tar").read_bytes() == src.read_bytes()
+        assert temp_leftovers(root) == []
+    r = shoal("gather", "-w", "n[1-5]", "/dest/big.tar", str(tmp_path / "logs"))
+    assert r.returncode == 0, r.stderr
+    got = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert got == [f"big.tar.n{i}" for i in range(1, 6)]
+
+
+def test_directory_copy_keeps_links_and_modes(nodes: Nodes, tmp_path: Path) -> None:
+    d = tmp_path / "dataset"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "data").write_bytes(os.urandom(100_000))
+    os.chmod(d / "sub" / "data", 0o640)
+    (d / "latest").symlink_to("sub/data")
+    r = shoal("copy", "-w", "n[1-3]", "-r", "-p", f"{d}/", "/dest/")
+    assert r.returncode == 0, r.stderr
+    for n in ("n1", "n2", "n3"):
+        got = nodes.roots[n] / "dest" / "dataset"
+        assert os.readlink(got / "latest") == "sub/data"
+        assert (got / "sub" / "data").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/nonexistent/file", "/dest/"], "no such file"),
+        (["{tmp}", "/dest/"], "use -r"),
+        (["{file}", "dest/"], "absolute"),
+        (["{file}", "/dest/", "--chunk-size", "lots"], "bad size"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_connection(
+    shoal_home: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    # An inventory of nodes nobody serves: any connection attempt would show.
+    (shoal_home / "inventory.toml").write_text('[nodes]\nx1 = "127.0.0.1:9"\n')
+    argv = [a.format(tmp=tmp_path, file=f) for a in args]
+    r = shoal("copy", "-w", "x1", *argv)
+    assert r.returncode == 2
+    assert message in r.stderr and r.stderr.count("\n") == 1
+    assert "UNREACHABLE" not in r.stdout + r.stderr
+
+
+def test_gather_into_a_file_is_refused(shoal_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "logs").write_text("a file")
+    r = shoal("gather", "-w", "n1", "/var/log/x", str(tmp_path / "logs"))
+    assert r.returncode == 2 and "not a directory" in r.stderr
+
+
+def _wait_for_spool(root: Path, min_bytes: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        parts = [p for p in (root / "dest").iterdir() if p.name.endswith(".shoal-part")]
+        if parts and parts[0].stat().st_size >= min_bytes:
+            return
+        time.sleep(0.005)
+    pytest.fail(f"no transfer reached {root}")
+
+
+def test_relay_killed_mid_copy_subtree_is_adopted_and_verified(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(150_000_000))
+    p = subprocess.Popen(
+        # A kill is seen at once (RST); a long stall timeout keeps a loaded machine
+        # from taking slow nodes for dead.
+        [
+            *SHOAL,
+            "copy",
+            "-w",
+            "n[1-5]",
+            "-W",
+            "1",
+            "--chunk-size",
+            "64K",
+            "--stall-timeout",
+            "120",
+            str(src),
+            "/dest/",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_spool(nodes.roots["n3"], 2_000_000)
+    nodes.kill("n2")  # a relay in the middle of the chain n1 > n2 > n3 > n4 > n5
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 4, err
+    assert "PASS: n[1,3-5], SUM: 4" in out and "UNREACHABLE: n2, SUM: 1" in out, err
+    for n in ("n1", "n3", "n4", "n5"):
+        assert (nodes.roots[n] / "dest" / "big").read_bytes() == src.read_bytes()
+        assert temp_leftovers(nodes.roots[n]) == []
+
+
+def test_ctrl_c_removes_every_temporary_file(nodes: Nodes, tmp_path: Path) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(200_000_000))
+    p = subprocess.Popen(
+        [
+            *SHOAL,
+            "copy",
+            "-w",
+            "n[1-5]",
+            "-W",
+            "1",
+            "--chunk-size",
+            "16K",
+            "--stall-timeout",
+            "120",
+            str(src),
+            "/dest/",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_spool(nodes.roots["n2"], 1_000_000)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    deadline = time.monotonic() + 30  # generous: these machines are small and noisy
+    while time.monotonic() < deadline:
+        if not any(temp_leftovers(r) for r in nodes.roots.values()):
+            break
+        time.sleep(0.02)
+    assert [temp_leftovers(r) for r in nodes.roots.values()] == [[]] * 5
+    assert not any((r / "dest" / "big").exists() for r in nodes.roots.values())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="filling a tiny tmpfs needs root to mount it")
+def test_disk_full_on_one_relay_fails_it_alone(nodes: Nodes, tmp_path: Path) -> None:
+    dest = nodes.roots["n2"] / "dest"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(dest)], check=True)
+    try:
+        src = tmp_path / "big"
+        src.write_bytes(os.urandom(8_000_000))
+        r = shoal("copy", "-w", "n[1-5]", "-W", "1", str(src), "/dest/")
+        assert r.returncode == 1, r.stderr
+        assert "FAILED: n2, SUM: 1" in r.stdout and "PASS: n[1,3-5], SUM: 4" in r.stdout
+        assert "disk full" in r.stderr
+        assert list(dest.iterdir()) == []
+        for n in ("n3", "n4", "n5"):
+            assert (nodes.roots[n] / "dest" / "big").read_bytes() == src.read_bytes()
+    finally:
+        subprocess.run(["umount", "-l", str(dest)], check=False)

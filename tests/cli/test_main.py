@@ -1,0 +1,59 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from agentproc import Agents
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoal.cli.main", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version() -> None:
+    r = shoal("--version")
+    assert r.returncode == 0 and r.stdout.startswith("shoal ")
+
+
+def test_ca_init_twice_is_one_line_error(shoal_home: Path) -> None:
+    assert shoal("ca", "init").returncode == 0
+    assert (shoal_home / "tls" / "client.crt").exists()
+    r = shoal("ca", "init")
+    assert r.returncode == 5
+    assert r.stderr.strip().count("\n") == 0 and "already exists" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_command_is_usage_error() -> None:
+    r = shoal("nope")
+    assert r.returncode == 2
+
+
+def test_agent_on_a_busy_port_is_one_line(shoal_home: Path) -> None:
+    import socket
+
+    assert shoal("ca", "init").returncode == 0
+    assert shoal("ca", "issue", "n1").returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = shoal("agent", "--name", "n1", "--listen", f"127.0.0.1:{port}")
+    assert r.returncode == 5
+    assert "cannot listen on" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_output_into_a_closed_pipe_is_quiet(agents: Agents) -> None:
+    """`shoal run … | head -2`: no BrokenPipeError traceback when the reader goes away."""
+    agents.start("n1")
+    agents.inventory()
+    r = subprocess.run(
+        f"{sys.executable} -m shoal.cli.main run -w n1 -- 'seq 1 300000' | head -2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.stdout == "n1: 1\nn1: 2\n"
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr

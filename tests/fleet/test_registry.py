@@ -1,0 +1,142 @@
+"""Registry over the real API: real controller process, real mTLS, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shoal.core import tls
+
+FACTS = {
+    "hostname": "cn1",
+    "cpus_logical": 8,
+    "cpus_physical": 4,
+    "memory": 16 * 2**30,
+    "interfaces": [{"name": "eth0", "mac": "02:00:00:00:00:01", "addresses": ["10.0.0.5"]}],
+    "os": "Test Linux",
+}
+
+
+def test_same_host_registering_twice_is_one_node(start_controller) -> None:
+    ctl = start_controller()
+    with ctl.client("cn1") as c:
+        for _ in range(2):
+            r = c.post("/v1/register", json={"name": "cn1", "facts": FACTS})
+            assert r.status_code == 200, r.text
+    with ctl.client() as c:
+        nodes = c.get("/v1/nodes").json()
+        assert [n["name"] for n in nodes] == ["cn1"]
+        assert nodes[0]["state"] == "running"
+        assert nodes[0]["cpus"] == 8 and nodes[0]["address"] == "10.0.0.5"
+        show = c.get("/v1/nodes/cn1").json()
+        assert show["facts"]["interfaces"][0]["mac"] == "02:00:00:00:00:01"
+        kinds = [e["kind"] for e in show["events"]]
+        assert kinds.count("registered") == 1
+
+
+def test_certificate_from_another_ca_is_refused(start_controller, tmp_path: Path) -> None:
+    ctl = start_controller()
+    other = tmp_path / "other-ca"
+    tls.init_ca(other)
+    tls.issue(other, "cn1")
+    ctx = ssl.create_default_context(cafile=str(ctl.tls_dir / "ca.crt"))
+    ctx.load_cert_chain(str(other / "cn1.crt"), str(other / "cn1.key"))
+    with (
+        httpx.Client(base_url=ctl.url, verify=ctx, trust_env=False) as c,
+        pytest.raises(httpx.HTTPError),
+    ):
+        c.post("/v1/register", json={"name": "cn1", "facts": FACTS})
+    # and without any client certificate
+    plain = ssl.create_default_context(cafile=str(ctl.tls_dir / "ca.crt"))
+    with (
+        httpx.Client(base_url=ctl.url, verify=plain, trust_env=False) as c,
+        pytest.raises(httpx.HTTPError),
+    ):
+        c.get("/v1/nodes")
+    with ctl.client() as c:
+        assert c.get("/v1/nodes").json() == []
+
+
+def test_a_node_may_only_register_as_its_certificate_name(start_controller) -> None:
+    ctl = start_controller()
+    with ctl.client("cn2") as c:
+        r = c.post("/v1/register", json={"name": "cn1", "facts": FACTS})
+        assert r.status_code == 403
+        assert "may not act as node 'cn1'" in r.json()["detail"]
+        assert c.post("/v1/heartbeat", json={"name": "cn1"}).status_code == 403
+
+
+def test_heartbeat_drain_events_metrics(start_controller) -> None:
+    ctl = start_controller(flush_interval=0.2)
+    with ctl.client("cn1") as agent, ctl.client() as op:
+        assert agent.post("/v1/heartbeat", json={"name": "cn1"}).status_code == 404
+        agent.post("/v1/register", json={"name": "cn1", "facts": FACTS}).raise_for_status()
+        assert agent.post("/v1/heartbeat", json={"name": "cn1"}).json() == {"ok": True}
+        r = op.post("/v1/nodes/cn1/drain", json={"reason": "disk swap"})
+        assert r.json()["state"] == "drained"
+        ev = op.get("/v1/events", params={"node": "cn1"}).json()
+        last = ev[-1]
+        assert (last["from"], last["to"], last["actor"], last["reason"]) == (
+            "running",
+            "drained",
+            "client",
+            "disk swap",
+        )
+        assert op.post("/v1/nodes/cn1/undrain", json={}).json()["state"] == "running"
+        assert op.post("/v1/nodes/nope/drain", json={}).status_code == 404
+        m = op.get("/metrics").text
+        assert 'shoal_nodes{state="running"} 1.0' in m
+        assert "shoal_heartbeats_total 1.0" in m
+        assert "shoal_heartbeat_age_seconds" in m
+        assert op.get("/healthz").json()["ok"] is True
+        assert "/v1/register" in op.get("/openapi.json").json()["paths"]
+
+
+def test_registration_client_registers_and_heartbeats(start_controller, until) -> None:
+    """The agent-side client (shoal.agent.registration) against the real API."""
+    import subprocess
+    import sys
+
+    ctl = start_controller(flush_interval=0.2)
+    tls.issue(ctl.tls_dir, "sim1")
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shoal.agent.registration",
+            "--controller",
+            ctl.url,
+            "--tls-dir",
+            str(ctl.tls_dir),
+            "--name",
+            "sim1",
+            "--interval",
+            "0.2",
+        ],
+        env={**ctl.env, "SHOAL_METADATA": "off"},
+    )
+    try:
+        with ctl.client() as c:
+            n = until(
+                lambda: (
+                    c.get("/v1/nodes/sim1").json()
+                    if c.get("/v1/nodes/sim1").status_code == 200
+                    else None
+                )
+            )
+            assert n["facts"]["cpus_logical"] >= 1
+            assert n["facts"]["interfaces"]
+
+            def beats() -> float:
+                for line in c.get("/metrics").text.splitlines():
+                    if line.startswith("shoal_heartbeats_total "):
+                        return float(line.split()[1])
+                return 0.0
+
+            until(lambda: beats() >= 3)
+    finally:
+        p.terminate()
+        p.wait(10)
