@@ -256,6 +256,7 @@ class Controller:
         async with self.session() as sess, sess.begin():
             nodes = (await sess.execute(select(Node))).scalars().all()
             silent: list[tuple[Node, str, str]] = []  # (node, new state, why)
+            resumed: set[str] = set()
             for n in nodes:
                 hb = max(filter(None, [n.last_heartbeat, self.last_hb.get(n.name)]), default=None)
                 age = (now - hb).total_seconds() if hb else None
@@ -269,6 +270,7 @@ class Controller:
                         silent.append((n, "down", why))
                 elif n.state in ("running", "suspect", "down") and age is not None:
                     if age <= s.suspect_after:
+                        resumed.add(n.name)
                         if n.state != "running":
                             self.transition(sess, n, "running", "watchdog", "heartbeats resumed")
                     elif age > s.down_after and n.state != "down":
@@ -279,7 +281,11 @@ class Controller:
                         to_replace.append((n.name, n.pool))
             active = [n for n in nodes if n.state != "drained"]
             newly_down = [x for x in silent if x[1] == "down" and x[0].state != "provisioning"]
-            lost = {x[0].name for x in silent} | {n.name for n in active if n.state == "down"}
+            # "together" means silent at the same time, not crossing the grace in the
+            # same pass: suspects count, or heartbeats a few ms apart split the group
+            lost = {x[0].name for x in silent} | {
+                n.name for n in active if n.state in ("suspect", "down") and n.name not in resumed
+            }
             if (
                 len(active) >= s.breaker_min_nodes
                 and len(lost) >= s.breaker_fraction * len(active)
