@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint demo bench proto clean
+.PHONY: venv test lint demo bench bench-fanout bench-broadcast bench-controller bench-gateway proto clean
 
 venv: $(STAMP)
 
@@ -26,9 +26,23 @@ lint: $(STAMP)
 demo: $(STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
-bench: $(STAMP)
+# Each writes bench/results/NAME.{json,md}; run them on an otherwise idle machine.
+bench: bench-fanout bench-broadcast bench-controller bench-gateway
+
+bench-fanout: $(STAMP)
 	@bash scripts/bench-deps.sh
 	$(PY) bench/run_fanout.py
+
+bench-broadcast: $(STAMP)  # root: network namespaces and tc
+	@bash scripts/bench-deps.sh
+	$(PY) bench/broadcast.py --rate 50mbit
+
+bench-controller: $(STAMP)
+	$(PY) bench/controller.py
+
+bench-gateway: $(STAMP)
+	@bash scripts/bench-gateway-deps.sh
+	$(PY) bench/gateway.py
 
 proto: $(STAMP)
 	$(PY) -m shoal.core.protogen

@@ -318,7 +318,49 @@ def write_results(rows: list[dict[str, object]], meta: dict[str, object]) -> Non
             md.append(
                 f"| {r['tool']} | {r['wall_s']} | {r['one_s']} | {r['efficiency']:.2f} | {ratio} |"
             )
+    md += targets(net, loop)
     (RESULTS / "broadcast.md").write_text("\n".join(md) + "\n")
+
+
+def targets(net: list[dict[str, object]], loop: list[dict[str, object]]) -> list[str]:
+    """The issue's targets against this run, met or missed, with the why."""
+    out = ["\n## Targets\n", "| target | measured | |", "|---|---|---|"]
+    for w in sorted({int(r["width"]) for r in net}):  # type: ignore[call-overload]
+        rs = [r for r in net if r["width"] == w]
+        worst = min(float(r["share_of_rate"]) for r in rs)  # type: ignore[arg-type]
+        ns = ", ".join(str(r["nodes"]) for r in rs)
+        out.append(
+            f"| every node >= 85% of R, N = {ns}, -W {w} | worst {worst:.0%} | "
+            f"{'met' if worst >= 0.85 else '**missed**'} |"
+        )
+    base = next((r for r in loop if r["tool"] == "shoal copy"), None)
+    cl = next((r for r in loop if str(r["tool"]).startswith("clush")), None)
+    if base and cl:
+        ratio = float(cl["wall_s"]) / float(base["wall_s"])  # type: ignore[arg-type]
+        out.append(
+            f"| loopback, 16 nodes: shoal >= 5x faster than clush --copy | {ratio:.1f}x | "
+            f"{'met' if ratio >= 5 else '**missed**'} |"
+        )
+    if net or base:
+        peak = max(
+            float(r["agent_peak_rss_mib"])  # type: ignore[arg-type]
+            for r in [*net, *([base] if base else [])]
+        )
+        out.append(f"| agent memory bounded | peak RSS {peak:.0f} MiB per agent | see below |")
+    out.append(
+        "\nWith every link shaped to R in both directions, a node that feeds two "
+        "children sends 2 x R through its own R uplink, so below the first level each "
+        "child gets R/2: -W 2 (the default, the reference's best on its network) is "
+        "egress-bound at about 50% of R from N = 8 on, and the pipelined chain -W 1 is "
+        "the shape that keeps every node at line rate on symmetric links. On loopback "
+        "there is no link to save: every byte costs CPU in every receiving agent "
+        "(TLS, HTTP/2, protobuf copies in Python gRPC) and in the relay that forwards "
+        "it, so the tree's advantage over flat scp shrinks to what two cores allow. "
+        "Agent memory: peak RSS is about the same for 4 and 16 nodes and far below "
+        "the file's size (a relay holds a few chunks per child and reads back from its "
+        "own copy on disk); the loopback agents also serve the client's full fan-out."
+    )
+    return out
 
 
 def main() -> None:
@@ -355,7 +397,9 @@ def main() -> None:
         "note": (
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; one run of "
-            "`make bench-broadcast`. share of R = (size/R) / wall time."
+            "`make bench-broadcast`. share of R = (size/R) / wall time. R is chosen so "
+            "that a 16-node chain (16 x R in and out of Python gRPC + TLS) fits in two "
+            "cores."
         ),
         "python": sys.version.split()[0],
     }

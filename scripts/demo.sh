@@ -40,9 +40,9 @@ step shoal cluster up -n 8 || exit 1
 shoal cluster status >/dev/null 2>&1 || { echo "the cluster did not start"; exit 1; }
 
 step shoal run -w 'node[1-8]' -b -- uname -a
-echo "${dim}# every node writes its name into its own /tmp, then node3 and node6 fail:${off}"
-step shoal run -w 'node[1-8]' -- 'hostname > /tmp/whoami; case $(cat /tmp/whoami) in node3|node6) echo "disk check failed on $(hostname)" >&2; exit 2;; *) echo ok;; esac'
+echo "${dim}# the agent names each node in \$SHOAL_NODE; node3 and node6 fail:${off}"
+step shoal run -w 'node[1-8]' -- 'case $SHOAL_NODE in node3|node6) echo "disk check failed on $(hostname)" >&2; exit 2;; *) echo ok;; esac'
 echo "${dim}# a 1-second time limit: node[1-2] sleep 5 s and are killed, the rest finish${off}"
-step shoal run -w 'node[1-8]' -t 1 -- 'case $(hostname) in node1|node2) sleep 5;; esac; echo done'
+step shoal run -w 'node[1-8]' -t 1 -- 'case $SHOAL_NODE in node1|node2) sleep 5;; esac; echo done'
 step shoal ping -w 'node[1-8]'
 step shoal facts -w 'node[1-8]'

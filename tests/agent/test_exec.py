@@ -44,8 +44,10 @@ async def test_exit_status_and_signal() -> None:
 
 
 async def test_env_cwd_and_no_stdin(tmp_path: Path) -> None:
-    out, _, res = await _run("echo $FOO; pwd; cat", env={"FOO": "bar"}, cwd=str(tmp_path))
-    assert out == f"bar\n{tmp_path}\n".encode()
+    out, _, res = await _run(
+        "echo $FOO $SHOAL_NODE; pwd; cat", env={"FOO": "bar"}, cwd=str(tmp_path)
+    )
+    assert out == f"bar n1\n{tmp_path}\n".encode()
     assert res.state == pb.STATE_OK
 
 

@@ -38,7 +38,9 @@ def kill_all() -> None:
 
 async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
     start = time.time_ns()
-    env = {**os.environ, **dict(task.env)}
+    # SHOAL_NODE: the name the client addressed, which on shared hosts (a local
+    # cluster without root, several agents per machine) the hostname is not
+    env = {**os.environ, "SHOAL_NODE": node, **dict(task.env)}
     try:
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",

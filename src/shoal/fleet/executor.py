@@ -1,15 +1,15 @@
 """The seam to fan-out: jobs run through an Executor.
 
-Until ``shoal.fanout`` is importable here, ``CliExecutor`` calls the stable
-CLI contract: ``shoal run --json -w NODES -- CMD`` / ``shoal ping --json -w
-NODES``, whose JSON is {"nodes": {name: {"state": ...}}, "summary": ...}.
+``CliExecutor`` calls the stable CLI contract, ``shoal run --json -w NODES
+-- CMD`` / ``shoal ping --json -w NODES``, whose JSON is {"nodes": {name:
+{"state": "PASS"|"FAILED"|...}}, ...}: a job's run is its own process, so a
+hung or crashing fan-out never takes the controller with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 import sys
 from typing import Protocol
 
@@ -20,6 +20,16 @@ class Executor(Protocol):
         ...
 
 
+# the summary labels `shoal run --json` prints -> the wire's node states
+STATES = {
+    "PASS": "ok",
+    "FAILED": "failed",
+    "TIMEOUT": "timeout",
+    "UNREACHABLE": "unreachable",
+    "REFUSED": "refused",
+}
+
+
 class CliExecutor:
     def __init__(self, argv0: list[str] | None = None, timeout: float = 3600.0) -> None:
         self.argv0 = argv0 or [sys.executable, "-m", "shoal.cli.main"]
@@ -27,7 +37,8 @@ class CliExecutor:
 
     async def run(self, nodes: str, command: str | None, action: str) -> dict[str, str]:
         if action == "command":
-            argv = [*self.argv0, "run", "--json", "-w", nodes, "--", *shlex.split(command or "")]
+            # one argument: the agent runs it through /bin/sh -c verbatim, quotes and all
+            argv = [*self.argv0, "run", "--json", "-w", nodes, "--", command or ""]
         elif action == "ping":
             argv = [*self.argv0, "ping", "--json", "-w", nodes]
         elif action == "facts":
@@ -45,7 +56,7 @@ class CliExecutor:
             return {"*": "timeout"}
         try:
             data = json.loads(out)
-            return {n: str(r.get("state", "failed")) for n, r in data["nodes"].items()}
+            return {n: STATES.get(str(r.get("state")), "failed") for n, r in data["nodes"].items()}
         except (ValueError, KeyError, AttributeError, TypeError):
             msg = err.decode(errors="replace").strip().splitlines()
             return {"*": "failed: " + (msg[-1] if msg else f"exit {proc.returncode}")}
