@@ -73,7 +73,9 @@ def test_job_records_each_nodes_state(start_controller, cluster, until) -> None:
             },
         ).raise_for_status()
         done = until(
-            lambda: [x for x in c.get("/v1/jobs/check/runs").json() if x["status"] != "running"],
+            lambda: [
+                x for x in c.get("/v1/jobs/check/runs").json() if x["status"] in ("ok", "failed")
+            ],
             timeout=90,
         )
         assert done[0]["status"] == "failed"

@@ -140,3 +140,22 @@ def test_registration_client_registers_and_heartbeats(start_controller, until) -
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_local_cluster_agents_register_with_the_controller(
+    start_controller, cluster, until
+) -> None:
+    """`shoal cluster up --controller URL`: real agents (two in one process) register
+    themselves with their facts under their certificates' names."""
+    ctl = start_controller(flush_interval=0.2)
+    cluster(["cn1", "cn2", "cn3"], per_process=2, controller=ctl.url)
+    with ctl.client() as c:
+
+        def all_running() -> list[dict[str, object]] | None:
+            ns = c.get("/v1/nodes").json()
+            return ns if [n["state"] for n in ns] == ["running"] * 3 else None
+
+        nodes = until(all_running, timeout=90)
+        assert [n["name"] for n in nodes] == ["cn1", "cn2", "cn3"]
+        facts = c.get("/v1/nodes/cn2").json()["facts"]
+        assert facts["cpus_logical"] >= 1 and facts["memory"] > 0

@@ -37,7 +37,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from shoal.core import tls
@@ -86,6 +86,7 @@ class State:
     default_inventory: bool = False  # we wrote $SHOAL_HOME/inventory.toml
     hosts: dict[str, str] = field(default_factory=dict)  # node -> address (127.0.0.1)
     netns: dict[str, str] = field(default_factory=dict)  # node -> its network namespace
+    controller: str | None = None  # agents register and heartbeat there
 
 
 def is_root() -> bool:
@@ -123,8 +124,12 @@ class LocalCluster:
             return State()
         except (OSError, ValueError) as e:
             raise ConfigError(f"cluster state {self.state_file} is unreadable: {e}") from e
-        procs = [Proc(**p) for p in raw.pop("procs", [])]
-        return State(**raw, procs=procs)
+        try:
+            procs = [Proc(**p) for p in raw.pop("procs", [])]
+            known = {f.name for f in fields(State)}  # a newer shoal may have written more
+            return State(**{k: v for k, v in raw.items() if k in known}, procs=procs)
+        except (TypeError, AttributeError) as e:
+            raise ConfigError(f"cluster state {self.state_file} is unreadable: {e}") from e
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -184,9 +189,11 @@ class LocalCluster:
         insecure: bool = False,
         netns: bool = False,
         rate: str | None = None,
+        controller: str | None = None,
     ) -> list[str]:
         """Start n agents named node1..nodeN (or the given names); return the names.
         netns: each node a network namespace on a bridge, its link shaped to rate.
+        controller: a fleet controller URL the agents register with.
         Raises ClusterError when a cluster is already up in this SHOAL_HOME."""
         if self.is_up():
             raise ClusterError(
@@ -201,7 +208,9 @@ class LocalCluster:
         self.down()  # leftovers of a cluster that died: files, namespaces
         if rate and not netns:
             raise ConfigError("--rate shapes netns links: it needs --netns")
-        self.state = State(insecure=insecure, isolated=is_root(), per_process=per_process)
+        self.state = State(
+            insecure=insecure, isolated=is_root(), per_process=per_process, controller=controller
+        )
         try:
             if netns:
                 self._make_netns(names, per_process, rate)
@@ -305,6 +314,8 @@ class LocalCluster:
             spec_file = log.with_suffix(".spec.json")
             spec_file.write_text(json.dumps(spec))
             argv = [*base, "--spec-file", str(spec_file)]
+        if self.state.controller:
+            argv += ["--controller", self.state.controller]
         if self.state.isolated:
             argv = self._isolate(names[0], argv)
         if names[0] in self.state.netns:

@@ -35,6 +35,13 @@ def up(
         str | None,
         typer.Option("--rate", help="With --netns: shape every link (tbf), e.g. 200mbit."),
     ] = None,
+    controller: Annotated[
+        str | None,
+        typer.Option(
+            "--controller",
+            help="Fleet controller URL: every agent registers and heartbeats there.",
+        ),
+    ] = None,
 ) -> None:
     """Start N agents (TLS on, certificates made) and write an inventory."""
     from shoal.agent.localcluster import LocalCluster, isolation_note
@@ -48,6 +55,7 @@ def up(
         insecure=insecure,
         netns=netns is not None,
         rate=rate,
+        controller=controller,
     )
     procs = len(c.state.procs)
     print(f"cluster up: {fold(names)} ({len(names)} nodes, {procs} processes)")
@@ -55,6 +63,8 @@ def up(
         first, last = c.addresses[names[0]], c.addresses[names[-1]]
         shaped = f", every link shaped to {rate} (tbf)" if rate else ""
         print(f"each node in its own network namespace: {first} .. {last}{shaped}")
+    if controller:
+        print(f"agents register with the controller at {controller}")
     if c.state.isolated:
         print("each process has its own hostname and /tmp (UTS and mount namespaces)")
     note = isolation_note(per_process)

@@ -2,20 +2,23 @@
 defaults, in one settings object per section.
 
 The TOML file is $SHOAL_CONFIG, else $SHOAL_HOME/config.toml (SHOAL_HOME
-defaults to ~/.shoal). Top-level keys configure the core; each capability
-reads its own table (``[gateway]``, ``[controller]``...) through a subclass of
-``Section`` with ``section = "gateway"`` and env prefix ``SHOAL_GATEWAY_``.
+defaults to ~/.shoal). Top-level keys configure the core (``Settings`` here);
+each capability reads its own table (``[gateway]``, ``[controller]``...)
+through a subclass of ``shoal.core.sections.Section``.
+
+The core's settings are read on every `shoal run`, so they are a dataclass
+with a small loader: pydantic-settings costs about 110 ms of import, a third
+of a command's start-up. The long-running services use ``Section``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
+import types
 from pathlib import Path
-from typing import Any, ClassVar, Self
-
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from typing import Any, Self, Union, get_args, get_origin, get_type_hints
 
 from shoal.errors import ConfigError
 
@@ -44,59 +47,42 @@ def read_toml(path: Path, what: str = "configuration file") -> dict[str, Any]:
         raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from e
 
 
-class _TomlSection(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], section: str | None) -> None:
-        super().__init__(settings_cls)
-        path = config_path()
-        data = read_toml(path) if path.exists() else {}
-        if section:
-            data = data.get(section, {})
-            if not isinstance(data, dict):
-                raise ConfigError(f"[{section}] in {path} must be a table")
-        else:
-            data = {k: v for k, v in data.items() if not isinstance(v, dict)}
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-class Section(BaseSettings):
-    """Base for a settings section; ``load(**flags)`` applies the precedence."""
-
-    section: ClassVar[str | None] = None
-    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="ignore")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSection(settings_cls, cls.section))
-
-    @classmethod
-    def load(cls, **flags: Any) -> Self:
-        """Build the settings; flags that are None were not given."""
-        given = {k: v for k, v in flags.items() if v is not None}
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """Convert a flag, environment string or TOML value to the field's type."""
+    args = get_args(hint)
+    if get_origin(hint) in (Union, types.UnionType) and type(None) in args:
+        if value is None or value == "":
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+    bad = ConfigError(f"invalid setting {name}: {value!r} is not a valid {hint.__name__}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise bad
+    if hint in (int, float):
+        if isinstance(value, bool) or (isinstance(value, float) and hint is int):
+            raise bad
         try:
-            return cls(**given)
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"invalid setting {where}: {err['msg']}") from e
+            return hint(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if hint is Path:
+        if not isinstance(value, str | Path):
+            raise bad
+        return Path(value).expanduser()
+    return value
 
 
-class Settings(Section):
+@dataclasses.dataclass(frozen=True)
+class Settings:
     """Core settings used by every command that talks to agents."""
 
-    home: Path = shoal_home()
+    home: Path = dataclasses.field(default_factory=shoal_home)
     inventory: Path | None = None  # default: $SHOAL_HOME/inventory.toml if present
     ca_cert: Path | None = None  # default: $SHOAL_HOME/tls/ca.crt
     cert: Path | None = None  # default: $SHOAL_HOME/tls/client.crt
@@ -106,6 +92,21 @@ class Settings(Section):
     connect_timeout: float = 5.0
     width: int = 8  # fan-out tree width; chosen by bench/run_fanout.py
     output_cap: int = 1 << 20  # bytes of output kept per node when gathering
+
+    @classmethod
+    def load(cls, **flags: Any) -> Self:
+        """Build the settings; flags that are None were not given."""
+        path = config_path()
+        data = read_toml(path) if path.exists() else {}
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            env = os.environ.get(f"SHOAL_{f.name.upper()}")
+            for raw in (flags.get(f.name), env, data.get(f.name)):
+                if raw is not None:
+                    values[f.name] = _coerce(f.name, hints[f.name], raw)
+                    break
+        return cls(**values)
 
     @property
     def tls_dir(self) -> Path:

@@ -7,7 +7,8 @@ from typing import ClassVar, Literal
 
 from pydantic_settings import SettingsConfigDict
 
-from shoal.core.config import Section, shoal_home
+from shoal.core.config import shoal_home
+from shoal.core.sections import Section
 
 
 class ControllerSettings(Section):

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from shoal.core.config import Section, read_toml, shoal_home
+from shoal.core.config import read_toml, shoal_home
+from shoal.core.sections import Section
 from shoal.errors import ConfigError
 
 Balance = Literal["p2c", "random", "round-robin"]
