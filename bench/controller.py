@@ -142,6 +142,11 @@ async def generate(port: int, nodes: int, period: float, duration: float, conns:
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "max_ms": pct(1.0),
+        "p99_from_schedule_ms": (
+            sorted(sched)[min(len(sched) - 1, int(0.99 * len(sched)))] * 1000
+            if sched
+            else float("nan")
+        ),
     }
 
 
@@ -252,24 +257,47 @@ def main() -> None:
         "args": vars(a),
     }
     (out / "controller.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    lines = render(results, a.nodes, a.period, a.duration)
+    (out / "controller.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def render(results: list[dict], nodes: int, period: float, duration: float) -> list[str]:
     lines = [
-        f"# Controller benchmark ({a.nodes} nodes, one heartbeat each per {a.period:g} s,"
-        f" {a.duration:g} s, {os.cpu_count()} CPUs)",
+        f"# Controller benchmark ({nodes} nodes, one heartbeat each per {period:g} s,"
+        f" {duration:g} s, {os.cpu_count()} CPUs)",
         "",
-        "| DB | mode | target hb/s | achieved hb/s | p50 ms | p99 ms |"
-        " p99 from schedule ms | errors | controller CPU (cores) | watchdog pass s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "The load generator, the controller and PostgreSQL share the same two cores;",
+        "latency is from sending a heartbeat to its answer.",
+        "",
+        "| DB | mode | target hb/s | achieved hb/s | p50 ms | p99 ms | errors |"
+        " controller CPU (cores) | watchdog pass s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    nan = float("nan")
     for r in results:
         lines.append(
             f"| {r['db']} | {r['mode']} | {r['target_rate']:.0f} | {r['rate']:.0f} |"
-            f" {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r.get('p99_from_schedule_ms', nan):.1f} |"
-            f" {r['errors']} |"
+            f" {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
             f" {r['controller_cpu_cores']:.2f} | {r['watchdog_pass_s']:.3f} |"
         )
-    (out / "controller.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    pg = next((r for r in results if r["db"] == "postgresql" and "batched" in r["mode"]), None)
+    if pg:
+        sustained = pg["rate"] >= 0.98 * pg["target_rate"] and pg["errors"] == 0
+        passes = max(r["watchdog_pass_s"] for r in results)
+        lines += [
+            "",
+            "| target (PostgreSQL, batched) | measured | |",
+            "|---|---|---|",
+            f"| {nodes} nodes every {period:g} s sustained | {pg['rate']:.0f} hb/s |"
+            f" {'met' if sustained else '**missed**'} |",
+            f"| p99 < 50 ms | {pg['p99_ms']:.0f} ms |"
+            f" {'met' if pg['p99_ms'] < 50 else '**missed**'} |",
+            f"| controller under one core | {pg['controller_cpu_cores']:.2f} cores |"
+            f" {'met' if pg['controller_cpu_cores'] < 1 else '**missed**'} |",
+            f"| watchdog pass < 1 s | {passes:.2f} s (worst) |"
+            f" {'met' if passes < 1 else '**missed**'} |",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -111,3 +111,25 @@ def test_missed_runs_are_coalesced_into_one(start_controller, cluster, until) ->
         assert co["detail"]["nodes"] == {"cn1": "ok"}
         later = [x for x in runs if x["id"] > co["id"]]
         assert all(x["coalesced"] <= 1 for x in later)
+
+
+def test_cli_job_runs_the_command_as_shoal_run_would(start_controller, cluster, until) -> None:
+    """`shoal jobs add ... -- 'CMD'` stores the words joined as `shoal run` joins
+    them, so the nodes' shell sees the same command line."""
+    import subprocess
+    import sys
+
+    cluster(["cn1", "cn2"])
+    ctl = start_controller()
+    env = {**ctl.env, "SHOAL_CONTROLLER_URL": ctl.url}
+    argv = [sys.executable, "-m", "shoal.cli.main", "jobs", "add", "--name", "j"]
+    argv += ["--cron", "@every 1s", "-w", "cn[1-2]", "--", 'test "$SHOAL_NODE" != cn2']
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with ctl.client() as c:
+        assert c.get("/v1/jobs").json()[0]["command"] == 'test "$SHOAL_NODE" != cn2'
+        done = until(
+            lambda: [x for x in c.get("/v1/jobs/j/runs").json() if x["status"] in ("ok", "failed")],
+            timeout=90,
+        )
+        assert done[0]["detail"]["nodes"] == {"cn1": "ok", "cn2": "failed"}

@@ -192,3 +192,23 @@ def test_status_command_prints_backends(gateway: Proc, two_backends: list[Proc])
     assert "live" in r.stdout
     r = shoal("gateway", "status", "--url", "http://127.0.0.1:9")
     assert r.returncode == 6 and r.stderr.startswith("shoal: error:")
+
+
+def test_default_balancer_keeps_runs_off_a_slow_backend(tmp_path: Path) -> None:
+    """Three backends, one 5x slower; 4 clients at a time fit in the fast ones'
+    slots, so after the first runs have measured each backend the slow one is
+    left alone. Random and least-outstanding would keep sending it a share."""
+    bs = [start_backend(tmp_path, slots=4, delay=0.1, echo=True) for _ in range(3)]
+    g = start_gateway(gw_conf(tmp_path, bs, capacity=4), "--quiet")
+    try:
+        control(bs[2], slow=5)
+        with ThreadPoolExecutor(4) as ex:
+            outcomes = list(ex.map(lambda _: run(g).json()["outcome"], range(80)))
+        assert outcomes == [15] * 80
+        st = httpx.get(g.url + "/shoal/status").json()["backends"]
+        assert st[2]["latency_ms"] > 2 * max(st[0]["latency_ms"], st[1]["latency_ms"])
+        assert st[2]["runs"] <= 4, [b["runs"] for b in st]  # its first measurements only
+    finally:
+        g.stop()
+        for b in bs:
+            b.stop()

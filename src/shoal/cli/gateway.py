@@ -56,7 +56,8 @@ def status(
         print(json.dumps(data, indent=2))
         return
     t = Table(title=f"gateway {url}  balance={data['balance']}  queued={data['queued']}")
-    for col in ("backend", "state", "weight", "in flight", "runs", "ejections", "languages"):
+    cols = ("backend", "state", "weight", "in flight", "runs", "latency", "ejections", "languages")
+    for col in cols:
         t.add_column(col)
     for b in data["backends"]:
         state = "live" if b["live"] else f"ejected ({b['readmit_in']}s)"
@@ -66,6 +67,7 @@ def status(
             f"{b['weight']:g}",
             f"{b['outstanding']}/{b['capacity']}",
             str(b["runs"]),
+            "-" if b.get("latency_ms") is None else f"{b['latency_ms']:.0f} ms",
             str(b["ejections"]),
             ",".join(b["languages"]),
         )

@@ -25,8 +25,6 @@ def add(
     insecure: Insecure = False,
 ) -> None:
     """Add (or replace) a job: -w NODESET -- CMD | --ping | --facts | --metrics."""
-    import shlex
-
     from shoal.cli._ctlclient import print_json, request
     from shoal.errors import UsageError
     from shoal.fleet.cronspec import parse
@@ -43,7 +41,8 @@ def add(
         "cron": cron,
         "nodes": nodes,
         "action": chosen[0],
-        "command": shlex.join(cmd) if cmd else None,
+        # a shell command line, joined as `shoal run` joins it: same words, same effect
+        "command": " ".join(cmd) if cmd else None,
     }
     d = request("POST", "/v1/jobs", controller, insecure, json=body)
     if json:

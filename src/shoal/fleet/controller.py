@@ -254,8 +254,8 @@ class Controller:
         s = self.s
         to_replace: list[tuple[str, str]] = []
         async with self.session() as sess, sess.begin():
-            nodes = (await sess.execute(select(Node))).scalars().all()
-            silent: list[tuple[Node, str, str]] = []  # (node, new state, why)
+            nodes = await self._watch_rows(sess, now)
+            silent: list[tuple[Any, str, str]] = []  # (node, new state, why)
             resumed: set[str] = set()
             for n in nodes:
                 hb = max(filter(None, [n.last_heartbeat, self.last_hb.get(n.name)]), default=None)
@@ -317,6 +317,34 @@ class Controller:
         self.watchdog_seconds = time.perf_counter() - t0
         if to_replace and self.provider is not None:
             await self.plan_replacements(to_replace, len(nodes))
+
+    async def _watch_rows(self, sess: Any, now: dt.datetime) -> list[Any]:
+        """Every node as a light row; full ORM objects only for those that may change.
+
+        A pass over 10,000 nodes must not stall heartbeats: loading every row as
+        an ORM object (facts included) took ~0.3 s of the event loop per pass.
+        """
+        s = self.s
+        cols = (Node.name, Node.state, Node.pool, Node.state_since, Node.last_heartbeat)
+        rows = (await sess.execute(select(*cols))).all()
+
+        def may_change(r: Any) -> bool:
+            if r.state == "provisioning":
+                return (now - r.state_since).total_seconds() > s.boot_timeout
+            hb = max(filter(None, [r.last_heartbeat, self.last_hb.get(r.name)]), default=None)
+            if r.state not in ("running", "suspect", "down") or hb is None:
+                return False
+            age = (now - hb).total_seconds()
+            if age <= s.suspect_after:
+                return r.state != "running"
+            return r.state == "running" or (age > s.down_after and r.state != "down")
+
+        names = [r.name for r in rows if may_change(r)]
+        objs: dict[str, Node] = {}
+        for i in range(0, len(names), 500):
+            q = select(Node).where(Node.name.in_(names[i : i + 500]))
+            objs.update((n.name, n) for n in (await sess.execute(q)).scalars())
+        return [objs.get(r.name, r) for r in rows]
 
     # ---------- replacement
     async def plan_replacements(self, cands: list[tuple[str, str]], fleet: int) -> None:

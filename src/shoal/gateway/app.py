@@ -244,6 +244,7 @@ class Gateway:
                 raise Retry("5xx") from None
             if isinstance(result, dict) and result.get("outcome") == 21:
                 raise Retry("overload")
+            b.observe(time.perf_counter() - t0)  # a run done: the balancer's latency
             if isinstance(result, dict):
                 self.metrics.outcomes.labels(str(result.get("outcome"))).inc()
         return Response(r.content, status_code=r.status_code, media_type="application/json")
@@ -261,6 +262,7 @@ class Gateway:
                 "capacity": b.capacity,
                 "outstanding": b.outstanding,
                 "runs": b.runs,
+                "latency_ms": None if b.latency is None else round(b.latency * 1000, 1),
                 "failures": b.failures,
                 "ejections": b.ejections,
                 "readmit_in": 0 if b.live else max(0.0, round(b.ejected_until - now, 1)),

@@ -13,6 +13,10 @@ class Candidate(Protocol):
     def weight(self) -> float: ...
     @property
     def outstanding(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def latency(self) -> float | None: ...  # EWMA of recent runs, None before the first
 
 
 T = TypeVar("T", bound=Candidate)
@@ -31,8 +35,17 @@ class Balancer:
             return self.rng.choices(list(cands), weights=[c.weight for c in cands])[0]
         if self.policy == "round-robin":
             return cands[next(self._rr) % len(cands)]
-        # weighted least-outstanding of two random choices (power of two choices)
+        # power of two choices on expected latency ("peak EWMA", as Finagle and
+        # Linkerd do): a backend's recent run time, raised as its slots fill.
+        # Least-outstanding alone evens out in-flight counts, so a backend 3x
+        # slower still gets ~1/7 of the runs and sets the p99; with latency in
+        # the cost it is used only when the fast ones are nearly full.
+        known = [c.latency for c in cands if c.latency is not None]
+        fresh = min(known) if known else 1.0  # untried: as good as the best
+
+        def cost(c: T) -> float:
+            lat = c.latency if c.latency is not None else fresh
+            return lat * (1 + c.outstanding / c.capacity) / c.weight
+
         a, b = self.rng.sample(list(cands), 2)
-        la = (a.outstanding + 1) / a.weight
-        lb = (b.outstanding + 1) / b.weight
-        return a if la <= lb else b
+        return a if cost(a) <= cost(b) else b

@@ -12,9 +12,10 @@ on its first good GET languages. With Redis, an ejection is shared: the key
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -34,6 +35,12 @@ class Backend:
     ejections: int = 0
     runs: int = 0
     known_files: set[str] = field(default_factory=set)
+    latency: float | None = None  # EWMA of successful run times (s)
+
+    def observe(self, seconds: float, alpha: float = 0.2) -> None:
+        self.latency = (
+            seconds if self.latency is None else (alpha * seconds + (1 - alpha) * self.latency)
+        )
 
     @property
     def url(self) -> str:
@@ -58,6 +65,14 @@ class QueueFull(Exception):
     pass
 
 
+@dataclass(eq=False)
+class _Waiter:
+    lang: str
+    exclude: set[str]
+    job: str | None
+    fut: asyncio.Future[Backend | None]
+
+
 class Pool:
     def __init__(
         self,
@@ -74,7 +89,7 @@ class Pool:
         self.redis = redis
         self.balancer = Balancer(settings.balance)
         self.waiters = 0
-        self._changed = asyncio.Condition()
+        self._line: collections.deque[_Waiter] = collections.deque()
         self.affinity: dict[str, str] = {}
 
     # ---- health -----------------------------------------------------------
@@ -156,8 +171,7 @@ class Pool:
 
     # ---- capacity ---------------------------------------------------------
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._dispatch()
 
     def _eligible(self, lang: str, exclude: set[str]) -> list[Backend]:
         return [b for b in self.backends if b.live and b.supports(lang) and b.url not in exclude]
@@ -169,47 +183,76 @@ class Pool:
         """A backend with a free slot for ``lang``; waits up to queue_timeout.
 
         None when no live backend (outside ``exclude``) runs ``lang``, or when
-        the wait timed out; raises QueueFull when the queue is full.
+        the wait timed out; raises QueueFull when the queue is full. Waiting
+        runs are served first come, first served: a freed slot is handed to the
+        oldest waiter that can use it, and a newcomer never jumps the line
+        (with a wake-everyone condition the losers of each race went to the
+        back, and the p99 was set by runs that lost many times).
         """
-        deadline = time.monotonic() + self.s.queue_timeout
-        queued = False
+        picked = self._try(lang, exclude, job)
+        if picked is not False and (picked is None or not self._line):
+            return picked
+        if isinstance(picked, Backend):
+            self._give_back(picked)  # others are waiting: take a place in line
+        if len(self._line) >= self.s.max_queue:
+            raise QueueFull
+        w = _Waiter(lang, exclude, job, asyncio.get_running_loop().create_future())
+        self._line.append(w)
+        self.waiters = len(self._line)
+        self.metrics.queue_depth.set(self.waiters)
+        self._dispatch()
         try:
-            async with self._changed:
-                while True:
-                    cands = self._eligible(lang, exclude)
-                    if not cands:
-                        if not self._eligible(lang, set()):
-                            return None
-                        exclude = set()  # every other choice is gone: retry anywhere
-                        continue
-                    free = [b for b in cands if b.outstanding < b.capacity]
-                    if free:
-                        b = self._affine(job, free) or self.balancer.pick(free)
-                        b.outstanding += 1
-                        b.runs += 1
-                        self.metrics.outstanding.labels(b.url).set(b.outstanding)
-                        if job:
-                            self.affinity[job] = b.url
-                            if len(self.affinity) > 100_000:
-                                self.affinity.pop(next(iter(self.affinity)))
-                        return b
-                    if not queued:
-                        if self.waiters >= self.s.max_queue:
-                            raise QueueFull
-                        queued = True
-                        self.waiters += 1
-                        self.metrics.queue_depth.set(self.waiters)
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return None
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), left)
-                    except TimeoutError:
-                        return None
+            await asyncio.wait({w.fut}, timeout=self.s.queue_timeout)
+        except BaseException:  # cancelled after being served: hand the slot on
+            if w.fut.done() and not w.fut.cancelled() and (got := w.fut.result()) is not None:
+                self._give_back(got)
+                self._dispatch()
+            raise
         finally:
-            if queued:
-                self.waiters -= 1
+            if not w.fut.done():  # timed out or cancelled: leave the line, unserved
+                w.fut.cancel()
+                self._line.remove(w)
+                self.waiters = len(self._line)
                 self.metrics.queue_depth.set(self.waiters)
+        return None if w.fut.cancelled() else w.fut.result()
+
+    def _try(
+        self, lang: str, exclude: set[str], job: str | None
+    ) -> Backend | Literal[False] | None:
+        """Take a slot now: the backend, None (nothing can ever serve it), or
+        False (every eligible backend is full)."""
+        cands = self._eligible(lang, exclude) or self._eligible(lang, set())
+        if not cands:
+            return None
+        free = [b for b in cands if b.outstanding < b.capacity]
+        if not free:
+            return False
+        b = self._affine(job, free) or self.balancer.pick(free)
+        b.outstanding += 1
+        b.runs += 1
+        self.metrics.outstanding.labels(b.url).set(b.outstanding)
+        if job:
+            self.affinity[job] = b.url
+            if len(self.affinity) > 100_000:
+                self.affinity.pop(next(iter(self.affinity)))
+        return b
+
+    def _give_back(self, b: Backend) -> None:
+        b.outstanding -= 1
+        b.runs -= 1
+        self.metrics.outstanding.labels(b.url).set(b.outstanding)
+
+    def _dispatch(self) -> None:
+        """Hand free slots to waiters, oldest first (synchronous: no await, so
+        no waiter can time out half-served)."""
+        for w in list(self._line):
+            got = self._try(w.lang, w.exclude, w.job)
+            if got is False:
+                continue  # its backends are full; a later waiter may want another language
+            self._line.remove(w)
+            w.fut.set_result(got)
+        self.waiters = len(self._line)
+        self.metrics.queue_depth.set(self.waiters)
 
     def _affine(self, job: str | None, free: list[Backend]) -> Backend | None:
         if not job:
@@ -220,5 +263,4 @@ class Pool:
     async def release(self, b: Backend) -> None:
         b.outstanding -= 1
         self.metrics.outstanding.labels(b.url).set(b.outstanding)
-        async with self._changed:
-            self._changed.notify(1)
+        self._dispatch()
