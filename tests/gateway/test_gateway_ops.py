@@ -212,3 +212,29 @@ def test_default_balancer_keeps_runs_off_a_slow_backend(tmp_path: Path) -> None:
         g.stop()
         for b in bs:
             b.stop()
+
+
+def test_waiting_runs_are_served_in_arrival_order(tmp_path: Path) -> None:
+    """One slot, runs arriving faster than it frees: they queue at the gateway
+    and are served first come, first served (no newcomer jumps the line)."""
+    import threading
+
+    bs = [start_backend(tmp_path, slots=4, delay=0.3, echo=True)]
+    g = start_gateway(gw_conf(tmp_path, bs, "queue_timeout = 60\n", capacity=1), "--quiet")
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        time.sleep(i * 0.1)
+        assert run(g).json()["outcome"] == 15
+        with lock:
+            done.append(i)
+
+    try:
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(one, range(8)))
+        assert done == list(range(8))
+    finally:
+        g.stop()
+        for b in bs:
+            b.stop()
