@@ -133,3 +133,21 @@ def test_cli_job_runs_the_command_as_shoal_run_would(start_controller, cluster, 
             timeout=90,
         )
         assert done[0]["detail"]["nodes"] == {"cn1": "ok", "cn2": "failed"}
+
+
+def test_jobs_leave_drained_nodes_alone(start_controller, cluster, until) -> None:
+    ctl = start_controller(flush_interval=0.2)
+    cluster(["cn1", "cn2"], controller=ctl.url)
+    with ctl.client() as c:
+        until(lambda: [n["state"] for n in c.get("/v1/nodes").json()] == ["running"] * 2)
+        c.post("/v1/nodes/cn2/drain", json={"reason": "disk swap"}).raise_for_status()
+        c.post(
+            "/v1/jobs",
+            json={"name": "j", "cron": "@every 1s", "nodes": "cn[1-2]", "command": "true"},
+        ).raise_for_status()
+        done = until(
+            lambda: [x for x in c.get("/v1/jobs/j/runs").json() if x["status"] in ("ok", "failed")],
+            timeout=90,
+        )
+        assert done[0]["status"] == "ok"
+        assert done[0]["detail"]["nodes"] == {"cn1": "ok"}

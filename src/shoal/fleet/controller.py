@@ -559,7 +559,13 @@ class Controller:
 
                 res = await push_from_controller(self)
             else:
-                res = await self.executor.run(nodes, command, action)
+                # drained nodes are out of service: jobs leave them alone
+                async with self.session() as sess:
+                    q = select(Node.name).where(Node.state == "drained")
+                    drained = list((await sess.execute(q)).scalars())
+                from shoal.core.nodeset import fold
+
+                res = await self.executor.run(nodes, command, action, fold(drained))
             status = "ok" if res and all(v == "ok" for v in res.values()) else "failed"
             detail: dict[str, Any] = {"nodes": res}
         except Exception as e:

@@ -15,8 +15,10 @@ from typing import Protocol
 
 
 class Executor(Protocol):
-    async def run(self, nodes: str, command: str | None, action: str) -> dict[str, str]:
-        """Run on a node set; return node -> ok|failed|timeout|unreachable|refused."""
+    async def run(
+        self, nodes: str, command: str | None, action: str, exclude: str = ""
+    ) -> dict[str, str]:
+        """Run on a node set minus ``exclude``; return node -> ok|failed|timeout|..."""
         ...
 
 
@@ -35,14 +37,17 @@ class CliExecutor:
         self.argv0 = argv0 or [sys.executable, "-m", "shoal.cli.main"]
         self.timeout = timeout
 
-    async def run(self, nodes: str, command: str | None, action: str) -> dict[str, str]:
+    async def run(
+        self, nodes: str, command: str | None, action: str, exclude: str = ""
+    ) -> dict[str, str]:
+        nodes_args = ["-w", nodes, *(["-x", exclude] if exclude else [])]
         if action == "command":
             # one argument: the agent runs it through /bin/sh -c verbatim, quotes and all
-            argv = [*self.argv0, "run", "--json", "-w", nodes, "--", command or ""]
+            argv = [*self.argv0, "run", "--json", *nodes_args, "--", command or ""]
         elif action == "ping":
-            argv = [*self.argv0, "ping", "--json", "-w", nodes]
+            argv = [*self.argv0, "ping", "--json", *nodes_args]
         elif action == "facts":
-            argv = [*self.argv0, "facts", "--json", "-w", nodes]
+            argv = [*self.argv0, "facts", "--json", *nodes_args]
         else:
             raise ValueError(f"unknown action {action}")
         proc = await asyncio.create_subprocess_exec(
