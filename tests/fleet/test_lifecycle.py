@@ -67,12 +67,7 @@ def test_host_that_never_registers_is_replaced(start_controller, until) -> None:
         gen = c.get("/v1/nodes/cn5").json()["generation"]
         assert sum(e["kind"] == "replaced" for e in ev) == gen  # one per operation
         assert f"shoal_replacements_total {gen}.0" in c.get("/metrics").text
-    ctl.kill()  # stops the controller; the provider's agent follows below
-    import os
-    import signal
-
-    for pf in (ctl.env_home() / "local-provider").glob("*.pid"):
-        os.killpg(int(pf.read_text().split()[1]), signal.SIGTERM)
+    # the provider's agent is stopped by the start_controller fixture
 
 
 @pytest.mark.timeout(400)
