@@ -88,7 +88,6 @@ class Pool:
         self.metrics = metrics
         self.redis = redis
         self.balancer = Balancer(settings.balance)
-        self.waiters = 0
         self._line: collections.deque[_Waiter] = collections.deque()
         self.affinity: dict[str, str] = {}
 
@@ -189,45 +188,46 @@ class Pool:
         (with a wake-everyone condition the losers of each race went to the
         back, and the p99 was set by runs that lost many times).
         """
-        picked = self._try(lang, exclude, job)
-        if picked is not False and (picked is None or not self._line):
-            return picked
-        if isinstance(picked, Backend):
-            self._give_back(picked)  # others are waiting: take a place in line
+        got = self._choose(lang, exclude, job)
+        if got is None or (got is not False and not self._line):
+            return got if got is None else self._take(got, job)
         if len(self._line) >= self.s.max_queue:
             raise QueueFull
         w = _Waiter(lang, exclude, job, asyncio.get_running_loop().create_future())
         self._line.append(w)
-        self.waiters = len(self._line)
-        self.metrics.queue_depth.set(self.waiters)
         self._dispatch()
         try:
             await asyncio.wait({w.fut}, timeout=self.s.queue_timeout)
         except BaseException:  # cancelled after being served: hand the slot on
             if w.fut.done() and not w.fut.cancelled() and (got := w.fut.result()) is not None:
-                self._give_back(got)
-                self._dispatch()
+                got.runs -= 1
+                await self.release(got)
             raise
         finally:
             if not w.fut.done():  # timed out or cancelled: leave the line, unserved
                 w.fut.cancel()
                 self._line.remove(w)
-                self.waiters = len(self._line)
                 self.metrics.queue_depth.set(self.waiters)
         return None if w.fut.cancelled() else w.fut.result()
 
-    def _try(
+    @property
+    def waiters(self) -> int:
+        return len(self._line)
+
+    def _choose(
         self, lang: str, exclude: set[str], job: str | None
     ) -> Backend | Literal[False] | None:
-        """Take a slot now: the backend, None (nothing can ever serve it), or
-        False (every eligible backend is full)."""
+        """The backend a run would take now: None when nothing can ever serve
+        it, False when every eligible backend is full."""
         cands = self._eligible(lang, exclude) or self._eligible(lang, set())
         if not cands:
             return None
         free = [b for b in cands if b.outstanding < b.capacity]
         if not free:
             return False
-        b = self._affine(job, free) or self.balancer.pick(free)
+        return self._affine(job, free) or self.balancer.pick(free)
+
+    def _take(self, b: Backend, job: str | None) -> Backend:
         b.outstanding += 1
         b.runs += 1
         self.metrics.outstanding.labels(b.url).set(b.outstanding)
@@ -237,21 +237,15 @@ class Pool:
                 self.affinity.pop(next(iter(self.affinity)))
         return b
 
-    def _give_back(self, b: Backend) -> None:
-        b.outstanding -= 1
-        b.runs -= 1
-        self.metrics.outstanding.labels(b.url).set(b.outstanding)
-
     def _dispatch(self) -> None:
         """Hand free slots to waiters, oldest first (synchronous: no await, so
         no waiter can time out half-served)."""
         for w in list(self._line):
-            got = self._try(w.lang, w.exclude, w.job)
+            got = self._choose(w.lang, w.exclude, w.job)
             if got is False:
                 continue  # its backends are full; a later waiter may want another language
             self._line.remove(w)
-            w.fut.set_result(got)
-        self.waiters = len(self._line)
+            w.fut.set_result(got if got is None else self._take(got, w.job))
         self.metrics.queue_depth.set(self.waiters)
 
     def _affine(self, job: str | None, free: list[Backend]) -> Backend | None:
