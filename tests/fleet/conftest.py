@@ -139,8 +139,8 @@ def start_controller(db_url: str, tls_dir: Path, tmp_path: Path) -> Iterator[Any
         c.kill(signal.SIGTERM)
     # agents the local provider started outlive the controller: stop them too,
     # whatever the test did (a failed test must not leave agents behind)
-    for c in started[:1]:
-        for pf in (c.env_home() / "local-provider").glob("*.pid"):
+    for home in {c.env_home() for c in started}:
+        for pf in (home / "local-provider").glob("*.pid"):
             try:
                 os.killpg(int(pf.read_text().split()[1]), signal.SIGTERM)
             except (ValueError, IndexError, ProcessLookupError, PermissionError):
