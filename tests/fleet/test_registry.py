@@ -95,6 +95,28 @@ def test_heartbeat_drain_events_metrics(start_controller) -> None:
         assert "/v1/register" in op.get("/openapi.json").json()["paths"]
 
 
+def test_heartbeat_fast_path_keeps_every_check(start_controller, until) -> None:
+    """Once a node is known its heartbeats skip FastAPI; the checks must not."""
+    ctl = start_controller(flush_interval=0.2)
+    with ctl.client("cn1") as agent, ctl.client("cn2") as other, ctl.client() as op:
+        agent.post("/v1/register", json={"name": "cn1", "facts": FACTS}).raise_for_status()
+        before = op.get("/v1/nodes/cn1").json()["last_heartbeat"]
+        assert other.post("/v1/heartbeat", json={"name": "cn1"}).status_code == 403
+        bad = [b"not json", b"[1]", b'{"name": 5}', b"{}"]
+        for body in bad:
+            r = agent.post(
+                "/v1/heartbeat", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 422, body
+        r = agent.post("/v1/heartbeat", json={"name": "cn1"})
+        assert (r.status_code, r.json()) == (200, {"ok": True})
+        assert r.headers["content-type"] == "application/json"
+        until(lambda: op.get("/healthz").json()["pending_heartbeats"] == 0)
+        assert op.get("/v1/nodes/cn1").json()["last_heartbeat"] > before
+        m = op.get("/metrics").text
+        assert "shoal_heartbeats_total 1.0" in m  # only the good one counted
+
+
 def test_registration_client_registers_and_heartbeats(start_controller, until) -> None:
     """The agent-side client (shoal.agent.registration) against the real API."""
     import subprocess

@@ -7,6 +7,7 @@ certificate. A node may only register and heartbeat as its own CN.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -84,7 +85,12 @@ def event_json(e: Event) -> dict[str, Any]:
     }
 
 
-def build_app(ctl: Controller, insecure: bool = False) -> FastAPI:
+def build_app(ctl: Controller, insecure: bool = False) -> Any:
+    """The ASGI app: FastAPI, behind the heartbeat fast path."""
+    return HeartbeatFastPath(build_api(ctl, insecure), ctl, insecure)
+
+
+def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
     app = FastAPI(title="shoal controller", version="1")
 
     def caller(request: Request) -> str:
@@ -276,3 +282,89 @@ def build_app(ctl: Controller, insecure: bool = False) -> FastAPI:
 
     _ = STATES
     return app
+
+
+HEARTBEAT = "/v1/heartbeat"
+_OK = b'{"ok":true}'
+
+
+class HeartbeatFastPath:
+    """Answers the steady-state heartbeat (a known node, sent as itself) without
+    FastAPI's routing, validation and middleware: at 10,000 nodes every 10 s
+    those cost ~0.5 ms of the event loop per heartbeat, which queued every
+    other request behind them. Anything else (an unknown node, a bad body, the
+    wrong certificate, naive mode) goes to the FastAPI route, which owns the
+    answers and the OpenAPI description."""
+
+    MAX_BODY = 4096
+
+    def __init__(self, api: FastAPI, ctl: Controller, insecure: bool) -> None:
+        self.api = api
+        self.ctl = ctl
+        self.insecure = insecure
+
+    def __getattr__(self, name: str) -> Any:  # openapi(), routes, state ...
+        return getattr(self.api, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != HEARTBEAT
+            or scope["method"] != "POST"
+            or self.ctl.s.naive_heartbeats
+        ):
+            await self.api(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":  # client gone
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if not msg.get("more_body") or size > self.MAX_BODY:
+                break
+        body = b"".join(chunks)
+        name = self._known_sender(scope, body) if not msg.get("more_body") else None
+        if name is None:
+            await self.api(scope, _replay(body, msg.get("more_body", False), receive), send)
+            return
+        self.ctl.heartbeat(name)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")],
+            }
+        )
+        await send({"type": "http.response.body", "body": _OK})
+
+    def _known_sender(self, scope: Any, body: bytes) -> str | None:
+        try:
+            name = json.loads(body).get("name")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(name, str) or name not in self.ctl.last_hb:
+            return None
+        if self.insecure:
+            who = (
+                dict(scope.get("headers") or []).get(b"x-shoal-name", b"insecure").decode("latin-1")
+            )
+        else:
+            client = scope.get("client")
+            who = PEERS.get((client[0], client[1])) if client else None
+        return name if who == name else None
+
+
+def _replay(body: bytes, more: bool, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replay

@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from shoal.fleet import cronspec
@@ -77,6 +77,11 @@ class Controller:
         await migrate(self.engine)
         self.db_ok = True
         await self.reconcile()
+        # Known nodes, so a restart does not send the whole fleet's next
+        # heartbeats to the database to ask whether each node exists.
+        async with self.session() as sess:
+            q = select(Node.name, Node.last_heartbeat).where(Node.last_heartbeat.is_not(None))
+            self.last_hb.update({n: t for n, t in (await sess.execute(q)).all() if t})
         if background:
             self.tasks = [
                 asyncio.create_task(self._loop(self.flush, self.s.flush_interval)),
@@ -254,10 +259,22 @@ class Controller:
         s = self.s
         to_replace: list[tuple[str, str]] = []
         async with self.session() as sess, sess.begin():
-            # light rows, not ORM objects: a pass over 10,000 nodes must not stall
-            # heartbeats (full objects, facts included, took ~0.3 s of the loop)
+            # Only rows that may need action, as light tuples: a pass runs in the
+            # event loop, and reading all 10,000 rows held heartbeats ~0.2 s (their
+            # p99). A running node whose stored heartbeat is fresh needs nothing;
+            # the in-memory heartbeats are newer still, so this is a superset.
+            stale = now - dt.timedelta(seconds=s.suspect_after)
             cols = (Node.name, Node.state, Node.pool, Node.state_since, Node.last_heartbeat)
-            nodes = (await sess.execute(select(*cols))).all()
+            maybe = or_(
+                Node.state.in_(("provisioning", "suspect", "down")),
+                and_(Node.state == "running", Node.last_heartbeat < stale),
+            )
+            nodes = (await sess.execute(select(*cols).where(maybe))).all()
+            counts = dict(
+                (await sess.execute(select(Node.state, func.count()).group_by(Node.state))).all()
+            )
+            fleet = sum(counts.values())
+            n_active = fleet - counts.get("drained", 0)
             silent: list[tuple[Any, str, str]] = []  # (node row, new state, why)
             resumed: set[str] = set()
             back: list[str] = []  # silent nodes heard from again
@@ -286,16 +303,15 @@ class Controller:
             objs = await self._load_nodes(sess, [*back, *(x[0].name for x in silent)])
             for name in back:
                 self.transition(sess, objs[name], "running", "watchdog", "heartbeats resumed")
-            active = [n for n in nodes if n.state != "drained"]
             newly_down = [x for x in silent if x[1] == "down" and x[0].state != "provisioning"]
             # "together" means silent at the same time, not crossing the grace in the
             # same pass: suspects count, or heartbeats a few ms apart split the group
             lost = {x[0].name for x in silent} | {
-                n.name for n in active if n.state in ("suspect", "down") and n.name not in resumed
+                n.name for n in nodes if n.state in ("suspect", "down") and n.name not in resumed
             }
             if (
-                len(active) >= s.breaker_min_nodes
-                and len(lost) >= s.breaker_fraction * len(active)
+                n_active >= s.breaker_min_nodes
+                and len(lost) >= s.breaker_fraction * n_active
                 and newly_down
             ):
                 if not self.breaker_open:
@@ -305,7 +321,7 @@ class Controller:
                         None,
                         "circuit-breaker",
                         "watchdog",
-                        f"holding: {len(lost)} of {len(active)} nodes silent together"
+                        f"holding: {len(lost)} of {n_active} nodes silent together"
                         f" (>= {s.breaker_fraction:.0%}): likely a network partition,"
                         " not marking down or replacing",
                     )
@@ -323,7 +339,7 @@ class Controller:
                         to_replace.append((n.name, n.pool))
         self.watchdog_seconds = time.perf_counter() - t0
         if to_replace and self.provider is not None:
-            await self.plan_replacements(to_replace, len(nodes))
+            await self.plan_replacements(to_replace, fleet)
 
     async def _load_nodes(self, sess: Any, names: list[str]) -> dict[str, Node]:
         """ORM objects for these nodes only, in chunks (bounded IN lists)."""

@@ -13,11 +13,12 @@ log = logging.getLogger("shoal.fleet")
 
 
 def _protocol_class() -> type:
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    # httptools (C parser): h11 cost ~0.2 ms of the loop per heartbeat
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from shoal.fleet.api import PEERS
 
-    class PeerCNProtocol(H11Protocol):
+    class PeerCNProtocol(HttpToolsProtocol):
         """Records the verified client certificate's CN for this connection."""
 
         def connection_made(self, transport: Any) -> None:
