@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,25 +33,32 @@ sys.path.insert(0, str(ROOT / "tests" / "gateway"))
 from procs import API, Proc, free_port, start_backend, start_gateway, write_config  # noqa: E402
 
 CLIENTS = (30, 100, 200)
+OVERHEAD_CLIENTS = (1, 8)  # concurrent clients for the added-latency measurement
 RUNS_EACH = 5
 DELAY = 0.5
 SPEC = {"run_spec": {"language_id": "python3", "sourcecode": "print(1)", "input": "x"}}
 
 
 async def load(base: str, clients: int, runs_each: int) -> dict[str, Any]:
+    """`clients` concurrent clients, each doing `runs_each` runs in a row. The
+    generator is aiohttp (C parser): with httpx it was itself the bottleneck
+    on these two cores, ~1 ms of CPU per request."""
     lat: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as c:
+    body = json.dumps(SPEC).encode()
+    hdrs = {"Content-Type": "application/json"}
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as c:
 
         async def client() -> None:
             nonlocal errors
             for _ in range(runs_each):
                 t0 = time.perf_counter()
                 try:
-                    r = await c.post(base + API + "/runs", json=SPEC)
-                    ok = r.status_code == 200 and r.json().get("outcome") == 15
-                except httpx.HTTPError:
+                    async with c.post(base + API + "/runs", data=body, headers=hdrs) as r:
+                        got = await r.read()
+                    ok = r.status == 200 and json.loads(got).get("outcome") == 15
+                except (aiohttp.ClientError, TimeoutError, ValueError):
                     ok = False
                 lat.append(time.perf_counter() - t0)
                 errors += not ok
@@ -152,13 +160,16 @@ async def main() -> None:
     cfg0 = write_config(tmp / "gw0.toml", [{"url": b0.url}], head)
     g0 = start_gateway(cfg0, "--quiet")
     try:
-        over = {}
-        for name, t in (("direct", b0), ("shoal p2c", g0)):
-            await load(t.url, 8, 5)
-            over[name] = await load(t.url, 8, 100)
-            print(name, json.dumps(over[name]), flush=True)
-        over["added_p50_ms"] = round(over["shoal p2c"]["p50_ms"] - over["direct"]["p50_ms"], 1)
-        over["added_p99_ms"] = round(over["shoal p2c"]["p99_ms"] - over["direct"]["p99_ms"], 1)
+        over: dict[str, Any] = {}
+        for n in OVERHEAD_CLIENTS:
+            o: dict[str, Any] = {}
+            for name, t in (("direct", b0), ("shoal p2c", g0)):
+                await load(t.url, n, 5)
+                o[name] = await load(t.url, n, 1600 // n)
+                print(n, name, json.dumps(o[name]), flush=True)
+            o["added_p50_ms"] = round(o["shoal p2c"]["p50_ms"] - o["direct"]["p50_ms"], 1)
+            o["added_p99_ms"] = round(o["shoal p2c"]["p99_ms"] - o["direct"]["p99_ms"], 1)
+            over[str(n)] = o
         results["overhead"] = over
     finally:
         g0.stop()
@@ -197,14 +208,13 @@ def write(res: dict[str, Any]) -> None:
             f"Backend killed under load (100 clients x 10 runs via shoal p2c): "
             f"{k['runs']} runs, {k['errors']} errors, p99 {k['p99_ms']} ms."
         )
-    o = res.get("overhead")
-    if o:
+    for n, o in (res.get("overhead") or {}).items():
         lines.append("")
         lines.append(
-            f"Overhead (8 clients x 100 runs, one zero-delay backend): direct p50 "
-            f"{o['direct']['p50_ms']} ms / p99 {o['direct']['p99_ms']} ms; through shoal "
-            f"p50 {o['shoal p2c']['p50_ms']} ms / p99 {o['shoal p2c']['p99_ms']} ms; added "
-            f"{o['added_p50_ms']} ms p50, {o['added_p99_ms']} ms p99."
+            f"Overhead ({n} client(s) x {o['direct']['runs']} runs, one zero-delay backend):"
+            f" direct p50 {o['direct']['p50_ms']} ms / p99 {o['direct']['p99_ms']} ms; through"
+            f" shoal p50 {o['shoal p2c']['p50_ms']} ms / p99 {o['shoal p2c']['p99_ms']} ms;"
+            f" added {o['added_p50_ms']} ms p50, {o['added_p99_ms']} ms p99."
         )
     lines += targets(res)
     (out / "gateway.md").write_text("\n".join(lines) + "\n")
@@ -222,11 +232,11 @@ def targets(res: dict[str, Any]) -> list[str]:
     out.append(
         f"| no errors at {max(CLIENTS)} clients (gateway) | {errs} errors | {mark(errs == 0)} |"
     )
-    o = res.get("overhead")
-    if o:
+    for n, o in (res.get("overhead") or {}).items():
+        ok = o["added_p50_ms"] < 2 and o["added_p99_ms"] < 10
         out.append(
-            f"| adds < 2 ms p50, < 10 ms p99 | +{o['added_p50_ms']} ms p50, +{o['added_p99_ms']}"
-            f" ms p99 | {mark(o['added_p50_ms'] < 2 and o['added_p99_ms'] < 10)} |"
+            f"| adds < 2 ms p50, < 10 ms p99 ({n} client(s)) | +{o['added_p50_ms']} ms p50,"
+            f" +{o['added_p99_ms']} ms p99 | {mark(ok)} |"
         )
     for n in CLIENTS:
         by = {r["target"]: r["p99_ms"] for r in rows if r["clients"] == n}

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +26,7 @@ from shoal.gateway.files import FILE_ID, DiskFiles, FileStore, RedisFiles
 from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
+from shoal.gateway.upstream import Upstream, UpstreamError
 
 API = "/jobe/index.php/restapi"
 MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
@@ -56,19 +56,19 @@ class Gateway:
             else DiskFiles(self.s.files_dir)
         )
         self.limits = Limits(cfg.keys, self.redis, self.s.redis_prefix)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
-        self.client = httpx.AsyncClient(limits=limits, timeout=self.s.run_timeout)
+        self.client = Upstream(self.s.run_timeout)
         self.pool = Pool(self.s, cfg.backends, self.client, self.metrics, self.redis)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.client.start()
         await self.pool.check_all()
         task = asyncio.create_task(self.pool.health_loop())
         try:
             yield
         finally:
             task.cancel()
-            await self.client.aclose()
+            await self.client.close()
             if self.redis is not None:
                 await self.redis.aclose()
 
@@ -200,9 +200,10 @@ class Gateway:
         data = await self.files.get(fid)
         if data is None:
             return
-        body = {"file_contents": base64.b64encode(data).decode()}
-        r = await self.client.put(f"{b.cfg.base}/files/{fid}", json=body, headers=b.headers())
-        if r.status_code >= 500:
+        body = json.dumps({"file_contents": base64.b64encode(data).decode()}).encode()
+        hdrs = {"Content-Type": "application/json", **b.headers()}
+        r = await self.client.request("PUT", f"{b.cfg.base}/files/{fid}", body=body, headers=hdrs)
+        if r.status >= 500:
             raise Retry("5xx")
         b.known_files.add(fid)
 
@@ -210,8 +211,8 @@ class Gateway:
         for fid in fids:
             if fid in b.known_files:
                 continue
-            r = await self.client.head(f"{b.cfg.base}/files/{fid}", headers=b.headers())
-            if r.status_code == 204:
+            r = await self.client.request("HEAD", f"{b.cfg.base}/files/{fid}", headers=b.headers())
+            if r.status == 204:
                 b.known_files.add(fid)
             else:
                 await self.push(b, fid)
@@ -222,24 +223,24 @@ class Gateway:
         try:
             await self.ensure_files(b, fids)
             hdrs = {"Content-Type": "application/json", **b.headers()}
-            r = await self.client.post(f"{b.cfg.base}/runs", content=raw, headers=hdrs)
-            if r.status_code == 404 and fids:  # purged from the Jobe's cache: push, run once more
+            r = await self.client.request("POST", f"{b.cfg.base}/runs", body=raw, headers=hdrs)
+            if r.status == 404 and fids:  # purged from the Jobe's cache: push, run once more
                 for fid in fids:
                     b.known_files.discard(fid)
                     await self.push(b, fid)
-                r = await self.client.post(f"{b.cfg.base}/runs", content=raw, headers=hdrs)
-        except httpx.HTTPError as e:
+                r = await self.client.request("POST", f"{b.cfg.base}/runs", body=raw, headers=hdrs)
+        except UpstreamError as e:
             self.pool.failure(b)
             raise Retry("connection") from e
         finally:
             self.metrics.backend_latency.labels(b.url).observe(time.perf_counter() - t0)
-        if r.status_code >= 500:
+        if r.status >= 500:
             self.pool.failure(b)
             raise Retry("5xx")
         self.pool.success(b)
-        if r.status_code == 200:
+        if r.status == 200:
             try:
-                result = r.json()
+                result = json.loads(r.body)
             except ValueError:
                 raise Retry("5xx") from None
             if isinstance(result, dict) and result.get("outcome") == 21:
@@ -247,7 +248,7 @@ class Gateway:
             b.observe(time.perf_counter() - t0)  # a run done: the balancer's latency
             if isinstance(result, dict):
                 self.metrics.outcomes.labels(str(result.get("outcome"))).inc()
-        return Response(r.content, status_code=r.status_code, media_type="application/json")
+        return Response(r.body, status_code=r.status, media_type="application/json")
 
     async def metrics_view(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -25,6 +25,10 @@ T = TypeVar("T", bound=Candidate)
 class Balancer:
     def __init__(self, policy: str, rng: random.Random | None = None) -> None:
         self.policy = policy
+        # random and round-robin are the practices shoal is compared with: they
+        # choose without looking at load (the old proxy's random.choices, nginx),
+        # so the pool pins a run to the pick and lets it wait for that backend
+        self.oblivious = policy in ("random", "round-robin")
         self.rng = rng or random.Random()
         self._rr = itertools.count()
 

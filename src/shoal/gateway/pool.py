@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-
 from shoal.gateway.balancer import Balancer
 from shoal.gateway.config import BackendConfig, GatewaySettings
 from shoal.gateway.metrics import Metrics
+from shoal.gateway.upstream import Upstream, UpstreamError
 
 
 @dataclass
@@ -71,6 +71,7 @@ class _Waiter:
     exclude: set[str]
     job: str | None
     fut: asyncio.Future[Backend | None]
+    pinned: Backend | None = None  # load-oblivious policies: the backend picked on arrival
 
 
 class Pool:
@@ -78,7 +79,7 @@ class Pool:
         self,
         settings: GatewaySettings,
         backends: list[BackendConfig],
-        client: httpx.AsyncClient,
+        client: Upstream,
         metrics: Metrics,
         redis: Any | None = None,
     ) -> None:
@@ -97,11 +98,11 @@ class Pool:
 
     async def check(self, b: Backend) -> None:
         try:
-            r = await self.client.get(
-                b.cfg.base + "/languages", headers=b.headers(), timeout=self.s.health_timeout
+            r = await self.client.request(
+                "GET", b.cfg.base + "/languages", headers=b.headers(), timeout=self.s.health_timeout
             )
-            ok = r.status_code == 200 and isinstance(langs := r.json(), list)
-        except (httpx.HTTPError, ValueError):
+            ok = r.status == 200 and isinstance(langs := json.loads(r.body), list)
+        except (UpstreamError, ValueError):
             ok = False
         if ok:
             b.languages = [list(p) for p in langs if isinstance(p, list) and len(p) == 2]
@@ -188,12 +189,12 @@ class Pool:
         (with a wake-everyone condition the losers of each race went to the
         back, and the p99 was set by runs that lost many times).
         """
-        got = self._choose(lang, exclude, job)
+        w = _Waiter(lang, exclude, job, asyncio.get_running_loop().create_future())
+        got = self._choose(w)
         if got is None or (got is not False and not self._line):
             return got if got is None else self._take(got, job)
         if len(self._line) >= self.s.max_queue:
             raise QueueFull
-        w = _Waiter(lang, exclude, job, asyncio.get_running_loop().create_future())
         self._line.append(w)
         self._dispatch()
         try:
@@ -214,18 +215,21 @@ class Pool:
     def waiters(self) -> int:
         return len(self._line)
 
-    def _choose(
-        self, lang: str, exclude: set[str], job: str | None
-    ) -> Backend | Literal[False] | None:
+    def _choose(self, w: _Waiter) -> Backend | Literal[False] | None:
         """The backend a run would take now: None when nothing can ever serve
-        it, False when every eligible backend is full."""
-        cands = self._eligible(lang, exclude) or self._eligible(lang, set())
+        it, False when it must wait (every eligible backend full or, for a
+        load-oblivious policy, the one it was given)."""
+        cands = self._eligible(w.lang, w.exclude) or self._eligible(w.lang, set())
         if not cands:
             return None
         free = [b for b in cands if b.outstanding < b.capacity]
+        if self.balancer.oblivious:
+            if w.pinned is None or all(b is not w.pinned for b in cands):
+                w.pinned = self._affine(w.job, free) or self.balancer.pick(cands)
+            return w.pinned if w.pinned.outstanding < w.pinned.capacity else False
         if not free:
             return False
-        return self._affine(job, free) or self.balancer.pick(free)
+        return self._affine(w.job, free) or self.balancer.pick(free)
 
     def _take(self, b: Backend, job: str | None) -> Backend:
         b.outstanding += 1
@@ -241,7 +245,7 @@ class Pool:
         """Hand free slots to waiters, oldest first (synchronous: no await, so
         no waiter can time out half-served)."""
         for w in list(self._line):
-            got = self._choose(w.lang, w.exclude, w.job)
+            got = self._choose(w)
             if got is False:
                 continue  # its backends are full; a later waiter may want another language
             self._line.remove(w)
