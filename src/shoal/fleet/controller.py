@@ -61,6 +61,9 @@ class Controller:
         self.breaker_open = False
         self.running_jobs: dict[str, asyncio.Task[None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        # replacements in flight: provider calls can take minutes, and the
+        # watchdog must keep judging the fleet meanwhile
+        self.operations: dict[int, asyncio.Task[None]] = {}
         self.counters: dict[str, int] = {
             "heartbeats": 0,
             "job_runs": 0,
@@ -92,9 +95,14 @@ class Controller:
     async def stop(self) -> None:
         for t in self.tasks:
             t.cancel()
-        for t in list(self.running_jobs.values()):
-            t.cancel()
-        await asyncio.gather(*self.tasks, *self.running_jobs.values(), return_exceptions=True)
+        for t in [*self.running_jobs.values(), *self.operations.values()]:
+            t.cancel()  # an operation cut short is resumed from its log on start
+        await asyncio.gather(
+            *self.tasks,
+            *self.running_jobs.values(),
+            *self.operations.values(),
+            return_exceptions=True,
+        )
         try:
             await self.flush()
         except Exception:
@@ -300,6 +308,8 @@ class Controller:
                         silent.append((n, "suspect", f"silent {age:.0f}s"))
                     elif n.state == "down" and s.policy == "replace":
                         to_replace.append((n.name, n.pool))
+                elif n.state == "down" and s.policy == "replace":  # never heard from
+                    to_replace.append((n.name, n.pool))
             objs = await self._load_nodes(sess, [*back, *(x[0].name for x in silent)])
             for name in back:
                 self.transition(sess, objs[name], "running", "watchdog", "heartbeats resumed")
@@ -338,6 +348,7 @@ class Controller:
                     if st == "down" and s.policy == "replace":
                         to_replace.append((n.name, n.pool))
         self.watchdog_seconds = time.perf_counter() - t0
+        await self.resume_orphans()
         if to_replace and self.provider is not None:
             await self.plan_replacements(to_replace, fleet)
 
@@ -428,7 +439,32 @@ class Controller:
                 started.append(op.id)
                 inflight += 1
         for op_id in started:
+            self._spawn(op_id)
+
+    def _spawn(self, op_id: int) -> None:
+        if op_id in self.operations:
+            return
+        t = asyncio.create_task(self._operate(op_id))
+        self.operations[op_id] = t
+        t.add_done_callback(lambda _t: self.operations.pop(op_id, None))
+
+    async def _operate(self, op_id: int) -> None:
+        try:
             await self.run_operation(op_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # e.g. the database went away: the watchdog resumes it later
+            log.exception("replacement operation %d interrupted", op_id)
+
+    async def resume_orphans(self) -> None:
+        """Operations the log says are in flight but no task is running (a
+        database error cut one short): resume them, so none holds a K slot."""
+        if self.provider is None:
+            return
+        async with self.session() as sess:
+            q = select(Operation.id).where(Operation.step.in_(("pending", "deleting", "creating")))
+            for i in (await sess.execute(q)).scalars().all():
+                self._spawn(i)
 
     async def run_operation(self, op_id: int) -> None:
         """Advance one replacement: pending -> deleting -> creating -> done.
@@ -509,7 +545,7 @@ class Controller:
             log.warning("%d unfinished replacements but no provider configured", len(ids))
             return
         for i in ids:
-            await self.run_operation(i)
+            self._spawn(i)
 
     # ---------- cron
     async def schedule(self) -> None:

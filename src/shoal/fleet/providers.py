@@ -54,6 +54,10 @@ class CommandProvider:
             proc.kill()
             await proc.wait()
             raise ProviderError(f"{action} {name}: timed out") from e
+        except asyncio.CancelledError:  # controller stopping: the log resumes it on start
+            proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         try:
             res = json.loads(out)
             assert isinstance(res, dict)
