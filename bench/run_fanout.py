@@ -4,12 +4,12 @@ replaces, in one run, on this machine.
     .venv/bin/python bench/run_fanout.py [--quick]
 
 Measures, as a user runs them (the installed `shoal` and `clush` commands):
-  * shoal over mutual TLS, 64 agent processes: `shoal run -w node[1-64] -- true`
-    and `shoal ping`, median of 5;
-  * `clush -R exec -w node[1-64] -b true` (local exec, no network: clush's best case);
-  * `clush -w node[1-64] -b true` over ssh to 64 host aliases of a private sshd
-    on loopback (its own port, host key and ssh_config; the system's ssh is
-    never touched);
+  * side by side at 64 nodes, interleaved round-robin, median of 9 rounds:
+    shoal over mutual TLS with 64 agent processes (`shoal run -w node[1-64]
+    -- true` and `shoal ping`), `clush -R exec -w node[1-64] -b true` (local
+    exec, no network: clush's best case), and `clush -w node[1-64] -b true`
+    over ssh to 64 host aliases of a private sshd on loopback (its own port,
+    host key and ssh_config; the system's ssh is never touched);
   * a scale curve with --per-process (N = 64, 256, 1,024): wall time, CPU per
     node for client and agents together, and the client's own CPU per node;
   * a width sweep (-W) at 64 and 1,024 nodes;
@@ -112,6 +112,45 @@ def measure(
     }
 
 
+@dataclass
+class Cmd:
+    argv: list[str]
+    env: dict[str, str]
+    nodes: int
+    server_pids: list[int]
+
+
+def measure_interleaved(cmds: dict[str, Cmd], repeat: int) -> dict[str, dict[str, object]]:
+    """Like measure, but round-robin over the commands (a, b, c, a, b, c, ...):
+    a machine whose speed drifts over minutes (a shared VM) then slows every
+    command alike instead of whichever block ran during the slow minute."""
+    for c in cmds.values():
+        run_cmd(c.argv, c.env)  # warm-up
+    samples: dict[str, list[Sample]] = {k: [] for k in cmds}
+    server = dict.fromkeys(cmds, 0.0)
+    for _ in range(repeat):
+        for k, c in cmds.items():
+            s0 = proc_cpu(c.server_pids)
+            samples[k].append(run_cmd(c.argv, c.env))
+            server[k] += proc_cpu(c.server_pids) - s0
+    out: dict[str, dict[str, object]] = {}
+    for k, c in cmds.items():
+        ss, per = samples[k], repeat * c.nodes
+        client = sum(x.client_cpu_s for x in ss)
+        out[k] = {
+            "cmd": " ".join([Path(c.argv[0]).name, *c.argv[1:]]),
+            "nodes": c.nodes,
+            "runs": repeat,
+            "wall_s_median": statistics.median(x.wall_s for x in ss),
+            "wall_s_all": [round(x.wall_s, 4) for x in ss],
+            "exit_codes": sorted({x.rc for x in ss}),
+            "client_cpu_ms_per_node": 1000 * client / per,
+            "server_cpu_ms_per_node": 1000 * server[k] / per,
+            "cpu_ms_per_node": 1000 * (client + server[k]) / per,
+        }
+    return out
+
+
 @contextlib.contextmanager
 def shoal_cluster(n: int, per_process: int) -> Iterator[tuple[LocalCluster, dict[str, str]]]:
     home = Path(tempfile.mkdtemp(prefix=f"shoal-bench-{n}-"))
@@ -207,8 +246,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs, N up to 256")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat-side", type=int, default=9, help="rounds of the 64-node comparison")
     args = ap.parse_args()
     rep = 2 if args.quick else args.repeat
+    rep_side = 2 if args.quick else args.repeat_side
     scale = [(64, 1), (256, 4)] if args.quick else [(64, 1), (256, 4), (1024, 16)]
     widths = [2, 4, 8, 16, 32]
     res: dict[str, Any] = {
@@ -227,27 +268,24 @@ def main() -> int:
     print("CLI start-up")
     res["cli_start"] = cli_start(base_env, 5 if args.quick else 30)
 
-    print("shoal, 64 agent processes, mTLS")
-    with shoal_cluster(64, 1) as (c, env):
+    print("64 nodes side by side (interleaved): shoal run, shoal ping, clush exec, clush ssh")
+    with shoal_cluster(64, 1) as (c, env), private_sshd(64) as (d, sshd_pid):
         pids = [p.pid for p in c.state.procs]
-        res["shoal_run_64"] = measure(
-            [SHOAL, "run", "-w", "node[1-64]", "--", "true"], env, 64, pids, rep
-        )
-        res["shoal_ping_64"] = measure([SHOAL, "ping", "-w", "node[1-64]"], env, 64, pids, rep)
-
-    print("clush -R exec, 64 nodes")
-    res["clush_exec_64"] = measure(
-        [CLUSH, "-R", "exec", "-w", "node[1-64]", "-b", "true"], base_env, 64, [], rep
-    )
-
-    print("clush over ssh, private sshd, 64 host aliases")
-    with private_sshd(64) as (d, sshd_pid):
-        res["clush_ssh_64"] = measure(
-            [CLUSH, "-o", f"-F {d}/ssh_config", "-w", "node[1-64]", "-b", "true"],
-            base_env,
-            64,
-            [sshd_pid],
-            rep,
+        ssh = [CLUSH, "-o", f"-F {d}/ssh_config", "-w", "node[1-64]", "-b", "true"]
+        res.update(
+            measure_interleaved(
+                {
+                    "shoal_run_64": Cmd(
+                        [SHOAL, "run", "-w", "node[1-64]", "--", "true"], env, 64, pids
+                    ),
+                    "shoal_ping_64": Cmd([SHOAL, "ping", "-w", "node[1-64]"], env, 64, pids),
+                    "clush_exec_64": Cmd(
+                        [CLUSH, "-R", "exec", "-w", "node[1-64]", "-b", "true"], base_env, 64, []
+                    ),
+                    "clush_ssh_64": Cmd(ssh, base_env, 64, [sshd_pid]),
+                },
+                rep_side,
+            )
         )
 
     print("scale curve and width sweep")
@@ -261,16 +299,14 @@ def main() -> int:
             curve.append(m)
             print(f"  N={n}: {m['wall_s_median']:.3f} s, {m['cpu_ms_per_node']:.2f} ms CPU/node")
             if n in (64, 1024) or (args.quick and n == 256):
+                argv = [SHOAL, "run", "-W", "{w}", "-w", f"node[1-{n}]", "--", "true"]
+                by_w = measure_interleaved(
+                    {str(w): Cmd([a.format(w=w) for a in argv], env, n, pids) for w in widths},
+                    max(3, rep - 2),
+                )
                 sweep[str(n)] = []
                 for w in widths:
-                    s = measure(
-                        [SHOAL, "run", "-W", str(w), "-w", f"node[1-{n}]", "--", "true"],
-                        env,
-                        n,
-                        pids,
-                        max(3, rep - 2),
-                    )
-                    s["width"] = w
+                    s = {**by_w[str(w)], "width": w}
                     sweep[str(n)].append(s)
                     print(f"  N={n} W={w}: {s['wall_s_median']:.3f} s")
     res["scale"] = curve
@@ -311,7 +347,9 @@ def markdown(r: dict[str, Any]) -> str:
         "# Fan-out benchmark (bench/run_fanout.py)",
         "",
         f"{r['date']}, {mc['cpus']} CPUs, Python {mc['python']}, kernel {mc['kernel']},"
-        f" root={mc['root']}. Median wall time of {r['shoal_run_64']['runs']} runs after a warm-up;"
+        f" root={mc['root']}. 64 nodes: median wall time of {r['shoal_run_64']['runs']} rounds"
+        " after a warm-up, the four commands interleaved in each round; scale curve and"
+        f" sweep: median of {r['scale'][0]['runs']} runs, widths interleaved;"
         " CPU = client (getrusage of the command and its children) + servers (agents or sshd,"
         " psutil before/after), per node per run.",
         "",

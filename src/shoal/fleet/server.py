@@ -56,6 +56,12 @@ def make_provider(s: ControllerSettings, url: str) -> Any:
         if not s.provider_command:
             raise ConfigError("provider=command needs provider_command")
         return CommandProvider(s.provider_command)
+    if s.provider == "libcloud":
+        from shoal.fleet.providers import LibcloudProvider
+
+        if s.libcloud_config is None:
+            raise ConfigError("provider=libcloud needs libcloud_config (a TOML file)")
+        return LibcloudProvider(s.libcloud_config)
     return None
 
 

@@ -27,8 +27,9 @@ class ControllerSettings(Section):
     check_interval: float = 10.0  # watchdog period
     policy: Literal["mark-down", "replace"] = "mark-down"
     # replacement bounds
-    provider: Literal["none", "local", "command"] = "none"
+    provider: Literal["none", "local", "command", "libcloud"] = "none"
     provider_command: str = ""  # for provider=command
+    libcloud_config: Path | None = None  # for provider=libcloud: driver, credentials, node
     max_concurrent: int = 2  # K
     max_pool_percent: float = 20.0  # P % of the pool per window
     window: float = 3600.0
