@@ -51,6 +51,8 @@ SHOAL = str(BIN / "shoal")
 CLUSH = str(BIN / "clush")
 OUT = ROOT / "bench" / "results"
 
+SETTLE = 1.0  # seconds between interleaved commands (64 sshd sessions take a while to go)
+
 TARGETS = {
     "vs_clush_ssh_min_speedup": 20.0,
     "vs_clush_exec_max_slowdown": 1.5,
@@ -130,6 +132,7 @@ def measure_interleaved(cmds: dict[str, Cmd], repeat: int) -> dict[str, dict[str
     server = dict.fromkeys(cmds, 0.0)
     for _ in range(repeat):
         for k, c in cmds.items():
+            time.sleep(SETTLE)  # the previous command's processes finish exiting
             s0 = proc_cpu(c.server_pids)
             samples[k].append(run_cmd(c.argv, c.env))
             server[k] += proc_cpu(c.server_pids) - s0
