@@ -161,12 +161,13 @@ async def cloud_metadata(ep: MetadataEndpoints) -> dict[str, str]:
     if not probes:
         return {}
     async with httpx.AsyncClient(timeout=ep.timeout, trust_env=False) as c:
-        for fn, _ in probes:
-            try:
-                return await asyncio.wait_for(fn(c), ep.timeout * 4)
-            except Exception:
-                continue
-    return {}
+        # all at once (off a cloud every probe waits out its timeout), the
+        # first that answered in this order wins
+        got = await asyncio.gather(
+            *(asyncio.wait_for(fn(c), ep.timeout * 4) for fn, _ in probes),
+            return_exceptions=True,
+        )
+    return next((g for g in got if isinstance(g, dict)), {})
 
 
 async def collect_facts(name: str, ep: MetadataEndpoints | None = None) -> dict[str, Any]:
