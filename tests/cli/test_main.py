@@ -49,11 +49,16 @@ def test_output_into_a_closed_pipe_is_quiet(agents: Agents) -> None:
     agents.start("n1")
     agents.inventory()
     r = subprocess.run(
-        f"{sys.executable} -m shoal.cli.main run -w n1 -- 'seq 1 300000' | head -2",
-        shell=True,
+        [
+            "bash",
+            "-c",
+            f"{sys.executable} -m shoal.cli.main run -w n1 -- 'seq 1 300000' | head -2;"
+            " exit ${PIPESTATUS[0]}",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.stdout == "n1: 1\nn1: 2\n"
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    assert r.returncode == 141  # 128 + SIGPIPE, as cat; not 1, which means FAILED

@@ -46,6 +46,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"shoal: error: {e.message}", file=sys.stderr)
         return e.exit_code
     except SystemExit as e:
+        if e.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            # Typer met EPIPE first and made it exit 1, which to our users means
+            # FAILED; it wraps stdout when it does, which is how we know
+            return _closed_pipe()
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BrokenPipeError:
         return _closed_pipe()
