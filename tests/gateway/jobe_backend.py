@@ -44,6 +44,8 @@ class Jobe:
         self.files = files
         files.mkdir(parents=True, exist_ok=True)
         self.runs = 0
+        self.busy = 0
+        self.max_busy = 0  # most runs sent to it at once
         self.echo = False
 
     async def languages(self, request: Request) -> Response:
@@ -80,7 +82,9 @@ class Jobe:
         if body.get("purge"):
             for f in self.files.iterdir():
                 f.unlink()
-        return JSONResponse({"slow": self.slow, "fail": self.fail, "runs": self.runs})
+        return JSONResponse(
+            {"slow": self.slow, "fail": self.fail, "runs": self.runs, "max_busy": self.max_busy}
+        )
 
     async def post_run(self, request: Request) -> Response:
         if self.fail:
@@ -96,6 +100,14 @@ class Jobe:
         for f in spec.get("file_list") or []:
             if not (self.files / f[0]).is_file():
                 return JSONResponse("One or more files missing", status_code=404)
+        self.busy += 1  # runs sent to us at once, waiting for a slot or not
+        self.max_busy = max(self.max_busy, self.busy)
+        try:
+            return await self._run(spec)
+        finally:
+            self.busy -= 1
+
+    async def _run(self, spec: dict[str, Any]) -> Response:
         try:
             await asyncio.wait_for(self.slots.acquire(), self.wait)
         except TimeoutError:

@@ -160,6 +160,37 @@ def test_two_gateways_share_redis(tmp_path: Path, redis_url: str) -> None:
             b.stop()
 
 
+def test_gateways_sharing_redis_share_a_backends_slots(tmp_path: Path, redis_url: str) -> None:
+    """Two gateways, one backend of 2 slots: together they never run more than 2."""
+    import os
+
+    prefix = os.environ["SHOAL_TEST_REDIS_PREFIX"] + ":slots:"
+    b = start_backend(tmp_path, slots=2, wait=0.2, delay=1.0)
+    cfg = gw_conf(tmp_path, [b], f'redis_prefix = "{prefix}"\nqueue_timeout = 60\n', capacity=2)
+    g1 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+    g2 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while not all(httpx.get(g.url + "/shoal/status").json()["gateways"] == 2 for g in (g1, g2)):
+            assert time.monotonic() < deadline, "gateways never saw each other"
+            time.sleep(0.2)
+        assert httpx.get(g1.url + "/shoal/status").json()["backends"][0]["capacity_here"] == 1
+        with ThreadPoolExecutor(6) as ex:
+            outcomes = list(ex.map(lambda i: run((g1, g2)[i % 2]).json()["outcome"], range(6)))
+        assert outcomes == [15] * 6  # queued at the gateways, none overloaded at the Jobe
+        assert control(b)["max_busy"] == 2
+        g2.stop()  # a gateway leaves: the other takes all the slots again
+        deadline = time.monotonic() + 30
+        while httpx.get(g1.url + "/shoal/status").json()["gateways"] != 1:
+            assert time.monotonic() < deadline, "the departed gateway is still counted"
+            time.sleep(0.2)
+        assert httpx.get(g1.url + "/shoal/status").json()["backends"][0]["capacity_here"] == 2
+    finally:
+        g1.stop()
+        g2.stop()
+        b.stop()
+
+
 def shoal(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shoal.cli.main", *args], capture_output=True, text=True, timeout=60

@@ -55,7 +55,10 @@ def status(
     if json_out:
         print(json.dumps(data, indent=2))
         return
-    t = Table(title=f"gateway {url}  balance={data['balance']}  queued={data['queued']}")
+    title = f"gateway {url}  balance={data['balance']}  queued={data['queued']}"
+    if data.get("gateways", 1) > 1:
+        title += f"  gateways={data['gateways']} (sharing slots through Redis)"
+    t = Table(title=title)
     cols = ("backend", "state", "weight", "in flight", "runs", "latency", "ejections", "languages")
     for col in cols:
         t.add_column(col)
@@ -65,7 +68,7 @@ def status(
             b["url"],
             state,
             f"{b['weight']:g}",
-            f"{b['outstanding']}/{b['capacity']}",
+            f"{b['outstanding']}/{b.get('capacity_here', b['capacity'])}",
             str(b["runs"]),
             "-" if b.get("latency_ms") is None else f"{b['latency_ms']:.0f} ms",
             str(b["ejections"]),

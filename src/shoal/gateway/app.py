@@ -63,11 +63,13 @@ class Gateway:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.client.start()
         await self.pool.check_all()
+        await self.pool.sync_peers()
         task = asyncio.create_task(self.pool.health_loop())
         try:
             yield
         finally:
             task.cancel()
+            await self.pool.leave()
             await self.client.close()
             if self.redis is not None:
                 await self.redis.aclose()
@@ -261,6 +263,7 @@ class Gateway:
                 "live": b.live,
                 "weight": b.weight,
                 "capacity": b.capacity,
+                "capacity_here": self.pool.limit(b),
                 "outstanding": b.outstanding,
                 "runs": b.runs,
                 "latency_ms": None if b.latency is None else round(b.latency * 1000, 1),
@@ -272,7 +275,12 @@ class Gateway:
             for b in self.pool.backends
         ]
         return JSONResponse(
-            {"balance": self.s.balance, "queued": self.pool.waiters, "backends": rows}
+            {
+                "balance": self.s.balance,
+                "queued": self.pool.waiters,
+                "gateways": self.pool.peers,
+                "backends": rows,
+            }
         )
 
     def asgi(self) -> ASGIApp:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +93,10 @@ class Pool:
         self.balancer = Balancer(settings.balance)
         self._line: collections.deque[_Waiter] = collections.deque()
         self.affinity: dict[str, str] = {}
+        # gateways sharing these backends through Redis; each takes an equal
+        # share of every backend's slots, so together they never exceed them
+        self.peers = 1
+        self.me = uuid.uuid4().hex
 
     # ---- health -----------------------------------------------------------
     def live(self) -> list[Backend]:
@@ -127,6 +133,34 @@ class Pool:
             await asyncio.sleep(self.s.health_interval)
             await self.check_all()
             await self._sync_shared()
+            await self.sync_peers()
+
+    def limit(self, b: Backend) -> int:
+        """Runs this gateway may have in flight on ``b``: its share of the slots."""
+        return max(1, b.capacity // self.peers)
+
+    async def sync_peers(self) -> None:
+        """Announce this gateway (a key that expires unless refreshed) and count
+        the live ones. Redis unreachable: keep the last count."""
+        if self.redis is None:
+            return
+        p = self.s.redis_prefix
+        ttl = int(max(3 * self.s.health_interval, 1.0) * 1000)
+        try:
+            await self.redis.set(f"{p}gw:{self.me}", "1", px=ttl)
+            n = 0
+            async for _ in self.redis.scan_iter(match=f"{p}gw:*", count=200):
+                n += 1
+        except Exception:
+            return
+        if max(1, n) != self.peers:
+            self.peers = max(1, n)
+            self._dispatch()  # a gateway left: more slots here
+
+    async def leave(self) -> None:
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.delete(f"{self.s.redis_prefix}gw:{self.me}")
 
     def failure(self, b: Backend) -> None:
         b.failures += 1
@@ -222,11 +256,11 @@ class Pool:
         cands = self._eligible(w.lang, w.exclude) or self._eligible(w.lang, set())
         if not cands:
             return None
-        free = [b for b in cands if b.outstanding < b.capacity]
+        free = [b for b in cands if b.outstanding < self.limit(b)]
         if self.balancer.oblivious:
             if w.pinned is None or all(b is not w.pinned for b in cands):
                 w.pinned = self._affine(w.job, free) or self.balancer.pick(cands)
-            return w.pinned if w.pinned.outstanding < w.pinned.capacity else False
+            return w.pinned if w.pinned.outstanding < self.limit(w.pinned) else False
         if not free:
             return False
         return self._affine(w.job, free) or self.balancer.pick(free)
