@@ -4,7 +4,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import Proc, start_backend, start_gateway, write_config
+from procs import STARTED, Proc, start_backend, start_gateway, write_config
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftovers() -> Iterator[None]:
+    """A test that fails half-way (say, its second gateway does not start) must
+    not leave its backends running."""
+    n = len(STARTED)
+    yield
+    for p in STARTED[n:]:
+        p.stop()
+    del STARTED[n:]
 
 
 @pytest.fixture(scope="module")

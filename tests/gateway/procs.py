@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+STARTED: list[Proc] = []  # every process started here; conftest stops a test's leftovers
 API = "/jobe/index.php/restapi"
 
 
@@ -51,6 +52,7 @@ def _wait(url: str, p: subprocess.Popen[bytes], what: str) -> None:
             return
         except httpx.HTTPError:
             time.sleep(0.05)
+    p.kill()
     raise RuntimeError(f"{what} did not start")
 
 
@@ -69,8 +71,9 @@ def start_backend(
     argv += ["--files", str(files)] + (["--echo"] if echo else [])
     p = subprocess.Popen(argv)
     url = f"http://127.0.0.1:{port}"
+    STARTED.append(proc := Proc(url, p))
     _wait(url + API + "/languages", p, "backend")
-    return Proc(url, p)
+    return proc
 
 
 def write_config(path: Path, backends: list[dict[str, object]], extra: str = "") -> Path:
@@ -90,8 +93,9 @@ def start_gateway(config: Path, *args: str, env: dict[str, str] | None = None) -
     log = open(config.with_suffix(f".{port}.log"), "wb")
     p = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stderr=log)
     url = f"http://127.0.0.1:{port}"
+    STARTED.append(proc := Proc(url, p))
     _wait(url + "/shoal/status", p, "gateway")
-    return Proc(url, p)
+    return proc
 
 
 def control(backend: Proc, **body: object) -> dict[str, object]:

@@ -167,9 +167,12 @@ def test_gateways_sharing_redis_share_a_backends_slots(tmp_path: Path, redis_url
     prefix = os.environ["SHOAL_TEST_REDIS_PREFIX"] + ":slots:"
     b = start_backend(tmp_path, slots=2, wait=0.2, delay=1.0)
     cfg = gw_conf(tmp_path, [b], f'redis_prefix = "{prefix}"\nqueue_timeout = 60\n', capacity=2)
-    g1 = start_gateway(cfg, "--quiet", "--redis", redis_url)
-    g2 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+    started = [b]
     try:
+        g1 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+        started.append(g1)
+        g2 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+        started.append(g2)
         deadline = time.monotonic() + 30
         while not all(httpx.get(g.url + "/shoal/status").json()["gateways"] == 2 for g in (g1, g2)):
             assert time.monotonic() < deadline, "gateways never saw each other"
@@ -186,9 +189,8 @@ def test_gateways_sharing_redis_share_a_backends_slots(tmp_path: Path, redis_url
             time.sleep(0.2)
         assert httpx.get(g1.url + "/shoal/status").json()["backends"][0]["capacity_here"] == 2
     finally:
-        g1.stop()
-        g2.stop()
-        b.stop()
+        for p in started:
+            p.stop()
 
 
 def shoal(*args: str) -> subprocess.CompletedProcess[str]:
