@@ -1,5 +1,6 @@
-"""provider=libcloud: Apache Libcloud's driver interface, driven through a
-Libcloud test driver that keeps its hosts in a file (tests/fleet/named_cloud.py)."""
+"""provider=libcloud: Apache Libcloud's driver interface (each call in a
+process of its own), driven through a Libcloud test driver that keeps its
+hosts in a file (tests/fleet/named_cloud.py)."""
 
 from __future__ import annotations
 
