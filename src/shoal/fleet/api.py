@@ -85,6 +85,19 @@ def event_json(e: Event) -> dict[str, Any]:
     }
 
 
+def sender(insecure: bool, client: Any, claimed: str | None) -> str | None:
+    """Who sent a request: the CN of the certificate verified on its connection
+    (``client`` is its (host, port)), or with --insecure what X-Shoal-Name claims."""
+    if insecure:
+        return "insecure" if claimed is None else claimed
+    return PEERS.get((client[0], client[1])) if client else None
+
+
+def acts_as(insecure: bool, who: str | None, name: str) -> bool:
+    """A node may register and heartbeat only as its own certificate's name."""
+    return insecure or who == name
+
+
 def build_app(ctl: Controller, insecure: bool = False) -> Any:
     """The ASGI app: FastAPI, behind the heartbeat fast path."""
     return HeartbeatFastPath(build_api(ctl, insecure), ctl, insecure)
@@ -94,17 +107,15 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
     app = FastAPI(title="shoal controller", version="1")
 
     def caller(request: Request) -> str:
-        if insecure:
-            return request.headers.get("x-shoal-name", "insecure")
         c = request.client
-        cn = PEERS.get((c.host, c.port)) if c else None
-        if not cn:
+        who = sender(insecure, (c.host, c.port) if c else None, request.headers.get("x-shoal-name"))
+        if who is None or (not who and not insecure):
             raise HTTPException(401, "no verified client certificate")
-        return cn
+        return who
 
     def self_only(request: Request, name: str) -> str:
         who = caller(request)
-        if not insecure and who != name:
+        if not acts_as(insecure, who, name):
             raise HTTPException(403, f"certificate {who!r} may not act as node {name!r}")
         return who
 
@@ -335,7 +346,10 @@ class HeartbeatFastPath:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_OK)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": _OK})
@@ -347,14 +361,13 @@ class HeartbeatFastPath:
             return None
         if not isinstance(name, str) or name not in self.ctl.last_hb:
             return None
-        if self.insecure:
-            who = (
-                dict(scope.get("headers") or []).get(b"x-shoal-name", b"insecure").decode("latin-1")
-            )
-        else:
-            client = scope.get("client")
-            who = PEERS.get((client[0], client[1])) if client else None
-        return name if who == name else None
+        claimed = dict(scope.get("headers") or []).get(b"x-shoal-name")
+        who = sender(
+            self.insecure,
+            scope.get("client"),
+            None if claimed is None else claimed.decode("latin-1"),
+        )
+        return name if acts_as(self.insecure, who, name) else None
 
 
 def _replay(body: bytes, more: bool, receive: Any) -> Any:
