@@ -32,6 +32,7 @@ from shoal.fleet.providers import Provider, ProviderError
 from shoal.fleet.settings import ControllerSettings
 
 log = logging.getLogger("shoal.fleet")
+IN_FLIGHT = ("pending", "deleting", "creating")  # operation steps not yet finished
 
 STATES = ("provisioning", "running", "suspect", "down", "replacing", "drained")
 
@@ -367,11 +368,7 @@ class Controller:
         started: list[int] = []
         async with self.session() as sess, sess.begin():
             inflight = (
-                await sess.execute(
-                    select(func.count()).where(
-                        Operation.step.in_(("pending", "deleting", "creating"))
-                    )
-                )
+                await sess.execute(select(func.count()).where(Operation.step.in_(IN_FLIGHT)))
             ).scalar_one()
             since = now - dt.timedelta(seconds=s.window)
             for name, pool in cands:
@@ -462,7 +459,7 @@ class Controller:
         if self.provider is None:
             return
         async with self.session() as sess:
-            q = select(Operation.id).where(Operation.step.in_(("pending", "deleting", "creating")))
+            q = select(Operation.id).where(Operation.step.in_(IN_FLIGHT))
             for i in (await sess.execute(q)).scalars().all():
                 self._spawn(i)
 
@@ -523,13 +520,7 @@ class Controller:
                 )
             )
             ids = (
-                (
-                    await sess.execute(
-                        select(Operation.id).where(
-                            Operation.step.in_(("pending", "deleting", "creating"))
-                        )
-                    )
-                )
+                (await sess.execute(select(Operation.id).where(Operation.step.in_(IN_FLIGHT))))
                 .scalars()
                 .all()
             )

@@ -118,7 +118,7 @@ class Pool:
                 b.known_files.clear()  # it may have restarted with an empty cache
             b.live, b.failures = True, 0
             self.metrics.healthy.labels(b.url).set(1)
-            await self._notify()
+            self._dispatch()
         else:
             self.failure(b)
 
@@ -204,9 +204,6 @@ class Pool:
                 self.metrics.healthy.labels(b.url).set(0)
 
     # ---- capacity ---------------------------------------------------------
-    async def _notify(self) -> None:
-        self._dispatch()
-
     def _eligible(self, lang: str, exclude: set[str]) -> list[Backend]:
         return [b for b in self.backends if b.live and b.supports(lang) and b.url not in exclude]
 
