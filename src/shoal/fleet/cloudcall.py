@@ -8,12 +8,15 @@ with the request as JSON on stdin, the answer as JSON on stdout.
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from shoal.errors import ShoalError
+from shoal.core.config import read_toml
+from shoal.errors import ConfigError, ShoalError
 from shoal.fleet.providers import ProviderError
 
 
@@ -39,10 +42,9 @@ class LibcloudHosts:
     live host of that name and succeeds when there is none.
     """
 
-    def __init__(self, config: Path) -> None:
-        from shoal.core.config import read_toml
-        from shoal.errors import ConfigError
-
+    def __init__(self, config: Path, connect: bool = True) -> None:
+        """``connect=False`` checks the config and the driver's arguments without
+        making the driver (some, like GCE's, authenticate over the network)."""
         data = read_toml(config, "libcloud config")
         spec = data.get("driver")
         if not isinstance(spec, str) or not spec:
@@ -57,27 +59,28 @@ class LibcloudHosts:
         node = dict(data.get("node") or {})
         self.extra: dict[str, object] = dict(node.pop("extra", {}) or {})
         self.node = node
-        self.driver = self._driver(spec, args, config)
+        cls = self._driver_class(spec, config)
+        try:
+            inspect.signature(cls).bind(**args)
+        except TypeError as e:
+            raise ConfigError(f"{config}: driver {spec!r}: {e}") from e
+        try:
+            self.driver: Any = cls(**args) if connect else None
+        except (TypeError, ValueError) as e:  # never echo args: they hold the credentials
+            raise ConfigError(f"{config}: driver {spec!r}: {type(e).__name__}") from e
 
     @staticmethod
-    def _driver(spec: str, args: dict[str, object], config: Path) -> Any:
-        from shoal.errors import ConfigError
-
+    def _driver_class(spec: str, config: Path) -> Any:
         try:
             if ":" in spec:
-                import importlib
-
                 mod, _, cls_name = spec.partition(":")
-                cls = getattr(importlib.import_module(mod), cls_name)
-            else:
-                from libcloud.compute.providers import get_driver
+                return getattr(importlib.import_module(mod), cls_name)
+            from libcloud.compute.providers import get_driver
 
-                cls = get_driver(spec)
-            return cls(**args)
+            return get_driver(spec)
         except ImportError as e:
             raise ConfigError(f"{config}: driver {spec!r}: {e}") from e
         except (AttributeError, TypeError, ValueError) as e:
-            # never echo args: they hold the credentials
             raise ConfigError(f"{config}: driver {spec!r}: {type(e).__name__}") from e
 
     def _find(self, items: list[Any], want: object, what: str) -> Any:

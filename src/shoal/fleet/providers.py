@@ -169,7 +169,8 @@ class LibcloudProvider:
     def __init__(self, config: Path, timeout: float = 600.0) -> None:
         from shoal.fleet.cloudcall import LibcloudHosts
 
-        LibcloudHosts(config)  # a bad config is a one-line error now, not at the first outage
+        # a bad config is a one-line error now, not at the first outage
+        LibcloudHosts(config, connect=False)
         argv = [sys.executable, "-m", "shoal.fleet.cloudcall", "--config", str(config)]
         self._cmd = CommandProvider(shlex.join(argv), timeout)
 
