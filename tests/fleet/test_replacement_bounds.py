@@ -40,6 +40,19 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     return d, f"{sys.executable} {script}"
 
 
+@pytest.fixture
+def replacing(start_controller: Any, cloud: tuple[Path, str]) -> Any:
+    """Start a controller that replaces, through the recording provider, hosts
+    not registered within 1 s; the test gives the bounds."""
+
+    def start(**bounds: Any) -> Any:
+        base = {"boot_timeout": 1, "check_interval": 0.3, "policy": "replace"}
+        cmd = {"provider": "command", "provider_command": cloud[1]}
+        return start_controller(**{**base, **cmd, **bounds})
+
+    return start
+
+
 def calls(d: Path) -> list[tuple[float, str, str, str]]:
     p = d / "calls.log"
     if not p.exists():
@@ -56,18 +69,10 @@ def events(c: Any, kind: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(300)
-def test_at_most_k_in_flight_and_the_watchdog_keeps_watching(start_controller, cloud, until):
-    d, cmd = cloud
+def test_at_most_k_in_flight_and_the_watchdog_keeps_watching(replacing, cloud, until):
+    d, _ = cloud
     (d / "block").write_text("")  # every provider call waits until this goes
-    ctl = start_controller(
-        boot_timeout=1,
-        check_interval=0.3,
-        policy="replace",
-        provider="command",
-        provider_command=cmd,
-        max_concurrent=1,
-        max_pool_percent=100,
-    )
+    ctl = replacing(max_concurrent=1, max_pool_percent=100)
     with ctl.client() as c:
         c.post("/v1/nodes", json={"name": "cn1"}).raise_for_status()
         until(lambda: any(x[1:] == ("start", "delete", "cn1") for x in calls(d)))
@@ -92,14 +97,9 @@ def test_at_most_k_in_flight_and_the_watchdog_keeps_watching(start_controller, c
 
 
 @pytest.mark.timeout(300)
-def test_at_most_p_percent_of_a_pool_per_window(start_controller, cloud, until):
-    d, cmd = cloud
-    ctl = start_controller(
-        boot_timeout=1,
-        check_interval=0.3,
-        policy="replace",
-        provider="command",
-        provider_command=cmd,
+def test_at_most_p_percent_of_a_pool_per_window(replacing, cloud, until):
+    d, _ = cloud
+    ctl = replacing(
         max_concurrent=5,
         max_pool_percent=40,  # 40 % of 5 nodes: 2 per window
         window=3600,
@@ -116,15 +116,11 @@ def test_at_most_p_percent_of_a_pool_per_window(start_controller, cloud, until):
 
 
 @pytest.mark.timeout(300)
-def test_a_failing_host_backs_off_exponentially(start_controller, cloud, until):
-    d, cmd = cloud
+def test_a_failing_host_backs_off_exponentially(replacing, cloud, until):
+    d, _ = cloud
     (d / "fail-create").write_text("")
-    ctl = start_controller(
-        boot_timeout=1,
+    ctl = replacing(
         check_interval=0.2,
-        policy="replace",
-        provider="command",
-        provider_command=cmd,
         max_pool_percent=100,
         window=0.1,  # the pool limit out of the way: only the back-off spaces retries
         backoff=1,
