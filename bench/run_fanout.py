@@ -98,19 +98,25 @@ def measure(
     run_cmd(argv, env)  # warm-up: page cache, first connections
     s0 = proc_cpu(server_pids)
     samples = [run_cmd(argv, env) for _ in range(repeat)]
-    server = proc_cpu(server_pids) - s0
+    return summarize(argv, n_nodes, samples, proc_cpu(server_pids) - s0)
+
+
+def summarize(
+    argv: list[str], n_nodes: int, samples: list[Sample], server_cpu_s: float
+) -> dict[str, object]:
+    """Median wall time and CPU per node (client and servers) of one command's runs."""
     client = sum(s.client_cpu_s for s in samples)
-    per = repeat * n_nodes
+    per = len(samples) * n_nodes
     return {
         "cmd": " ".join([Path(argv[0]).name, *argv[1:]]),
         "nodes": n_nodes,
-        "runs": repeat,
+        "runs": len(samples),
         "wall_s_median": statistics.median(s.wall_s for s in samples),
         "wall_s_all": [round(s.wall_s, 4) for s in samples],
         "exit_codes": sorted({s.rc for s in samples}),
         "client_cpu_ms_per_node": 1000 * client / per,
-        "server_cpu_ms_per_node": 1000 * server / per,
-        "cpu_ms_per_node": 1000 * (client + server) / per,
+        "server_cpu_ms_per_node": 1000 * server_cpu_s / per,
+        "cpu_ms_per_node": 1000 * (client + server_cpu_s) / per,
     }
 
 
@@ -136,22 +142,7 @@ def measure_interleaved(cmds: dict[str, Cmd], repeat: int) -> dict[str, dict[str
             s0 = proc_cpu(c.server_pids)
             samples[k].append(run_cmd(c.argv, c.env))
             server[k] += proc_cpu(c.server_pids) - s0
-    out: dict[str, dict[str, object]] = {}
-    for k, c in cmds.items():
-        ss, per = samples[k], repeat * c.nodes
-        client = sum(x.client_cpu_s for x in ss)
-        out[k] = {
-            "cmd": " ".join([Path(c.argv[0]).name, *c.argv[1:]]),
-            "nodes": c.nodes,
-            "runs": repeat,
-            "wall_s_median": statistics.median(x.wall_s for x in ss),
-            "wall_s_all": [round(x.wall_s, 4) for x in ss],
-            "exit_codes": sorted({x.rc for x in ss}),
-            "client_cpu_ms_per_node": 1000 * client / per,
-            "server_cpu_ms_per_node": 1000 * server[k] / per,
-            "cpu_ms_per_node": 1000 * (client + server[k]) / per,
-        }
-    return out
+    return {k: summarize(c.argv, c.nodes, samples[k], server[k]) for k, c in cmds.items()}
 
 
 @contextlib.contextmanager
