@@ -78,10 +78,22 @@ def test_each_host_has_a_private_tmp(hosts: NetnsHosts) -> None:
     assert not os.path.exists(f"/tmp/{name}")
 
 
+def _ns_pids(ns: str) -> list[str]:
+    return subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True
+    ).stdout.split()
+
+
 def test_destroy_removes_namespaces_links_and_processes() -> None:
     h = NetnsHosts.create(2)
     namespaces, bridge = list(h.hosts), h.bridge
     sleeper = subprocess.Popen(h.wrap(0, ["sleep", "600"]))
+    # destroy kills what runs in a host: wait until the sleeper runs there (under
+    # load, `ip netns exec` and the mount set-up may not have got it in yet)
+    deadline = time.monotonic() + 30
+    while str(sleeper.pid) not in _ns_pids(namespaces[0]):
+        assert time.monotonic() < deadline, "the sleeper never entered its namespace"
+        time.sleep(0.05)
     h.destroy()
     assert sleeper.wait(timeout=10) != 0
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
