@@ -2,7 +2,8 @@
 be installed here). It really compiles and runs C (gcc) and Python programs
 under RLIMIT_CPU / RLIMIT_AS, has a fixed number of slots and answers
 outcome 21 after a bounded wait, keeps a file cache, and obeys a control
-endpoint: POST /control {"slow": factor, "fail": true|false, "purge": true}.
+endpoint: POST /control {"slow": factor, "fail": true|false, "purge": true,
+"broken": true|false (runs answer outcome 20, as a Jobe whose sandbox is broken)}.
 
     python tests/gateway/jobe_backend.py --port 4001 --slots 4 --overload-wait 0.5
 """
@@ -41,6 +42,7 @@ class Jobe:
         self.delay = delay
         self.slow = 1.0
         self.fail = False
+        self.broken = False
         self.files = files
         files.mkdir(parents=True, exist_ok=True)
         self.runs = 0
@@ -79,6 +81,8 @@ class Jobe:
             self.slow = float(body["slow"])
         if "fail" in body:
             self.fail = bool(body["fail"])
+        if "broken" in body:
+            self.broken = bool(body["broken"])
         if body.get("purge"):
             for f in self.files.iterdir():
                 f.unlink()
@@ -116,6 +120,11 @@ class Jobe:
             self.runs += 1
             if self.delay:
                 await asyncio.sleep(self.delay * self.slow)
+            if self.broken:
+                return JSONResponse(
+                    {"run_id": None, "outcome": 20, "cmpinfo": "", "stdout": "",
+                     "stderr": "runguard: cannot set up the sandbox"}
+                )  # fmt: skip
             if self.echo:  # bench mode: the run is the delay, nothing is executed
                 out = {"run_id": None, "outcome": 15, "cmpinfo": "", "stderr": ""}
                 return JSONResponse({**out, "stdout": spec.get("input", "")})

@@ -58,6 +58,20 @@ def test_outcome_17_memory_limit(gateway: Proc) -> None:
     assert run(gateway, spec).json()["outcome"] == 17
 
 
+def test_outcome_20_internal_error_is_answered_not_retried(
+    gateway: Proc, two_backends: list[Proc]
+) -> None:
+    """20 is the run's answer (Jobe could not run it), not an overload: passed on once."""
+    before = sum(int(str(control(b, broken=True)["runs"])) for b in two_backends)
+    try:
+        r = run(gateway, {"language_id": "python3", "sourcecode": "print(1)"})
+    finally:
+        after = sum(int(str(control(b, broken=False)["runs"])) for b in two_backends)
+    assert r.status_code == 200
+    assert r.json()["outcome"] == 20 and "sandbox" in r.json()["stderr"]
+    assert after - before == 1
+
+
 def test_get_run_is_404(gateway: Proc) -> None:
     assert httpx.get(gateway.url + API + "/runs/123").status_code == 404
 
