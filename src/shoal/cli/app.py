@@ -1,8 +1,9 @@
 """The one Typer app. Each command group lives in its own cli/<group>.py and
-is registered here with one line."""
+is registered here by a small function, run only when that command is wanted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -34,34 +35,78 @@ def _root(
     """shoal: fan-out, fleet, bench, faas and gateway on one core."""
 
 
-# Command groups: one line each.
-from shoal.cli import ca as _ca  # noqa: E402
+# Command groups: one registration each, made only when wanted (see build).
+def _ca() -> None:
+    from shoal.cli import ca
 
-app.add_typer(_ca.app, name="ca")
-from shoal.cli import agent as _agent  # noqa: E402
+    app.add_typer(ca.app, name="ca")
 
-app.command("agent")(_agent.agent)
-from shoal.cli import run as _run  # noqa: E402
 
-app.command("run", context_settings={"allow_interspersed_args": False})(_run.run)
-app.command("ping")(_run.ping)
-app.command("facts")(_run.facts)
-from shoal.cli import copy as _copy  # noqa: E402
+def _agent() -> None:
+    from shoal.cli import agent
 
-app.command("copy")(_copy.copy)
-app.command("gather")(_copy.gather)
-from shoal.cli import cluster as _cluster  # noqa: E402
+    app.command("agent")(agent.agent)
 
-app.add_typer(_cluster.app, name="cluster")
-from shoal.cli import controller as _controller  # noqa: E402
-from shoal.cli import events as _events  # noqa: E402
-from shoal.cli import jobs as _jobs  # noqa: E402
-from shoal.cli import nodes as _nodes  # noqa: E402
 
-app.command("controller")(_controller.controller)
-app.add_typer(_nodes.app, name="nodes")
-app.add_typer(_jobs.app, name="jobs")
-app.command("events")(_events.events)
-from shoal.cli import gateway as _gateway  # noqa: E402
+def _run() -> None:
+    from shoal.cli import run
 
-app.add_typer(_gateway.app, name="gateway")
+    app.command("run", context_settings={"allow_interspersed_args": False})(run.run)
+    app.command("ping")(run.ping)
+    app.command("facts")(run.facts)
+
+
+def _copy() -> None:
+    from shoal.cli import copy
+
+    app.command("copy")(copy.copy)
+    app.command("gather")(copy.gather)
+
+
+def _cluster() -> None:
+    from shoal.cli import cluster
+
+    app.add_typer(cluster.app, name="cluster")
+
+
+def _fleet() -> None:
+    from shoal.cli import controller, events, jobs, nodes
+
+    app.command("controller")(controller.controller)
+    app.add_typer(nodes.app, name="nodes")
+    app.add_typer(jobs.app, name="jobs")
+    app.command("events")(events.events)
+
+
+def _gateway() -> None:
+    from shoal.cli import gateway
+
+    app.add_typer(gateway.app, name="gateway")
+
+
+COMMANDS: dict[str, Callable[[], None]] = {
+    "ca": _ca,
+    "agent": _agent,
+    "run": _run,
+    "ping": _run,
+    "facts": _run,
+    "copy": _copy,
+    "gather": _copy,
+    "cluster": _cluster,
+    "controller": _fleet,
+    "nodes": _fleet,
+    "jobs": _fleet,
+    "events": _fleet,
+    "gateway": _gateway,
+}
+
+
+def build(argv: list[str]) -> typer.Typer:
+    """The app with only the command being run registered: Typer reads the
+    signature of every registered command at each start, ~20% of a 64-node
+    `shoal run`'s client CPU. Help, --version and a mistyped command get all."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    wanted = [COMMANDS[first]] if first in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for register in wanted:
+        register()
+    return app

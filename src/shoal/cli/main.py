@@ -37,9 +37,10 @@ def _exit_now(code: int) -> None:
 
 
 def _main(argv: list[str] | None) -> int:
-    from shoal.cli.app import app
+    from shoal.cli.app import build
     from shoal.errors import ShoalError
 
+    app = build(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="shoal")
     except ShoalError as e:
