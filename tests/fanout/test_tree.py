@@ -175,3 +175,35 @@ def test_gigabyte_of_output_streams_with_bounded_memory(agents: Agents) -> None:
     assert tail.endswith(b"PASS: n[1-2], SUM: 2\n")
     for pid, rss in peak.items():
         assert rss < 250_000_000, f"pid {pid} peaked at {rss} bytes"
+
+
+def test_leaf_killed_mid_run_is_unreachable_once(agents: Agents, tmp_path: Path) -> None:
+    """A leaf does not announce that it took the request (nothing under it could
+    run twice): its broken stream is still one UNREACHABLE result, never a re-run."""
+    for i in range(1, 8):
+        agents.start(f"n{i}")
+    inv = agents.inventory()
+    marker = f"shoal-test-{uuid.uuid4().hex}"
+    go = tmp_path / "go"
+    cmd = f"while [ ! -e {go} ]; do sleep 0.05; done; echo {marker}"
+    argv = [sys.executable, "-m", "shoal.cli.main", "run", "--inventory", str(inv)]
+    client = subprocess.Popen(
+        [*argv, "-W", "2", "-w", "n[1-7]", "--", cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(marked(marker)) >= 7, "all seven commands running")
+        agents.started[3].kill()  # n4: a leaf under n1, silent so far
+        go.touch()
+        out, _ = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    lines = out.splitlines()
+    assert lines[-2:] == ["PASS: n[1-3,5-7], SUM: 6", "UNREACHABLE: n4, SUM: 1"]
+    assert sum(line.startswith("n4:") for line in lines) == 0  # n4's marker never came back
+    assert sorted(line.split(":")[0] for line in lines if line.endswith(marker)) == [
+        "n1", "n2", "n3", "n5", "n6", "n7"
+    ]  # fmt: skip

@@ -158,7 +158,8 @@ async def relay_child(req: pb.TaskRequest, child: pb.Subtree, chans: Channels, e
     call = rpc.AgentStub(channel).Run(sub)
     try:
         md = await call.initial_metadata()
-        accepted = md is not None and any(k == ACCEPTED for k, _ in md)
+        # A leaf does not announce itself (nothing under it could be run twice).
+        accepted = not child.children or (md is not None and any(k == ACCEPTED for k, _ in md))
         async for ev in call:
             if ev.HasField("result"):
                 reported.add(ev.node)
