@@ -189,3 +189,21 @@ async def test_refused_and_garbage_answers_are_errors(client: Upstream) -> None:
 async def test_header_with_a_line_break_is_refused(client: Upstream) -> None:
     with pytest.raises(UpstreamError, match="line break"):
         await client.request("GET", "http://127.0.0.1:9/x", headers={"X-API-KEY": "k\r\nX-Evil: 1"})
+
+
+async def test_connection_idle_too_long_is_not_reused() -> None:
+    """A NAT may drop an idle connection without a word: one idle past idle_max is
+    closed and a fresh one opened, instead of waiting out the run time-out on it."""
+    ref: list[Server] = []
+    srv, url = await serve(keepalive([OK], ref))
+    ref.append(srv)
+    c = Upstream(timeout=5, idle_max=0.2)
+    try:
+        await c.request("GET", url + "/languages")
+        await c.request("GET", url + "/languages")
+        assert srv.connections == 1
+        await asyncio.sleep(0.3)
+        await c.request("GET", url + "/languages")
+        assert srv.connections == 2
+    finally:
+        await c.close()

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 import httptools
+
+# s an idle connection is kept: a server's close we see, a NAT's silent drop we would not
+IDLE_MAX = 15.0
 
 
 class UpstreamError(Exception):
@@ -60,6 +64,7 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
         self._body: list[bytes] = []
@@ -143,8 +148,9 @@ class _Conn(asyncio.Protocol):
 
 
 class Upstream:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, idle_max: float = IDLE_MAX) -> None:
         self.timeout = timeout
+        self.idle_max = idle_max
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._ssl: ssl.SSLContext | None = None
 
@@ -168,10 +174,12 @@ class Upstream:
 
     def _take(self, t: Target) -> _Conn | None:
         idle = self._idle.get(t.key)
+        now = time.monotonic()
         while idle:
             c = idle.pop()
-            if not c.closed:
+            if not c.closed and now - c.idle_since < self.idle_max:
                 return c
+            c.close()  # one a peer or a middlebox may have dropped without a word
         return None
 
     async def request(
@@ -208,5 +216,6 @@ class Upstream:
                 conn.close()
             raise
         if not conn.closed:
+            conn.idle_since = time.monotonic()
             self._idle.setdefault(t.key, []).append(conn)
         return answer
