@@ -191,3 +191,34 @@ def test_copy_survives_a_relay_whose_link_is_cut(hosts: NetnsHosts, tmp_path: Pa
         for p in agents:
             p.kill()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_destroy_leaves_nothing_of_a_host_that_keeps_forking() -> None:
+    """A process forking while destroy kills it must not leave a child behind
+    (one scan then one kill did: the child born in between survived)."""
+    h = NetnsHosts.create(1)
+    ns = h.hosts[0]
+    inode = os.stat(f"/run/netns/{ns}").st_ino
+    nap = f"600.{uuid.uuid4().int % 10**6:06d}"  # a duration only this test's sleeps have
+    spawner = subprocess.Popen(h.wrap(0, ["sh", "-c", f"while :; do sleep {nap} & done"]))
+    try:
+        deadline = time.monotonic() + 30
+        while len(_ns_pids(ns)) < 20:
+            assert time.monotonic() < deadline, "the spawner never got going in its host"
+            time.sleep(0.05)
+        h.destroy()
+        assert spawner.wait(timeout=10) != 0
+        left = []
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                in_host = os.stat(f"/proc/{d}/ns/net").st_ino == inode
+                cmd = Path(f"/proc/{d}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if in_host or nap.encode() in cmd:
+                left.append(d)
+        assert left == []
+    finally:
+        if spawner.poll() is None:
+            spawner.kill()
+        subprocess.run(["pkill", "-9", "-f", f"sleep {nap}"])

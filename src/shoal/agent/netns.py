@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,16 +156,35 @@ class NetnsHosts:
         _ip("link", "set", self.port(i), "up")
 
     def destroy(self) -> None:
-        """Kill what runs in the hosts and remove every namespace and link."""
+        """Kill what runs in the hosts and remove every namespace and link.
+
+        Each namespace is held open and its name removed first, so nothing can
+        enter it any more (`ip netns exec` goes by name); then whatever is in
+        it is killed, pass after pass, until nothing is (a process forking
+        while it is killed leaves a child for the next pass)."""
+        held: list[tuple[int, int]] = []
         for ns in self.hosts:
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-            for pid in pids.stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+                st = os.fstat(fd)
+                held.append((fd, st.st_ino))
         for i, ns in enumerate(self.hosts):
             _ip("link", "del", self.port(i), check=False)
             _ip("netns", "del", ns, check=False)
         _ip("link", "del", self.bridge, check=False)
+        inodes = {ino for _, ino in held}
+        try:
+            for _ in range(100):
+                pids = _pids_in(inodes)
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.02)
+        finally:
+            for fd, _ in held:
+                os.close(fd)
         self.hosts = []
         if self.tmp_root:
             shutil.rmtree(self.tmp_root, ignore_errors=True)
@@ -176,6 +196,17 @@ class NetnsHosts:
     @classmethod
     def load(cls, path: Path) -> NetnsHosts:
         return cls(**json.loads(path.read_text()))
+
+
+def _pids_in(inodes: set[int]) -> list[int]:
+    """Processes whose network namespace is one of these (nsfs inode numbers)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{d}/ns/net").st_ino in inodes:
+                    found.append(int(d))
+    return found
 
 
 def _free_subnet() -> int:
