@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from shoal.gateway import upstream
 from shoal.gateway.upstream import Upstream, UpstreamError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -207,3 +208,19 @@ async def test_connection_idle_too_long_is_not_reused() -> None:
         assert srv.connections == 2
     finally:
         await c.close()
+
+
+async def test_answer_over_the_cap_is_an_error_not_memory(
+    client: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upstream, "MAX_ANSWER", 1000)
+
+    async def h(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+        await w.drain()
+        await r.read()
+
+    _, url = await serve(h)
+    with pytest.raises(UpstreamError, match="larger than 1000 bytes"):
+        await client.request("POST", url + "/runs", body=b"{}")

@@ -23,6 +23,7 @@ import httptools
 
 # s an idle connection is kept: a server's close we see, a NAT's silent drop we would not
 IDLE_MAX = 15.0
+MAX_ANSWER = 64 * 1024 * 1024  # bytes: a backend gone mad cannot fill the gateway's memory
 
 
 class UpstreamError(Exception):
@@ -68,6 +69,7 @@ class _Conn(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
         self._body: list[bytes] = []
+        self._size = 0
         self._head_only = False
         self._headers_done = False
         self._framed = False  # Content-Length or chunked: the answer's end is in the stream
@@ -112,6 +114,10 @@ class _Conn(asyncio.Protocol):
             self._complete(keep=False)
 
     def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_ANSWER:
+            self._fail(UpstreamError(f"answer larger than {MAX_ANSWER} bytes"))
+            return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -123,7 +129,7 @@ class _Conn(asyncio.Protocol):
         if w is None or w.done():
             return
         w.set_result(Answer(self._parser.get_status_code(), b"".join(self._body)))
-        self._body = []
+        self._body, self._size = [], 0
         if not keep:
             self.close()
 
