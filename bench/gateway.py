@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "gateway"))
@@ -165,7 +166,12 @@ async def main() -> None:
             o: dict[str, Any] = {}
             for name, t in (("direct", b0), ("shoal p2c", g0)):
                 await load(t.url, n, 5)
+                cpu0 = _cpu(t)
                 o[name] = await load(t.url, n, 1600 // n)
+                # the server's CPU per run: the gateway's own cost (or the backend's)
+                o[name]["server_cpu_ms_per_run"] = round(
+                    1000 * (_cpu(t) - cpu0) / o[name]["runs"], 3
+                )
                 print(n, name, json.dumps(o[name]), flush=True)
             o["added_p50_ms"] = round(o["shoal p2c"]["p50_ms"] - o["direct"]["p50_ms"], 1)
             o["added_p99_ms"] = round(o["shoal p2c"]["p99_ms"] - o["direct"]["p99_ms"], 1)
@@ -175,6 +181,11 @@ async def main() -> None:
         g0.stop()
         b0.stop()
     write(results)
+
+
+def _cpu(p: Proc) -> float:
+    t = psutil.Process(p.popen.pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def write(res: dict[str, Any]) -> None:
@@ -214,7 +225,8 @@ def write(res: dict[str, Any]) -> None:
             f"Overhead ({n} client(s) x {o['direct']['runs']} runs, one zero-delay backend):"
             f" direct p50 {o['direct']['p50_ms']} ms / p99 {o['direct']['p99_ms']} ms; through"
             f" shoal p50 {o['shoal p2c']['p50_ms']} ms / p99 {o['shoal p2c']['p99_ms']} ms;"
-            f" added {o['added_p50_ms']} ms p50, {o['added_p99_ms']} ms p99."
+            f" added {o['added_p50_ms']} ms p50, {o['added_p99_ms']} ms p99; the gateway's"
+            f" CPU {o['shoal p2c'].get('server_cpu_ms_per_run', '?')} ms per run."
         )
     lines += targets(res)
     (out / "gateway.md").write_text("\n".join(lines) + "\n")
