@@ -224,3 +224,97 @@ async def test_answer_over_the_cap_is_an_error_not_memory(
     _, url = await serve(h)
     with pytest.raises(UpstreamError, match="larger than 1000 bytes"):
         await client.request("POST", url + "/runs", body=b"{}")
+
+
+async def test_interim_1xx_answers_are_skipped_and_answers_stay_in_step(client: Upstream) -> None:
+    """103 Early Hints before the real answer: each request still gets its own."""
+
+    async def h(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(r)
+            w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n")
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await w.drain()
+
+    srv, url = await serve(h)
+    for i in range(3):
+        a = await client.request("POST", url + "/runs", body=b"req%d" % i)
+        assert (a.status, a.body) == (200, b"req%d" % i)
+    assert srv.connections == 1
+
+
+async def test_bytes_after_an_answer_never_reach_the_next_one(client: Upstream) -> None:
+    async def h(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(OK + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")  # out of turn
+        await w.drain()
+        while True:
+            await read_request(r)
+            w.write(OK)
+            await w.drain()
+
+    srv, url = await serve(h)
+    assert (await client.request("GET", url + "/a")).body == b"{}"
+    assert (await client.request("GET", url + "/b")).body == b"{}"
+    assert srv.connections == 2  # the connection that spoke out of turn was dropped
+
+
+async def test_server_closing_a_reused_connection_is_not_an_error(client: Upstream) -> None:
+    """The server's keep-alive time-out fires as we reuse the connection: no byte of
+    answer came, so the request goes once more on a fresh connection."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def h(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        writers.append(w)
+        while True:
+            await read_request(r)
+            w.write(OK)
+            await w.drain()
+
+    srv, url = await serve(h)
+    await client.request("GET", url + "/languages")
+    writers[0].close()  # and at once, before our loop has seen it:
+    a = await client.request("POST", url + "/runs", body=b"{}")
+    assert a.status == 200 and srv.connections == 2
+
+
+async def test_endless_headers_and_upgrades_are_errors(client: Upstream) -> None:
+    async def endless(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nX-Junk: ")
+        for _ in range(200):
+            w.write(b"x" * 4096)
+            await w.drain()
+        await r.read()
+
+    async def upgrade(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
+        w.write(b"Connection: Upgrade\r\n\r\n")
+        await w.drain()
+        await r.read()
+
+    _, u1 = await serve(endless)
+    _, u2 = await serve(upgrade)
+    with pytest.raises(UpstreamError, match="headers larger than"):
+        await client.request("GET", u1 + "/x")
+    with pytest.raises(UpstreamError, match="HttpParserUpgrade"):
+        await client.request("GET", u2 + "/x")
+
+
+async def test_request_head_and_urls(client: Upstream) -> None:
+    """Host never carries a URL's user:password; a bad URL is an UpstreamError;
+    a non-chunked Transfer-Encoding answer ends at the close."""
+
+    async def h(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n" + head)
+        await w.drain()
+
+    _, url = await serve(h)
+    port = url.rsplit(":", 1)[1]
+    a = await client.request("GET", f"http://jobe:s3cret@127.0.0.1:{port}/x?y=1")
+    assert a.body == f"GET /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for bad in ("http://h:99999/", "http://[::1/", "ftp://h/"):
+        with pytest.raises(UpstreamError):
+            await client.request("GET", bad)

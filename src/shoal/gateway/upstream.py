@@ -5,9 +5,10 @@ Proxying is the gateway's whole CPU budget: aiohttp's general client cost
 ~0.17 ms of the event loop per run, this one ~0.09 ms (request head built
 once per URL, one write, one parse), which is a third of the gateway's CPU
 per proxied run. Every transport failure (refused, reset, timed out, a
-truncated answer) is one exception, UpstreamError, which the caller turns
-into a retry elsewhere. A connection is reused only after a complete answer
-the server allows to keep alive; anything else closes it.
+truncated, oversize or garbled answer) is one exception, UpstreamError,
+which the caller turns into a retry elsewhere. A connection is reused only
+after a complete answer the server allows to keep alive; anything else, an
+answer nobody asked for included, closes it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ from urllib.parse import urlsplit
 
 import httptools
 
-# s an idle connection is kept: a server's close we see, a NAT's silent drop we would not
-IDLE_MAX = 15.0
-MAX_ANSWER = 64 * 1024 * 1024  # bytes: a backend gone mad cannot fill the gateway's memory
+# s an idle connection is reused: under Apache's default KeepAliveTimeout (5 s),
+# so a server's close is rarely met in flight, and a NAT's silent drop never
+IDLE_MAX = 4.0
+MAX_IDLE = 32  # idle connections kept per backend (each may hold an Apache worker)
+MAX_HEAD = 64 * 1024  # bytes of status line and headers
+MAX_ANSWER = 64 * 1024 * 1024  # bytes of body: a backend gone mad cannot fill our memory
 
 
 class UpstreamError(Exception):
     pass
+
+
+class _Abort(Exception):
+    """Raised in a parser callback to stop the parse (the waiter already has its error)."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +56,24 @@ class Target:
 
 @lru_cache(maxsize=1024)
 def target(url: str) -> Target:
-    u = urlsplit(url)
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise UpstreamError(f"bad URL {url!r}: {e}") from None
     if u.scheme not in ("http", "https") or not u.hostname:
         raise UpstreamError(f"not an http(s) URL: {url!r}")
     tls = u.scheme == "https"
-    port = u.port or (443 if tls else 80)
+    port = port or (443 if tls else 80)
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname  # never the userinfo
     return Target(
-        (u.scheme, u.hostname, port), u.hostname, port, tls, path.encode(), u.netloc.encode()
+        (u.scheme, u.hostname, port),
+        u.hostname,
+        port,
+        tls,
+        path.encode(),
+        f"{host}:{port}".encode(),
     )
 
 
@@ -66,10 +84,13 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.got_bytes = False  # of the current answer: a reused connection that
+        # fails before any is a stale one, safe to try afresh
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
         self._body: list[bytes] = []
         self._size = 0
+        self._head = 0
         self._head_only = False
         self._headers_done = False
         self._framed = False  # Content-Length or chunked: the answer's end is in the stream
@@ -83,10 +104,16 @@ class _Conn(asyncio.Protocol):
         if self._waiter is None:  # nothing asked: a server talking out of turn
             self.close()
             return
+        self.got_bytes = True
+        if not self._headers_done:
+            if self._head > MAX_HEAD:  # earlier reads were all headers, and they go on
+                self._fail(UpstreamError(f"answer headers larger than {MAX_HEAD} bytes"))
+                return
+            self._head += len(data)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(UpstreamError(f"bad HTTP answer: {e}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
+            self._fail(UpstreamError(f"bad HTTP answer: {type(e).__name__} {e}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -103,12 +130,36 @@ class _Conn(asyncio.Protocol):
         else:
             self._fail(UpstreamError(f"connection closed before the answer ({exc or 'EOF'})"))
 
+    def _abort(self, why: str) -> None:
+        self._fail(UpstreamError(why))
+        raise _Abort(why)
+
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._waiter is None:  # a second answer after ours: out of step
+            self.close()
+            raise _Abort("an answer nobody asked for")
+        self._headers_done = self._framed = False
+        self._body, self._size, self._head = [], 0, 0
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
+        if len(name) + len(value) > MAX_HEAD:
+            self._abort(f"answer header larger than {MAX_HEAD} bytes")
+        n = name.lower()
+        if n == b"content-length" or (n == b"transfer-encoding" and b"chunked" in value.lower()):
             self._framed = True
 
+    def _interim(self) -> bool:
+        """1xx (but 101): a provisional answer (100 Continue, 103 Early Hints); the
+        real one follows on the same connection."""
+        s = self._parser.get_status_code()
+        return 100 <= s < 200 and s != 101
+
     def on_headers_complete(self) -> None:
+        if self._interim():
+            return
+        if self._parser.get_status_code() == 101:  # we never ask to switch protocols
+            self._abort("bad HTTP answer: HttpParserUpgrade (101 Switching Protocols)")
         self._headers_done = True
         if self._head_only:  # no body follows an answer to HEAD, whatever Content-Length says
             self._complete(keep=False)
@@ -116,12 +167,12 @@ class _Conn(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > MAX_ANSWER:
-            self._fail(UpstreamError(f"answer larger than {MAX_ANSWER} bytes"))
-            return
+            self._abort(f"answer larger than {MAX_ANSWER} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self._complete(keep=self._parser.should_keep_alive())
+        if not self._interim():
+            self._complete(keep=self._parser.should_keep_alive())
 
     # ours
     def _complete(self, keep: bool) -> None:
@@ -147,7 +198,7 @@ class _Conn(asyncio.Protocol):
     async def exchange(self, request: bytes, head_only: bool) -> Answer:
         assert self.transport is not None and self._waiter is None
         self._head_only = head_only
-        self._headers_done = self._framed = False
+        self._headers_done = self._framed = self.got_bytes = False
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return await self._waiter
@@ -188,6 +239,35 @@ class Upstream:
             c.close()  # one a peer or a middlebox may have dropped without a word
         return None
 
+    def _keep(self, t: Target, conn: _Conn) -> None:
+        idle = [c for c in self._idle.get(t.key, ()) if not c.closed]
+        if conn.closed or len(idle) >= MAX_IDLE:
+            conn.close()
+        else:
+            conn.idle_since = time.monotonic()
+            idle.append(conn)
+        self._idle[t.key] = idle
+
+    async def _exchange(self, t: Target, request: bytes, head_only: bool) -> tuple[_Conn, Answer]:
+        conn = self._take(t)
+        if conn is not None:
+            try:
+                return conn, await conn.exchange(request, head_only)
+            except UpstreamError:
+                if conn.got_bytes:
+                    raise
+                # closed by the server as we reused it, before a byte of answer:
+                # a stale connection, not a failing backend; once more afresh
+            except BaseException:  # cancelled (timed out): the connection is spent
+                conn.close()
+                raise
+        conn = await self._connect(t)
+        try:
+            return conn, await conn.exchange(request, head_only)
+        except BaseException:
+            conn.close()
+            raise
+
     async def request(
         self,
         method: str,
@@ -208,20 +288,10 @@ class Upstream:
             head.append(b"Content-Length: %d\r\n" % len(data))
         head.append(b"\r\n")
         request = b"".join(head) + data
-        conn: _Conn | None = None
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                conn = self._take(t) or await self._connect(t)
-                answer = await conn.exchange(request, head_only=method == "HEAD")
+                conn, answer = await self._exchange(t, request, method == "HEAD")
         except TimeoutError as e:
-            if conn is not None:
-                conn.close()
             raise UpstreamError(f"{method} {url}: no answer in time") from e
-        except BaseException:  # cancelled or failed mid-exchange: the connection is spent
-            if conn is not None:
-                conn.close()
-            raise
-        if not conn.closed:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(t.key, []).append(conn)
+        self._keep(t, conn)
         return answer
