@@ -191,7 +191,7 @@ class Gateway:
 
     def _count(self, request: Request, outcome: object) -> None:
         request.state.outcome = outcome
-        self.metrics.outcomes.labels(str(outcome)).inc()
+        self.metrics.child(self.metrics.outcomes, str(outcome)).inc()
 
     def _outcome(self, request: Request, result: dict[str, Any]) -> Response:
         self._count(request, result.get("outcome"))
@@ -203,7 +203,7 @@ class Gateway:
             return
         body = json.dumps({"file_contents": base64.b64encode(data).decode()}).encode()
         hdrs = {"Content-Type": "application/json", **b.headers()}
-        r = await self.client.request("PUT", f"{b.cfg.base}/files/{fid}", body=body, headers=hdrs)
+        r = await self.client.request("PUT", f"{b.base}/files/{fid}", body=body, headers=hdrs)
         if r.status >= 500:
             raise Retry("5xx")
         b.known_files.add(fid)
@@ -212,7 +212,7 @@ class Gateway:
         for fid in fids:
             if fid in b.known_files:
                 continue
-            r = await self.client.request("HEAD", f"{b.cfg.base}/files/{fid}", headers=b.headers())
+            r = await self.client.request("HEAD", f"{b.base}/files/{fid}", headers=b.headers())
             if r.status == 204:
                 b.known_files.add(fid)
             else:
@@ -224,17 +224,19 @@ class Gateway:
         try:
             await self.ensure_files(b, fids)
             hdrs = {"Content-Type": "application/json", **b.headers()}
-            r = await self.client.request("POST", f"{b.cfg.base}/runs", body=raw, headers=hdrs)
+            r = await self.client.request("POST", f"{b.base}/runs", body=raw, headers=hdrs)
             if r.status == 404 and fids:  # purged from the Jobe's cache: push, run once more
                 for fid in fids:
                     b.known_files.discard(fid)
                     await self.push(b, fid)
-                r = await self.client.request("POST", f"{b.cfg.base}/runs", body=raw, headers=hdrs)
+                r = await self.client.request("POST", f"{b.base}/runs", body=raw, headers=hdrs)
         except UpstreamError as e:
             self.pool.failure(b)
             raise Retry("connection") from e
         finally:
-            self.metrics.backend_latency.labels(b.url).observe(time.perf_counter() - t0)
+            self.metrics.child(self.metrics.backend_latency, b.url).observe(
+                time.perf_counter() - t0
+            )
         if r.status >= 500:
             self.pool.failure(b)
             raise Retry("5xx")
@@ -329,7 +331,7 @@ class AccessLog:
         finally:
             path: str = scope["path"]
             route = path.removeprefix(API).split("/")[1] if path.startswith(API) else path
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.child(self.metrics.requests, scope["method"], route, str(status)).inc()
             if log.isEnabledFor(logging.INFO):
                 st = scope["state"]
                 rec = {

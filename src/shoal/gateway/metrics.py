@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -37,3 +39,15 @@ class Metrics:
         self.healthy = Gauge(
             "shoal_gateway_backend_healthy", "1 when the backend is live", ["backend"], registry=r
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """metric.labels(*values), remembered: labels() takes a lock and checks its
+        arguments on every call, several times per proxied run."""
+        key = (id(metric), values)
+        c = self._children.get(key)
+        if c is None:
+            if len(self._children) > 10_000:  # label values a backend invents
+                return metric.labels(*values)
+            c = self._children[key] = metric.labels(*values)
+        return c

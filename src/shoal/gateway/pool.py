@@ -38,6 +38,10 @@ class Backend:
     runs: int = 0
     known_files: set[str] = field(default_factory=set)
     latency: float | None = None  # EWMA of successful run times (s)
+    base: str = field(init=False)  # the API root URL, computed once (used per request)
+
+    def __post_init__(self) -> None:
+        self.base = self.cfg.base
 
     def observe(self, seconds: float, alpha: float = 0.2) -> None:
         self.latency = (
@@ -105,7 +109,7 @@ class Pool:
     async def check(self, b: Backend) -> None:
         try:
             r = await self.client.request(
-                "GET", b.cfg.base + "/languages", headers=b.headers(), timeout=self.s.health_timeout
+                "GET", b.base + "/languages", headers=b.headers(), timeout=self.s.health_timeout
             )
             ok = r.status == 200 and isinstance(langs := json.loads(r.body), list)
         except (UpstreamError, ValueError):
@@ -265,7 +269,7 @@ class Pool:
     def _take(self, b: Backend, job: str | None) -> Backend:
         b.outstanding += 1
         b.runs += 1
-        self.metrics.outstanding.labels(b.url).set(b.outstanding)
+        self.metrics.child(self.metrics.outstanding, b.url).set(b.outstanding)
         if job:
             self.affinity[job] = b.url
             if len(self.affinity) > 100_000:
@@ -291,5 +295,5 @@ class Pool:
 
     async def release(self, b: Backend) -> None:
         b.outstanding -= 1
-        self.metrics.outstanding.labels(b.url).set(b.outstanding)
+        self.metrics.child(self.metrics.outstanding, b.url).set(b.outstanding)
         self._dispatch()
