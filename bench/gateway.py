@@ -238,7 +238,7 @@ def write(res: dict[str, Any]) -> None:
             f"{k['runs']} runs, {k['errors']} errors, p99 {k['p99_ms']} ms."
         )
     for n, o in (res.get("overhead") or {}).items():
-        per = ", ".join(f"+{r['added_p50_ms']}/+{r['added_p99_ms']}" for r in o["rounds"])
+        per = ", ".join(f"{r['added_p50_ms']:+}/{r['added_p99_ms']:+}" for r in o["rounds"])
         lines.append("")
         lines.append(
             f"Overhead ({n} client(s), one zero-delay backend, median of {len(o['rounds'])}"
