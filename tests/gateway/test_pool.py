@@ -47,3 +47,36 @@ def test_round_robin_waits_for_its_own_backend_as_nginx_does() -> None:
     third run belongs to the first backend and waits for it."""
     first, _, got = asyncio.run(third_run("round-robin"))
     assert got is first
+
+
+def test_release_serves_the_oldest_fitting_waiter_and_ejection_answers_the_stranded() -> None:
+    """A line of runs for two languages: a freed slot goes to the oldest waiter its
+    backend can serve, never to a newer one; a waiter whose language loses its
+    last backend is answered (None: outcome 21) at once, not at queue_timeout."""
+
+    async def go() -> None:
+        pool = make_pool("p2c")
+        b0, b1 = pool.backends
+        b0.languages = [["python3", "3"], ["c", "gcc"]]
+        b1.languages = [["python3", "3"]]
+        pool.s.min_live, pool.s.eject_after = 0, 1
+        held = [await pool.acquire("python3", set(), None) for _ in range(2)]
+        line = [
+            asyncio.ensure_future(pool.acquire(lang, set(), None))
+            for lang in ("c", "python3", "python3")
+        ]
+        await asyncio.sleep(0.05)
+        assert pool.waiters == 3
+        b1_run = next(b for b in held if b is b1)
+        await pool.release(b1_run)  # b1 cannot run C: the oldest python3 waiter gets it
+        await asyncio.sleep(0.05)
+        assert [f.done() for f in line] == [False, True, False]
+        assert line[1].result() is b1
+        pool.failure(b0)  # C's only backend is ejected while a C run waits
+        await asyncio.sleep(0.05)
+        assert line[0].done() and line[0].result() is None
+        assert not line[2].done()  # python3 still has b1: it keeps waiting
+        await pool.release(b1)
+        assert await asyncio.wait_for(line[2], 1) is b1
+
+    asyncio.run(go())
