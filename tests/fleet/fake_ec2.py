@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import itertools
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from xml.sax.saxutils import escape
+
+from local_http import LocalHTTPServer
 
 NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 IMAGES = {"ami-0shoal": "shoal-agent-2026.11"}
@@ -34,7 +36,7 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-class FakeEC2:
+class FakeEC2(LocalHTTPServer):
     def __init__(self, access_key: str, secret: str, region: str = "us-east-1") -> None:
         self.access_key, self.secret, self.region = access_key, secret, region
         self.instances: dict[str, dict[str, Any]] = {}
@@ -54,17 +56,7 @@ class FakeEC2:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeEC2:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def live(self, name: str) -> list[str]:
         return [

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from local_http import LocalHTTPServer
 
 PATH = re.compile(r"^/v1/pages/([^/]+)/metrics/([^/]+)/data(?:\.json)?$")
 
 
-class FakeStatuspage:
+class FakeStatuspage(LocalHTTPServer):
     def __init__(self, page_id: str, api_key: str, failures: list[int] | None = None) -> None:
         self.page_id, self.api_key = page_id, api_key
         self.failures = list(failures or [])
@@ -55,14 +56,4 @@ class FakeStatuspage:
                 fake.points.append((m.group(2), ts, value))
                 self._send(201, {"timestamp": ts, "value": value, "metric_id": m.group(2)})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeStatuspage:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *a: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(H)
