@@ -3,11 +3,13 @@ during a run, and a command printing a gigabyte with bounded memory."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -72,44 +74,42 @@ def test_dead_inner_node_its_subtree_still_answers(agents: Agents) -> None:
     assert "n3: hi" in cp.stdout.splitlines()
 
 
-def test_relay_killed_mid_run_every_node_gets_a_result(agents: Agents, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def gated_run(
+    agents: Agents, tmp_path: Path, *flags: str
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """`shoal run -W 2 -w n[1-7]` on seven agents, each node's command waiting for
+    the file `go` and then printing `marker`: yields (client, marker, go) once all
+    seven commands run, and kills the client on the way out if it still does."""
     for i in range(1, 8):
         agents.start(f"n{i}")
     inv = agents.inventory()
     marker = f"shoal-test-{uuid.uuid4().hex}"
     go = tmp_path / "go"
     cmd = f"while [ ! -e {go} ]; do sleep 0.05; done; echo {marker}"
+    argv = [sys.executable, "-m", "shoal.cli.main", "run", "--inventory", str(inv)]
     client = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shoal.cli.main",
-            "run",
-            "--inventory",
-            str(inv),
-            "-W",
-            "2",
-            "-w",
-            "n[1-7]",
-            "--json",
-            "--",
-            cmd,
-        ],
+        [*argv, "-W", "2", "-w", "n[1-7]", *flags, "--", cmd],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         wait_for(lambda: len(marked(marker)) >= 7, "all seven commands running")
+        yield client, marker, go
+    finally:
+        if client.poll() is None:
+            client.kill()
+
+
+def test_relay_killed_mid_run_every_node_gets_a_result(agents: Agents, tmp_path: Path) -> None:
+    with gated_run(agents, tmp_path, "--json") as (client, marker, go):
         agents.started[1].kill()  # n2 relays to n3
         # n3 lost its caller: its command is killed. (n2's own command outlives
         # its SIGKILLed agent, as on a host whose agent crashed; `go` ends it.)
         wait_for(lambda: len(marked(marker)) == 6, "the command of n3 gone")
         go.touch()
         out, _ = client.communicate(timeout=60)
-    finally:
-        if client.poll() is None:
-            client.kill()
     doc = json.loads(out)
     assert set(doc["nodes"]) == {f"n{i}" for i in range(1, 8)}
     assert all(d["state"] is not None for d in doc["nodes"].values())
@@ -180,27 +180,10 @@ def test_gigabyte_of_output_streams_with_bounded_memory(agents: Agents) -> None:
 def test_leaf_killed_mid_run_is_unreachable_once(agents: Agents, tmp_path: Path) -> None:
     """A leaf does not announce that it took the request (nothing under it could
     run twice): its broken stream is still one UNREACHABLE result, never a re-run."""
-    for i in range(1, 8):
-        agents.start(f"n{i}")
-    inv = agents.inventory()
-    marker = f"shoal-test-{uuid.uuid4().hex}"
-    go = tmp_path / "go"
-    cmd = f"while [ ! -e {go} ]; do sleep 0.05; done; echo {marker}"
-    argv = [sys.executable, "-m", "shoal.cli.main", "run", "--inventory", str(inv)]
-    client = subprocess.Popen(
-        [*argv, "-W", "2", "-w", "n[1-7]", "--", cmd],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: len(marked(marker)) >= 7, "all seven commands running")
+    with gated_run(agents, tmp_path) as (client, marker, go):
         agents.started[3].kill()  # n4: a leaf under n1, silent so far
         go.touch()
         out, _ = client.communicate(timeout=60)
-    finally:
-        if client.poll() is None:
-            client.kill()
     lines = out.splitlines()
     assert lines[-2:] == ["PASS: n[1-3,5-7], SUM: 6", "UNREACHABLE: n4, SUM: 1"]
     assert sum(line.startswith("n4:") for line in lines) == 0  # n4's marker never came back
