@@ -140,7 +140,7 @@ class _Conn(asyncio.Protocol):
             self.close()
             raise _Abort("an answer nobody asked for")
         self._headers_done = self._framed = False
-        self._body, self._size, self._head = [], 0, 0
+        self._body, self._size = [], 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > MAX_HEAD:
@@ -198,7 +198,9 @@ class _Conn(asyncio.Protocol):
     async def exchange(self, request: bytes, head_only: bool) -> Answer:
         assert self.transport is not None and self._waiter is None
         self._head_only = head_only
+        # no answer has begun: an EOF now is a failure, never an answer of the last one's
         self._headers_done = self._framed = self.got_bytes = False
+        self._head = 0  # header bytes before this answer's headers end, 1xx ones included
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return await self._waiter
