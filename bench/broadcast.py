@@ -88,7 +88,7 @@ def netns_agents(n: int, rate: str, home: Path) -> Iterator[tuple[NetnsHosts, li
     tls_dir = home / "tls"
     if not (tls_dir / "ca.crt").exists():
         tls.init_ca(tls_dir)
-        tls.issue(tls_dir, tls.CLIENT_NAME)
+        tls.issue(tls_dir, tls.CLIENT_NAME, role=tls.OPERATOR)
     hosts = NetnsHosts.create(n, rate=rate)
     procs: list[subprocess.Popen[str]] = []
     try:

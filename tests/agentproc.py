@@ -55,7 +55,7 @@ class Agents:
         if not insecure:
             if not (tls_dir / "ca.crt").exists():
                 tls.init_ca(tls_dir)
-                tls.issue(tls_dir, tls.CLIENT_NAME)
+                tls.issue(tls_dir, tls.CLIENT_NAME, role=tls.OPERATOR)
             if not (tls_dir / f"{name}.crt").exists():
                 tls.issue(tls_dir, name)
         log = self.home / f"agent-{name}.log"

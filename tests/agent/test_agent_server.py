@@ -27,7 +27,7 @@ def test_client_from_another_ca_is_refused_and_logged(agents: Agents, tmp_path: 
     inv = agents.inventory()
     other = tmp_path / "other-tls"
     tls.init_ca(other)
-    tls.issue(other, "client")
+    tls.issue(other, "client", role=tls.OPERATOR)
 
     def ping(ca: Path) -> subprocess.CompletedProcess[str]:
         env = {
@@ -162,7 +162,7 @@ def test_ping_and_facts(agents: Agents) -> None:
 def test_spec_file_hosts_many_agents_in_one_process(agents: Agents, tmp_path: Path) -> None:
     tls_dir = agents.home / "tls"
     tls.init_ca(tls_dir)
-    tls.issue(tls_dir, "client")
+    tls.issue(tls_dir, "client", role=tls.OPERATOR)
     for n in ("m1", "m2", "m3"):
         tls.issue(tls_dir, n)
     spec = [

@@ -111,7 +111,7 @@ def test_copy_survives_a_relay_whose_link_is_cut(hosts: NetnsHosts, tmp_path: Pa
     home = Path(tempfile.mkdtemp(prefix="shoal-netns-test-", dir="/var/tmp"))
     tls_dir = home / "tls"
     tls.init_ca(tls_dir)
-    tls.issue(tls_dir, tls.CLIENT_NAME)
+    tls.issue(tls_dir, tls.CLIENT_NAME, role=tls.OPERATOR)
     agents = []
     lines = ["[nodes]"]
     try:

@@ -34,3 +34,23 @@ def test_issue_without_ca(tmp_path: Path) -> None:
 def test_missing_identity_files_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(TLSError, match="--insecure"):
         tls.Identity.in_dir(tmp_path, "client").read()
+
+
+def test_certificates_carry_a_role(tmp_path: Path) -> None:
+    import ssl
+
+    tls.init_ca(tmp_path)
+    op = tls.issue(tmp_path, "alice", role=tls.OPERATOR)
+    node = tls.issue(tmp_path, "cn1")
+    for ident, role in ((op, tls.OPERATOR), (node, tls.NODE)):
+        cert = x509.load_pem_x509_certificate(ident.cert.read_bytes())
+        assert tls.role_of_subject(cert.subject.rfc4514_string()) == role
+        decoded = ssl._ssl._test_decode_cert(str(ident.cert))  # type: ignore[attr-defined]
+        assert tls.role_of_peercert(decoded) == role
+    assert tls.role_of_subject("CN=old") == tls.NODE  # no role: least privilege
+    assert tls.peer_role({"x509_common_name": [b"a"], "x509_subject": [b"OU=operator,CN=a"]}) == (
+        tls.OPERATOR
+    )
+    assert tls.peer_role({}) is None
+    with pytest.raises(TLSError, match="invalid role"):
+        tls.issue(tmp_path, "cn2", role="root")

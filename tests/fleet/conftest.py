@@ -36,8 +36,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def tls_dir(shoal_home: Path) -> Path:
     d = shoal_home / "tls"
     tls.init_ca(d)
-    tls.issue(d, tls.CLIENT_NAME)
-    tls.issue(d, "controller", sans=["127.0.0.1"])
+    tls.issue(d, tls.CLIENT_NAME, role=tls.OPERATOR)
+    tls.issue(d, "controller", sans=["127.0.0.1"], role=tls.CONTROLLER)
     return d
 
 

@@ -286,7 +286,7 @@ class LocalCluster:
         if not (self.tls_dir / "ca.crt").exists():
             tls.init_ca(self.tls_dir)
         if not (self.tls_dir / f"{tls.CLIENT_NAME}.crt").exists():
-            tls.issue(self.tls_dir, tls.CLIENT_NAME)
+            tls.issue(self.tls_dir, tls.CLIENT_NAME, role=tls.OPERATOR)
         for nm in names:
             if nm in self.state.hosts:  # netns: name this run's address too
                 tls.issue(self.tls_dir, nm, sans=["127.0.0.1", self.state.hosts[nm]])

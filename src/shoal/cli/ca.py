@@ -31,7 +31,7 @@ def init(
 
     d = _tls_dir(dir)
     path = tls.init_ca(d, force=force)
-    ident = tls.issue(d, tls.CLIENT_NAME)
+    ident = tls.issue(d, tls.CLIENT_NAME, role=tls.OPERATOR)
     print(f"CA: {path}\nclient certificate: {ident.cert}")
 
 
@@ -43,9 +43,16 @@ def issue(
         list[str] | None, typer.Option("--san", help="Extra DNS name or IP (repeatable).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write NAME.crt/.key here.")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="operator (may start work and change the fleet), controller (the"
+            " fleet controller) or node (an agent: serves and relays, commands nothing)."
+        ),
+    ] = "node",
 ) -> None:
     """Issue a certificate for an agent or a client, signed by the cluster CA."""
     from shoal.core import tls
 
-    ident = tls.issue(_tls_dir(dir), name, sans=san or [], out_dir=out)
-    print(f"{ident.cert}\n{ident.key}")
+    ident = tls.issue(_tls_dir(dir), name, sans=san or [], out_dir=out, role=role)
+    print(f"{ident.cert}\n{ident.key}\nrole: {role}")

@@ -25,6 +25,13 @@ from shoal.errors import TLSError
 CA_NAME = "shoal cluster CA"
 CLIENT_NAME = "client"
 
+# A certificate's role is its subject's organizational unit. Only operators
+# (and the controller, for its jobs) may start work or change the fleet; a
+# node may serve, relay and report about itself. No role means node.
+OPERATOR, CONTROLLER, NODE = "operator", "controller", "node"
+ROLES = (OPERATOR, CONTROLLER, NODE)
+COMMANDERS = frozenset({OPERATOR, CONTROLLER})
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -130,11 +137,13 @@ def issue(
     sans: list[str] | None = None,
     days: int = 825,
     out_dir: Path | None = None,
+    role: str = NODE,
 ) -> Identity:
     """Issue NAME.crt/NAME.key signed by the CA in tls_dir.
 
     The certificate names NAME plus any extra DNS names or IP addresses in
-    sans; it is valid for both server and client authentication.
+    sans, carries ``role`` (operator, controller or node) and is valid for
+    both server and client authentication.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -143,6 +152,8 @@ def issue(
 
     if not name or "/" in name or name.startswith("."):
         raise TLSError(f"invalid certificate name {name!r}")
+    if role not in ROLES:
+        raise TLSError(f"invalid role {role!r}: one of {', '.join(ROLES)}")
     ca_key_path, ca_crt_path = tls_dir / "ca.key", tls_dir / "ca.crt"
     try:
         ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
@@ -163,7 +174,14 @@ def issue(
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, name),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+                ]
+            )
+        )
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -218,3 +236,30 @@ def peer_name(auth_context: dict[str, list[bytes]]) -> str | None:
     """The verified common name of a gRPC peer, or None when it presented none."""
     names = auth_context.get("x509_common_name") or []
     return names[0].decode() if names else None
+
+
+def role_of_subject(subject: str) -> str:
+    """The role in an RFC 4514 subject string ("OU=operator,CN=client"), as gRPC
+    reports it in the auth context's x509_subject."""
+    for part in subject.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().upper() == "OU" and value in ROLES:
+            return value
+    return NODE
+
+
+def peer_role(auth_context: dict[str, list[bytes]]) -> str | None:
+    """The role of a verified gRPC peer, or None when it presented no certificate."""
+    if not auth_context.get("x509_common_name"):
+        return None
+    subjects = auth_context.get("x509_subject") or [b""]
+    return role_of_subject(subjects[0].decode(errors="replace"))
+
+
+def role_of_peercert(cert: dict[str, Any]) -> str:
+    """The role in a certificate as ``ssl.SSLSocket.getpeercert()`` returns it."""
+    for rdn in cert.get("subject", ()):
+        for k, v in rdn:
+            if k == "organizationalUnitName" and v in ROLES:
+                return str(v)
+    return NODE
