@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint demo bench bench-fanout bench-broadcast bench-controller bench-gateway proto clean
+.PHONY: venv test lint demo bench bench-fanout bench-broadcast bench-controller bench-gateway bench-soak proto clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 # Each writes bench/results/NAME.{json,md}; run them on an otherwise idle machine.
-bench: bench-fanout bench-broadcast bench-controller bench-gateway
+bench: bench-fanout bench-broadcast bench-controller bench-gateway bench-soak
 
 bench-fanout: $(STAMP)
 	@bash scripts/bench-deps.sh
@@ -43,6 +43,9 @@ bench-controller: $(STAMP)
 bench-gateway: $(STAMP)
 	@bash scripts/bench-gateway-deps.sh
 	$(PY) bench/gateway.py
+
+bench-soak: $(STAMP)  # 10 minutes: a quiet command while fan-outs run every 30 s
+	$(PY) bench/soak.py
 
 proto: $(STAMP)
 	$(PY) -m shoal.core.protogen

@@ -21,6 +21,7 @@ import pytest
 
 from shoal.agent.copyrelay import Feed
 from shoal.agent.files import FilesService
+from shoal.agent.gate import Gate
 from shoal.agent.source import open_source
 from shoal.core.wire import fpb, frpc, pb
 from shoal.fanout.copy import SourceOrigin
@@ -52,7 +53,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
         name = f"n{i}"
         root = tmp_path / name
         (root / "dest").mkdir(parents=True)
-        service = FilesService(dial, root=root)
+        service = FilesService(dial, root, Gate(name, None))
         server = grpc.aio.server()
         frpc.add_FilesServicer_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")

@@ -55,15 +55,15 @@ def test_exit_status_is_the_worst_state() -> None:
 
 
 def _three(agents: Agents) -> Path:
-    agents.start("n1", env={"ROLE": "a"})
-    agents.start("n2", env={"ROLE": "a"})
-    agents.start("n3", env={"ROLE": "b"})
+    for n in ("n1", "n2", "n3"):
+        agents.start(n)
     return agents.inventory(groups={"web": "n[1-2]"})
 
 
 def test_stream_gathered_blocks_and_exit(agents: Agents) -> None:
     inv = str(_three(agents))
-    cmd = 'echo role=$ROLE; [ "$ROLE" = a ]'
+    # n3 plays another role (commands see SHOAL_NODE, never the agent's environment)
+    cmd = 'ROLE=a; [ "$SHOAL_NODE" = n3 ] && ROLE=b; echo role=$ROLE; [ "$ROLE" = a ]'
     cp = shoal("run", "--inventory", inv, "-w", "n[1-3]", "--", cmd)
     assert cp.returncode == 1
     assert sorted(cp.stdout.splitlines()[:3]) == ["n1: role=a", "n2: role=a", "n3: role=b"]
@@ -204,9 +204,10 @@ def test_output_cap_notes_what_was_dropped(agents: Agents) -> None:
 
 
 def test_ctrl_c_cancels_on_the_nodes(agents: Agents) -> None:
-    agents.start("n1")
-    agents.start("n2")
-    agents.start("n3")
+    # A long keepalive makes the agents' wait for an adopter (70 s) outlast the
+    # check below: the commands go because Ctrl-C is passed down, not by time.
+    for n in ("n1", "n2", "n3"):
+        agents.start(n, env={"SHOAL_KEEPALIVE_INTERVAL": "30"})
     inv = str(agents.inventory())
     marker = f"shoal-test-{uuid.uuid4().hex}"
     client = subprocess.Popen(

@@ -26,3 +26,14 @@ def test_bad_config_file_is_a_config_error(shoal_home: Path) -> None:
     (shoal_home / "config.toml").write_text("width = 'wide'\n")
     with pytest.raises(ConfigError, match="width"):
         Settings.load()
+
+
+def test_unknown_top_level_key_and_bad_keepalive_are_refused(shoal_home: Path) -> None:
+    (shoal_home / "config.toml").write_text("widht = 4\n[gateway]\nlisten = 'x'\n")
+    with pytest.raises(ConfigError, match=r"unknown setting.*widht"):
+        Settings.load()
+    (shoal_home / "config.toml").write_text("keepalive_interval = 0.1\n")
+    with pytest.raises(ConfigError, match="keepalive_interval"):
+        Settings.load()
+    (shoal_home / "config.toml").write_text("keepalive_interval = 2\nkeepalive_timeout = 3\n")
+    assert Settings.load().keepalive.interval == 2.0

@@ -28,8 +28,10 @@ from pathlib import Path
 import grpc
 
 from shoal.agent.copyrelay import Dialer, Feed, result_event
+from shoal.agent.gate import Gate
 from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
+from shoal.core.grant import body_of
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import ShoalError
 
@@ -80,11 +82,13 @@ class SpoolOrigin:
 
 
 class FilesService(frpc.FilesServicer):
-    def __init__(self, dial: Dialer, root: Path = Path("/")) -> None:
+    def __init__(self, dial: Dialer, root: Path, gate: Gate) -> None:
         """dial: see copyrelay. root: where absolute transfer paths start; "/" on
-        a real node, a per-node directory for local agents sharing one disk."""
+        a real node, a per-node directory for local agents sharing one disk.
+        gate: admits only work an operator signed (agent/gate.py)."""
         self._dial = dial
         self._root = root
+        self._gate = gate
         self._transfers: dict[str, Transfer] = {}
 
     def _local(self, path: str) -> str:
@@ -105,6 +109,7 @@ class FilesService(frpc.FilesServicer):
         me = h.tree.name
         started = time.time_ns()
         t = self._transfers.get(h.transfer_id)
+        await self._gate.admit(context, h.signed, body_of(h), h.tree, fresh=t is None)
         if t is None:
             try:
                 t = self._open(h)
@@ -289,6 +294,8 @@ class FilesService(frpc.FilesServicer):
     async def Fetch(
         self, request: fpb.FetchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[fpb.FetchChunk]:
+        me = pb.Subtree(name=self._gate.name)
+        await self._gate.admit(context, request.signed, body_of(request), me)
         try:
             if not os.path.isabs(request.path):
                 raise TransferError(f"path {request.path!r} is not absolute")

@@ -1,8 +1,11 @@
 """The node agent: a grpc.aio server for shoal.v1.Agent (and Files).
 
-Each Run serves request.tree: the local part (exec, ping or facts) runs
-concurrently with the relay to the children, and both feed one bounded queue
-that the response stream drains, so back-pressure reaches every producer.
+Each Run is admitted by the gate (an operator's grant, core/grant.py), then
+serves request.tree: the local part (exec, ping or facts) runs concurrently
+with the relay to the children, and both feed one bounded queue that the
+response stream drains, so back-pressure reaches every producer. The work is
+an Execution keyed by task id (agent/runs.py): a later Run of the same task
+takes the stream over instead of running it again.
 `serve` hosts one server per AgentSpec in one process (the local cluster's
 --per-process mode) and returns after SIGTERM/SIGINT, once running commands
 are killed and the servers are stopped.
@@ -24,15 +27,19 @@ from typing import Any
 import grpc
 
 from shoal.agent import tasks
-from shoal.agent.relay import ACCEPTED, Channels, relay_children, result_event
+from shoal.agent.gate import Gate
+from shoal.agent.relay import Channels, Relay, result_event
+from shoal.agent.runs import Execution, Runs
 from shoal.core import tls
+from shoal.core.grant import WINDOW, body_of
+from shoal.core.keepalive import Keepalive
 from shoal.core.wire import frpc, pb, rpc
 from shoal.errors import ConfigError
 
 log = logging.getLogger("shoal.agent")
 
-QUEUE_DEPTH = 64  # events in flight per request on this node
-_DONE = pb.TaskEvent()  # sentinel, compared by identity
+HANDSHAKE_TIMEOUT = 5.0  # seconds a new connection has to complete TLS
+MAX_CONNECTIONS = 2048  # incoming connections held at once
 
 
 @dataclass
@@ -45,9 +52,15 @@ class AgentSpec:
 
 
 class AgentService(rpc.AgentServicer):
-    def __init__(self, spec: AgentSpec, channels: Channels) -> None:
+    def __init__(self, spec: AgentSpec, channels: Channels, runs: Runs) -> None:
         self.spec = spec
         self.channels = channels
+        self.runs = runs
+        self.gate = Gate(spec.name, spec.identity)
+        ka = channels.keepalive
+        # An orphan waits this long for an adopter: longer than a grandparent
+        # takes to find its relay dead and dial us.
+        self.grace = 2 * (ka.interval + ka.timeout)
 
     async def _local(self, req: pb.TaskRequest, emit: tasks.Emit) -> None:
         node = req.tree.name
@@ -67,40 +80,59 @@ class AgentService(rpc.AgentServicer):
             log.exception("task on %s failed", node)
             await emit(result_event(node, pb.STATE_FAILED, f"agent error: {e}"))
 
+    def _execution(self, request: pb.TaskRequest, body: bytes) -> Execution:
+        ex: Execution | None = None
+
+        async def work(emit: tasks.Emit) -> None:
+            relay = Relay(self.channels, emit)
+            if ex is not None:
+                ex.relay = relay
+            await asyncio.gather(
+                self._local(request, emit), relay.serve(request, list(request.tree.children))
+            )
+
+        if not request.task_id:  # an old client: nothing can attach to it
+            ex = Execution(body, work)
+        else:
+            ex = self.runs.start((request.task_id, self.spec.name), body, work, self.grace)
+        return ex
+
     async def Run(
         self, request: pb.TaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.TaskEvent]:
-        if request.WhichOneof("task") is None:  # a dialler's probe, see relay._last_error
+        kind = request.WhichOneof("task")
+        if kind is None:  # a dialler's probe, see relay._last_error
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no task")
-        if request.tree.children:
-            # Tells the caller this node has taken the request: its children are
-            # never re-served elsewhere after this (see relay.relay_child). A leaf
-            # has none to re-serve; sparing it this write is ~14% of its CPU.
-            await context.send_initial_metadata(((ACCEPTED, request.tree.name),))
+        body = body_of(request)
+        ex = self.runs.get((request.task_id, self.spec.name)) if request.task_id else None
+        signer = await self.gate.admit(
+            context, request.signed, body, request.tree, fresh=ex is None
+        )
         peer = tls.peer_name(dict(context.auth_context())) or context.peer()
-        log.info("%s: %s from %s", self.spec.name, request.WhichOneof("task"), peer)
-        q: asyncio.Queue[pb.TaskEvent] = asyncio.Queue(QUEUE_DEPTH)
-
-        async def work() -> None:
-            try:
-                await asyncio.gather(
-                    self._local(request, q.put),
-                    relay_children(request, list(request.tree.children), self.channels, q.put),
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("relay failed")
-            await q.put(_DONE)
-
-        task = asyncio.create_task(work())
+        if ex is None:
+            log.info("%s: %s for %s from %s", self.spec.name, kind, signer, peer)
+            ex = self._execution(request, body)
+        elif ex.body != body:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task id reused for another task")
+        else:
+            log.info("%s: %s for %s: %s takes it over", self.spec.name, kind, signer, peer)
+        token, replay = ex.attach()
         try:
-            while (ev := await q.get()) is not _DONE:
+            for old in replay:
+                yield old
+            while (ev := await ex.next(token)) is not None:
                 yield ev
         finally:
-            # Caller gone or done: cancels the command (its group is killed) and child calls.
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            ex.detach(token)
+
+    async def Cancel(
+        self, request: pb.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelReply:
+        ex = self.runs.get((request.task_id, request.node))
+        if ex is not None and request.node == self.spec.name:
+            ex.stop()
+            return pb.CancelReply(found=True)
+        return pb.CancelReply(found=False)
 
 
 def _log_setup() -> None:
@@ -122,14 +154,28 @@ def _bind(add_port: Callable[[str], int], addr: str) -> int:
     return port
 
 
-async def _start(spec: AgentSpec) -> tuple[grpc.aio.Server, Channels, int]:
+async def _start(
+    spec: AgentSpec, keepalive: Keepalive, runs: Runs
+) -> tuple[grpc.aio.Server, Channels, int]:
     from shoal.agent.files import FilesService
 
     creds = tls.channel_credentials(spec.identity) if spec.identity else None
-    channels = Channels(creds)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    rpc.add_AgentServicer_to_server(AgentService(spec, channels), server)
-    files = FilesService(channels.get, spec.files_root or Path("/"))
+    channels = Channels(creds, keepalive)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            # A peer that has not finished TLS by then is dropped (gRPC waits 120 s),
+            # and at most this many connections are held: a flood of idle sockets
+            # costs bounded memory and never the operator's own connection's slot
+            # for long.
+            ("grpc.server_handshake_timeout_ms", int(HANDSHAKE_TIMEOUT * 1000)),
+            ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+            *keepalive.server_options(),
+        ]
+    )
+    service = AgentService(spec, channels, runs)
+    rpc.add_AgentServicer_to_server(service, server)
+    files = FilesService(channels.get, spec.files_root or Path("/"), service.gate)
     frpc.add_FilesServicer_to_server(files, server)
     addr = f"{spec.host}:{spec.port}"
     if spec.identity is None:
@@ -182,10 +228,14 @@ async def serve(
     *,
     on_ready: Callable[[list[int]], None] | None = None,
     controller: ControllerLink | None = None,
+    keepalive: Keepalive | None = None,
 ) -> None:
     """Run one server per spec until SIGTERM/SIGINT; then kill every running
     command, stop the servers and return. With a controller, every agent
     registers with its facts and heartbeats until it stops."""
+    keepalive = keepalive or Keepalive()
+    # Finished runs are kept while their grant could still be replayed.
+    runs = Runs(keep=2 * WINDOW)
     _log_setup()
     loop = asyncio.get_running_loop()
     _pidfd_child_watcher(loop)
@@ -196,7 +246,7 @@ async def serve(
     heartbeats: list[asyncio.Task[Any]] = []
     try:
         for spec in specs:
-            started.append(await _start(spec))
+            started.append(await _start(spec, keepalive, runs))
         if on_ready is not None:
             on_ready([p for _, _, p in started])
         if controller is not None:
@@ -223,6 +273,7 @@ async def serve(
             for t in heartbeats:
                 t.cancel()
         tasks.kill_all()
+        await runs.cancel_all()
         await asyncio.gather(*(s.stop(grace=1.0) for s, _, _ in started), return_exceptions=True)
         tasks.kill_all()
         for _, ch, _ in started:

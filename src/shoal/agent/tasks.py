@@ -36,11 +36,38 @@ def kill_all() -> None:
         kill_group(pgid)
 
 
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def clean_env(node: str, extra: dict[str, str]) -> dict[str, str]:
+    """What sshd gives a session, never the agent's own environment (which may
+    hold a controller's or a cloud's secrets): PATH, HOME, USER, LOGNAME,
+    SHELL, LANG, then SHOAL_NODE and what the task asks for."""
+    import pwd
+
+    try:
+        pw = pwd.getpwuid(os.getuid())
+        home, user, shell = pw.pw_dir, pw.pw_name, pw.pw_shell or "/bin/sh"
+    except KeyError:  # a uid without a passwd entry (containers)
+        home, user, shell = "/", str(os.getuid()), "/bin/sh"
+    env = {
+        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "HOME": home,
+        "USER": user,
+        "LOGNAME": user,
+        "SHELL": shell,
+        "LANG": os.environ.get("LANG") or "C.UTF-8",
+        # the name the client addressed, which on shared hosts (a local cluster
+        # without root, several agents per machine) the hostname is not
+        "SHOAL_NODE": node,
+    }
+    env.update(extra)
+    return env
+
+
 async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
     start = time.time_ns()
-    # SHOAL_NODE: the name the client addressed, which on shared hosts (a local
-    # cluster without root, several agents per machine) the hostname is not
-    env = {**os.environ, "SHOAL_NODE": node, **dict(task.env)}
+    env = clean_env(node, dict(task.env))
     try:
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",
@@ -60,8 +87,10 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
 
     async def pump(stream: asyncio.StreamReader | None, kind: int) -> None:
         assert stream is not None
+        offset = 0
         while chunk := await stream.read(CHUNK):
-            out = pb.Output(stream=kind, data=chunk)  # type: ignore[arg-type]
+            out = pb.Output(stream=kind, data=chunk, offset=offset)  # type: ignore[arg-type]
+            offset += len(chunk)
             await emit(pb.TaskEvent(node=node, output=out))
 
     async def complete() -> None:

@@ -136,7 +136,10 @@ def agent(
     if heartbeat <= 0:
         raise UsageError("--heartbeat must be positive")
     link = ControllerLink(controller, heartbeat, pool) if controller else None
+    from shoal.core.config import Settings
+
+    keepalive = Settings.load().keepalive
     try:
-        asyncio.run(serve(specs, on_ready=ready, controller=link))
+        asyncio.run(serve(specs, on_ready=ready, controller=link, keepalive=keepalive))
     except OSError as e:
         raise ConfigError(f"agent: {e}") from e

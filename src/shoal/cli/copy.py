@@ -86,7 +86,7 @@ def copy(
     import signal
 
     from shoal.agent.source import open_source
-    from shoal.fanout.client import client_credentials, resolve
+    from shoal.fanout.client import client_credentials, client_signer, resolve
     from shoal.fanout.copy import broadcast
     from shoal.fanout.report import Report
 
@@ -100,6 +100,7 @@ def copy(
     settings = _settings(inventory, insecure, connect_timeout)
     targets = resolve(nodes, exclude or [], settings)
     creds = client_credentials(settings)
+    signer = client_signer(settings)
     report = Report(targets.nodes, 0)
     total = src.meta.size if src.meta.size >= 0 else None
 
@@ -126,6 +127,8 @@ def copy(
                     on_event=on_event,
                     on_progress=lambda n: bar.update(job, completed=n),
                     stall_timeout=stall_timeout,
+                    signer=signer,
+                    keepalive=settings.keepalive,
                 )
             except asyncio.CancelledError:
                 return True
@@ -158,7 +161,7 @@ def gather(
 
     from shoal.agent.relay import Channels, result_event
     from shoal.core.wire import pb
-    from shoal.fanout.client import client_credentials, resolve
+    from shoal.fanout.client import client_credentials, client_signer, resolve
     from shoal.fanout.gather import Gathered, check_dest
     from shoal.fanout.gather import gather as fetch_all
     from shoal.fanout.report import Report
@@ -171,6 +174,7 @@ def gather(
     settings = _settings(inventory, insecure, connect_timeout)
     targets = resolve(nodes, exclude or [], settings)
     creds = client_credentials(settings)
+    signer = client_signer(settings)
     report = Report(targets.nodes, 0)
 
     async def on_result(g: Gathered) -> None:
@@ -181,7 +185,7 @@ def gather(
         assert me is not None
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, me.cancel)
-        chans = Channels(creds)
+        chans = Channels(creds, settings.keepalive)
         trees = [pb.Subtree(name=n, address=targets.addresses[n]) for n in targets.nodes]
         try:
             await fetch_all(
@@ -194,6 +198,7 @@ def gather(
                 fan_in=fan_in,
                 connect_timeout=settings.connect_timeout,
                 on_result=on_result,
+                signer=signer,
             )
         except asyncio.CancelledError:
             return True

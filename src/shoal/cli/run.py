@@ -69,9 +69,10 @@ def _drive(
     import asyncio
     import signal
 
-    from shoal.fanout.client import client_credentials, fan_out
+    from shoal.fanout.client import client_credentials, client_signer, fan_out
 
     creds = client_credentials(settings)
+    signer = client_signer(settings)
     w = width if width is not None else settings.width
     if w < 1:
         raise UsageError("-W/--width must be at least 1")
@@ -90,6 +91,8 @@ def _drive(
                 credentials=creds,
                 connect_timeout=settings.connect_timeout,
                 on_event=on_event,
+                signer=signer,
+                keepalive=settings.keepalive,
             )
         except asyncio.CancelledError:
             return True

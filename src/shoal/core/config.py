@@ -20,6 +20,7 @@ import types
 from pathlib import Path
 from typing import Any, Self, Union, get_args, get_origin, get_type_hints
 
+from shoal.core.keepalive import Keepalive
 from shoal.errors import ConfigError
 
 DEFAULT_PORT = 1995
@@ -92,6 +93,8 @@ class Settings:
     connect_timeout: float = 5.0
     width: int = 8  # fan-out tree width; chosen by bench/run_fanout.py
     output_cap: int = 1 << 20  # bytes of output kept per node when gathering
+    keepalive_interval: float = 5.0  # seconds between pings on a quiet connection
+    keepalive_timeout: float = 5.0  # seconds an unanswered ping takes to mean a dead peer
 
     @classmethod
     def load(cls, **flags: Any) -> Self:
@@ -99,6 +102,9 @@ class Settings:
         path = config_path()
         data = read_toml(path) if path.exists() else {}
         hints = get_type_hints(cls)
+        unknown = sorted(k for k, v in data.items() if not isinstance(v, dict) and k not in hints)
+        if unknown:  # tables belong to the capabilities ([gateway], [controller]...)
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             env = os.environ.get(f"SHOAL_{f.name.upper()}")
@@ -106,7 +112,13 @@ class Settings:
                 if raw is not None:
                     values[f.name] = _coerce(f.name, hints[f.name], raw)
                     break
-        return cls(**values)
+        settings = cls(**values)
+        settings.keepalive  # noqa: B018 -- checks the keepalive pair at load time
+        return settings
+
+    @property
+    def keepalive(self) -> Keepalive:
+        return Keepalive(self.keepalive_interval, self.keepalive_timeout)
 
     @property
     def tls_dir(self) -> Path:

@@ -7,14 +7,17 @@ slow terminal slows the tree down instead of queueing output here).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.agent.relay import Channels, relay_children
+from shoal.agent.relay import Channels, Relay
 from shoal.core import tls
 from shoal.core.config import Settings
+from shoal.core.grant import Signer, body_of
 from shoal.core.inventory import Inventory
+from shoal.core.keepalive import Keepalive
 from shoal.core.nodeset import select
 from shoal.core.wire import pb
 from shoal.fanout.plan import plan
@@ -50,6 +53,11 @@ def client_credentials(settings: Settings) -> Any | None:
     return tls.channel_credentials(client_identity(settings))
 
 
+def client_signer(settings: Settings) -> Signer | None:
+    """Signs the work this client sends; None for --insecure."""
+    return None if settings.insecure else Signer(client_identity(settings))
+
+
 async def fan_out(
     task: pb.TaskRequest,
     targets: Targets,
@@ -58,18 +66,34 @@ async def fan_out(
     credentials: Any | None,
     connect_timeout: float,
     on_event: Callable[[pb.TaskEvent], None],
+    signer: Signer | None = None,
+    keepalive: Keepalive | None = None,
 ) -> None:
-    """Run `task` (its oneof set; tree is filled per root) on every target."""
+    """Run `task` (its oneof set; tree is filled per root) on every target.
+
+    With a signer (always, but under --insecure) each root's subtree goes with
+    a grant of its own, so an agent checks a grant the size of its root's
+    subtree, not the whole plan's."""
     roots = plan([(n, targets.addresses[n]) for n in targets.nodes], width)
     req = pb.TaskRequest()
     req.CopyFrom(task)
     req.connect_timeout = connect_timeout
-    chans = Channels(credentials)
+    req.task_id = uuid.uuid4().hex
+    work = []
+    body = body_of(req)
+    for root in roots:
+        r = req
+        if signer is not None:
+            r = pb.TaskRequest()
+            r.CopyFrom(req)
+            r.signed.CopyFrom(signer.sign(root, body))
+        work.append((r, root))
+    chans = Channels(credentials, keepalive)
 
     async def emit(ev: pb.TaskEvent) -> None:
         on_event(ev)
 
     try:
-        await relay_children(req, roots, chans, emit)
+        await Relay(chans, emit, deliberate=True).serve_each(work)
     finally:
         await chans.close()

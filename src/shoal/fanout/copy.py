@@ -18,6 +18,8 @@ from typing import Any
 from shoal.agent.copyrelay import Feed
 from shoal.agent.relay import Channels
 from shoal.agent.source import Source
+from shoal.core.grant import Signer, body_of
+from shoal.core.keepalive import Keepalive
 from shoal.core.wire import fpb, pb
 from shoal.fanout.client import Targets
 from shoal.fanout.plan import plan
@@ -89,6 +91,8 @@ async def broadcast(
     on_event: Callable[[pb.TaskEvent], None],
     on_progress: Callable[[int], None] | None = None,
     stall_timeout: float = 0.0,
+    signer: Signer | None = None,
+    keepalive: Keepalive | None = None,
 ) -> None:
     """Copy source to dest on every target through the tree (pipelined).
 
@@ -112,9 +116,11 @@ async def broadcast(
         stall_timeout=stall_timeout,
     )
     roots = plan([(n, targets.addresses[n]) for n in targets.nodes], width)
+    if signer is not None:  # one grant for the whole plan: a header goes once per node
+        header.signed.CopyFrom(signer.sign(pb.Subtree(children=roots), body_of(header)))
     origin = SourceOrigin(source)
     out: asyncio.Queue[fpb.CopyEvent] = asyncio.Queue(64)
-    chans = Channels(credentials)
+    chans = Channels(credentials, keepalive)
     feed = Feed(header=header, origin=origin, dial=chans.get, out=out)
     producer = asyncio.create_task(origin.produce())
 

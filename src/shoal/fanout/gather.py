@@ -21,6 +21,7 @@ import grpc
 
 from shoal.agent.copyrelay import Dialer
 from shoal.agent.spool import Meta, Spool, TransferError
+from shoal.core.grant import Signer, body_of
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import UsageError
 
@@ -61,6 +62,7 @@ async def gather(
     fan_in: int = DEFAULT_FAN_IN,
     connect_timeout: float = 5.0,
     on_result: Callable[[Gathered], Awaitable[None]] | None = None,
+    signer: Signer | None = None,
 ) -> list[Gathered]:
     """Fetch path from each node (node-list order is kept in the result)."""
     if not path.startswith("/"):
@@ -69,7 +71,10 @@ async def gather(
 
     async def one(node: pb.Subtree) -> Gathered:
         async with sem:
-            g = await _fetch(node, path, dest, dial, recursive, preserve, connect_timeout)
+            req = fpb.FetchRequest(path=path, recursive=recursive)
+            if signer is not None:
+                req.signed.CopyFrom(signer.sign(pb.Subtree(name=node.name), body_of(req)))
+            g = await _fetch(node, req, dest, dial, preserve, connect_timeout)
         if on_result is not None:
             await on_result(g)
         return g
@@ -79,10 +84,9 @@ async def gather(
 
 async def _fetch(
     node: pb.Subtree,
-    path: str,
+    req: fpb.FetchRequest,
     dest: Path,
     dial: Dialer,
-    recursive: bool,
     preserve: bool,
     connect_timeout: float,
 ) -> Gathered:
@@ -95,7 +99,7 @@ async def _fetch(
         return g
     spool: Spool | None = None
     try:
-        call = frpc.FilesStub(channel).Fetch(fpb.FetchRequest(path=path, recursive=recursive))
+        call = frpc.FilesStub(channel).Fetch(req)
         while (msg := await call.read()) is not grpc.aio.EOF:
             kind = msg.WhichOneof("kind")
             if kind == "error":

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/agent.proto\x12\x08shoal.v1\"M\n\x07Subtree\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12#\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Subtree\"*\n\x06Timing\x12\x10\n\x08start_ns\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x02 \x01(\x03\"\x8f\x01\n\x08\x45xecTask\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12(\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x1b.shoal.v1.ExecTask.EnvEntry\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\n\n\x08PingTask\"\x0b\n\tFactsTask\"\xbd\x01\n\x0bTaskRequest\x12\x1f\n\x04tree\x18\x01 \x01(\x0b\x32\x11.shoal.v1.Subtree\x12\x17\n\x0f\x63onnect_timeout\x18\x02 \x01(\x01\x12\"\n\x04\x65xec\x18\n \x01(\x0b\x32\x12.shoal.v1.ExecTaskH\x00\x12\"\n\x04ping\x18\x0b \x01(\x0b\x32\x12.shoal.v1.PingTaskH\x00\x12$\n\x05\x66\x61\x63ts\x18\x0c \x01(\x0b\x32\x13.shoal.v1.FactsTaskH\x00\x42\x06\n\x04task\"a\n\x06Output\x12\'\n\x06stream\x18\x01 \x01(\x0e\x32\x17.shoal.v1.Output.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\" \n\x06Stream\x12\n\n\x06STDOUT\x10\x00\x12\n\n\x06STDERR\x10\x01\"\x85\x01\n\x06Result\x12\x1e\n\x05state\x18\x01 \x01(\x0e\x32\x0f.shoal.v1.State\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12 \n\x06timing\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Timing\x12\x16\n\x0eoutput_dropped\x18\x05 \x01(\x03\"9\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\x12\x11\n\taddresses\x18\x03 \x03(\t\"\xbe\x02\n\x05\x46\x61\x63ts\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x14\n\x0c\x63pus_logical\x18\x02 \x01(\x05\x12\x15\n\rcpus_physical\x18\x03 \x01(\x05\x12\x14\n\x0cmemory_total\x18\x04 \x01(\x03\x12\x18\n\x10memory_available\x18\x05 \x01(\x03\x12\'\n\ninterfaces\x18\x06 \x03(\x0b\x32\x13.shoal.v1.Interface\x12\n\n\x02os\x18\x07 \x01(\t\x12\x0e\n\x06kernel\x18\x08 \x01(\t\x12\x11\n\tboot_time\x18\t \x01(\x03\x12\x15\n\ragent_version\x18\n \x01(\t\x12)\n\x05\x65xtra\x18\x0b \x03(\x0b\x32\x1a.shoal.v1.Facts.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\tTaskEvent\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x10.shoal.v1.OutputH\x00\x12\"\n\x06result\x18\x03 \x01(\x0b\x32\x10.shoal.v1.ResultH\x00\x12 \n\x05\x66\x61\x63ts\x18\x04 \x01(\x0b\x32\x0f.shoal.v1.FactsH\x00\x42\x06\n\x04kind*{\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STATE_OK\x10\x01\x12\x10\n\x0cSTATE_FAILED\x10\x02\x12\x11\n\rSTATE_TIMEOUT\x10\x03\x12\x15\n\x11STATE_UNREACHABLE\x10\x04\x12\x11\n\rSTATE_REFUSED\x10\x05\x32<\n\x05\x41gent\x12\x33\n\x03Run\x12\x15.shoal.v1.TaskRequest\x1a\x13.shoal.v1.TaskEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/agent.proto\x12\x08shoal.v1\"M\n\x07Subtree\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12#\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Subtree\"*\n\x06Timing\x12\x10\n\x08start_ns\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x02 \x01(\x03\"\x8f\x01\n\x08\x45xecTask\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12(\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x1b.shoal.v1.ExecTask.EnvEntry\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\n\n\x08PingTask\"\x0b\n\tFactsTask\"I\n\x05Grant\x12\x11\n\tissued_ns\x18\x01 \x01(\x03\x12\x1f\n\x04root\x18\x02 \x01(\x0b\x32\x11.shoal.v1.Subtree\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"?\n\x06Signed\x12\r\n\x05grant\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"\xf0\x01\n\x0bTaskRequest\x12\x1f\n\x04tree\x18\x01 \x01(\x0b\x32\x11.shoal.v1.Subtree\x12\x17\n\x0f\x63onnect_timeout\x18\x02 \x01(\x01\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12 \n\x06signed\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Signed\x12\"\n\x04\x65xec\x18\n \x01(\x0b\x32\x12.shoal.v1.ExecTaskH\x00\x12\"\n\x04ping\x18\x0b \x01(\x0b\x32\x12.shoal.v1.PingTaskH\x00\x12$\n\x05\x66\x61\x63ts\x18\x0c \x01(\x0b\x32\x13.shoal.v1.FactsTaskH\x00\x42\x06\n\x04task\"q\n\x06Output\x12\'\n\x06stream\x18\x01 \x01(\x0e\x32\x17.shoal.v1.Output.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x03\" \n\x06Stream\x12\n\n\x06STDOUT\x10\x00\x12\n\n\x06STDERR\x10\x01\"\x85\x01\n\x06Result\x12\x1e\n\x05state\x18\x01 \x01(\x0e\x32\x0f.shoal.v1.State\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12 \n\x06timing\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Timing\x12\x16\n\x0eoutput_dropped\x18\x05 \x01(\x03\"9\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\x12\x11\n\taddresses\x18\x03 \x03(\t\"\xbe\x02\n\x05\x46\x61\x63ts\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x14\n\x0c\x63pus_logical\x18\x02 \x01(\x05\x12\x15\n\rcpus_physical\x18\x03 \x01(\x05\x12\x14\n\x0cmemory_total\x18\x04 \x01(\x03\x12\x18\n\x10memory_available\x18\x05 \x01(\x03\x12\'\n\ninterfaces\x18\x06 \x03(\x0b\x32\x13.shoal.v1.Interface\x12\n\n\x02os\x18\x07 \x01(\t\x12\x0e\n\x06kernel\x18\x08 \x01(\t\x12\x11\n\tboot_time\x18\t \x01(\x03\x12\x15\n\ragent_version\x18\n \x01(\t\x12)\n\x05\x65xtra\x18\x0b \x03(\x0b\x32\x1a.shoal.v1.Facts.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\tTaskEvent\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\"\n\x06output\x18\x02 \x01(\x0b\x32\x10.shoal.v1.OutputH\x00\x12\"\n\x06result\x18\x03 \x01(\x0b\x32\x10.shoal.v1.ResultH\x00\x12 \n\x05\x66\x61\x63ts\x18\x04 \x01(\x0b\x32\x0f.shoal.v1.FactsH\x00\x42\x06\n\x04kind\".\n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"\x1c\n\x0b\x43\x61ncelReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08*{\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STATE_OK\x10\x01\x12\x10\n\x0cSTATE_FAILED\x10\x02\x12\x11\n\rSTATE_TIMEOUT\x10\x03\x12\x15\n\x11STATE_UNREACHABLE\x10\x04\x12\x11\n\rSTATE_REFUSED\x10\x05\x32v\n\x05\x41gent\x12\x33\n\x03Run\x12\x15.shoal.v1.TaskRequest\x1a\x13.shoal.v1.TaskEvent0\x01\x12\x38\n\x06\x43\x61ncel\x12\x17.shoal.v1.CancelRequest\x1a\x15.shoal.v1.CancelReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECTASK_ENVENTRY']._serialized_options = b'8\001'
   _globals['_FACTS_EXTRAENTRY']._loaded_options = None
   _globals['_FACTS_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_STATE']._serialized_start=1277
-  _globals['_STATE']._serialized_end=1400
+  _globals['_STATE']._serialized_start=1562
+  _globals['_STATE']._serialized_end=1685
   _globals['_SUBTREE']._serialized_start=34
   _globals['_SUBTREE']._serialized_end=111
   _globals['_TIMING']._serialized_start=113
@@ -49,22 +49,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINGTASK']._serialized_end=313
   _globals['_FACTSTASK']._serialized_start=315
   _globals['_FACTSTASK']._serialized_end=326
-  _globals['_TASKREQUEST']._serialized_start=329
-  _globals['_TASKREQUEST']._serialized_end=518
-  _globals['_OUTPUT']._serialized_start=520
-  _globals['_OUTPUT']._serialized_end=617
-  _globals['_OUTPUT_STREAM']._serialized_start=585
-  _globals['_OUTPUT_STREAM']._serialized_end=617
-  _globals['_RESULT']._serialized_start=620
-  _globals['_RESULT']._serialized_end=753
-  _globals['_INTERFACE']._serialized_start=755
-  _globals['_INTERFACE']._serialized_end=812
-  _globals['_FACTS']._serialized_start=815
-  _globals['_FACTS']._serialized_end=1133
-  _globals['_FACTS_EXTRAENTRY']._serialized_start=1089
-  _globals['_FACTS_EXTRAENTRY']._serialized_end=1133
-  _globals['_TASKEVENT']._serialized_start=1136
-  _globals['_TASKEVENT']._serialized_end=1275
-  _globals['_AGENT']._serialized_start=1402
-  _globals['_AGENT']._serialized_end=1462
+  _globals['_GRANT']._serialized_start=328
+  _globals['_GRANT']._serialized_end=401
+  _globals['_SIGNED']._serialized_start=403
+  _globals['_SIGNED']._serialized_end=466
+  _globals['_TASKREQUEST']._serialized_start=469
+  _globals['_TASKREQUEST']._serialized_end=709
+  _globals['_OUTPUT']._serialized_start=711
+  _globals['_OUTPUT']._serialized_end=824
+  _globals['_OUTPUT_STREAM']._serialized_start=792
+  _globals['_OUTPUT_STREAM']._serialized_end=824
+  _globals['_RESULT']._serialized_start=827
+  _globals['_RESULT']._serialized_end=960
+  _globals['_INTERFACE']._serialized_start=962
+  _globals['_INTERFACE']._serialized_end=1019
+  _globals['_FACTS']._serialized_start=1022
+  _globals['_FACTS']._serialized_end=1340
+  _globals['_FACTS_EXTRAENTRY']._serialized_start=1296
+  _globals['_FACTS_EXTRAENTRY']._serialized_end=1340
+  _globals['_TASKEVENT']._serialized_start=1343
+  _globals['_TASKEVENT']._serialized_end=1482
+  _globals['_CANCELREQUEST']._serialized_start=1484
+  _globals['_CANCELREQUEST']._serialized_end=1530
+  _globals['_CANCELREPLY']._serialized_start=1532
+  _globals['_CANCELREPLY']._serialized_end=1560
+  _globals['_AGENT']._serialized_start=1687
+  _globals['_AGENT']._serialized_end=1805
 # @@protoc_insertion_point(module_scope)

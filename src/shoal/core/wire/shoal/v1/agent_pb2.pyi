@@ -67,22 +67,46 @@ class FactsTask(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Grant(_message.Message):
+    __slots__ = ("issued_ns", "root", "body")
+    ISSUED_NS_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    issued_ns: int
+    root: Subtree
+    body: bytes
+    def __init__(self, issued_ns: _Optional[int] = ..., root: _Optional[_Union[Subtree, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class Signed(_message.Message):
+    __slots__ = ("grant", "signature", "certificate")
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    grant: bytes
+    signature: bytes
+    certificate: bytes
+    def __init__(self, grant: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
+
 class TaskRequest(_message.Message):
-    __slots__ = ("tree", "connect_timeout", "exec", "ping", "facts")
+    __slots__ = ("tree", "connect_timeout", "task_id", "signed", "exec", "ping", "facts")
     TREE_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
     EXEC_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
     tree: Subtree
     connect_timeout: float
+    task_id: str
+    signed: Signed
     exec: ExecTask
     ping: PingTask
     facts: FactsTask
-    def __init__(self, tree: _Optional[_Union[Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., exec: _Optional[_Union[ExecTask, _Mapping]] = ..., ping: _Optional[_Union[PingTask, _Mapping]] = ..., facts: _Optional[_Union[FactsTask, _Mapping]] = ...) -> None: ...
+    def __init__(self, tree: _Optional[_Union[Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., task_id: _Optional[str] = ..., signed: _Optional[_Union[Signed, _Mapping]] = ..., exec: _Optional[_Union[ExecTask, _Mapping]] = ..., ping: _Optional[_Union[PingTask, _Mapping]] = ..., facts: _Optional[_Union[FactsTask, _Mapping]] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("stream", "data")
+    __slots__ = ("stream", "data", "offset")
     class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STDOUT: _ClassVar[Output.Stream]
@@ -91,9 +115,11 @@ class Output(_message.Message):
     STDERR: Output.Stream
     STREAM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     stream: Output.Stream
     data: bytes
-    def __init__(self, stream: _Optional[_Union[Output.Stream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    offset: int
+    def __init__(self, stream: _Optional[_Union[Output.Stream, str]] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("state", "exit_code", "reason", "timing", "output_dropped")
@@ -163,3 +189,17 @@ class TaskEvent(_message.Message):
     result: Result
     facts: Facts
     def __init__(self, node: _Optional[str] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("task_id", "node")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    node: str
+    def __init__(self, task_id: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+
+class CancelReply(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...

@@ -39,12 +39,23 @@ class AgentStub:
                 request_serializer=shoal_dot_v1_dot_agent__pb2.TaskRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_agent__pb2.TaskEvent.FromString,
                 _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/shoal.v1.Agent/Cancel',
+                request_serializer=shoal_dot_v1_dot_agent__pb2.CancelRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_agent__pb2.CancelReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Run(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cancel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Run,
                     request_deserializer=shoal_dot_v1_dot_agent__pb2.TaskRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_agent__pb2.TaskEvent.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=shoal_dot_v1_dot_agent__pb2.CancelRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_agent__pb2.CancelReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class Agent:
             '/shoal.v1.Agent/Run',
             shoal_dot_v1_dot_agent__pb2.TaskRequest.SerializeToString,
             shoal_dot_v1_dot_agent__pb2.TaskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Agent/Cancel',
+            shoal_dot_v1_dot_agent__pb2.CancelRequest.SerializeToString,
+            shoal_dot_v1_dot_agent__pb2.CancelReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CopyHeader(_message.Message):
-    __slots__ = ("tree", "connect_timeout", "transfer_id", "dest", "name", "kind", "size", "mode", "mtime_ns", "uid", "gid", "preserve", "chunk_size", "stall_timeout")
+    __slots__ = ("tree", "connect_timeout", "transfer_id", "dest", "name", "kind", "size", "mode", "mtime_ns", "uid", "gid", "preserve", "chunk_size", "stall_timeout", "signed")
     TREE_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class CopyHeader(_message.Message):
     PRESERVE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     STALL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
     tree: _agent_pb2.Subtree
     connect_timeout: float
     transfer_id: str
@@ -36,7 +37,8 @@ class CopyHeader(_message.Message):
     preserve: bool
     chunk_size: int
     stall_timeout: float
-    def __init__(self, tree: _Optional[_Union[_agent_pb2.Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., transfer_id: _Optional[str] = ..., dest: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., preserve: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stall_timeout: _Optional[float] = ...) -> None: ...
+    signed: _agent_pb2.Signed
+    def __init__(self, tree: _Optional[_Union[_agent_pb2.Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., transfer_id: _Optional[str] = ..., dest: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., preserve: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stall_timeout: _Optional[float] = ..., signed: _Optional[_Union[_agent_pb2.Signed, _Mapping]] = ...) -> None: ...
 
 class CopyChunk(_message.Message):
     __slots__ = ("offset", "data")
@@ -81,14 +83,16 @@ class CopyEvent(_message.Message):
     def __init__(self, resume_offset: _Optional[int] = ..., event: _Optional[_Union[_agent_pb2.TaskEvent, _Mapping]] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("path", "recursive", "chunk_size")
+    __slots__ = ("path", "recursive", "chunk_size", "signed")
     PATH_FIELD_NUMBER: _ClassVar[int]
     RECURSIVE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
     path: str
     recursive: bool
     chunk_size: int
-    def __init__(self, path: _Optional[str] = ..., recursive: _Optional[bool] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    signed: _agent_pb2.Signed
+    def __init__(self, path: _Optional[str] = ..., recursive: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., signed: _Optional[_Union[_agent_pb2.Signed, _Mapping]] = ...) -> None: ...
 
 class FetchChunk(_message.Message):
     __slots__ = ("header", "data", "end", "error")
