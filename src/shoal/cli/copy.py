@@ -9,6 +9,7 @@ temporary file).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -82,62 +83,41 @@ def copy(
     its children as soon as it has it. Each node lands the copy under a
     temporary name and renames it only after the end-to-end hash matched.
     """
-    import asyncio
-    import signal
+    from shoal.fanout.transfer import copy_job
 
-    from shoal.agent.source import open_source
-    from shoal.fanout.client import client_credentials, client_signer, resolve
-    from shoal.fanout.copy import broadcast
-    from shoal.fanout.report import Report
-
-    if width < 1:
-        raise UsageError("-W/--width must be at least 1")
-    if stall_timeout <= 0:
-        raise UsageError("--stall-timeout must be positive")
-    if not dest.startswith("/"):
-        raise UsageError(f"destination {dest!r} must be an absolute path on the nodes")
-    src = open_source(source, recursive=recursive, preserve=preserve, chunk_size=_size(chunk))
+    chunk_size = _size(chunk)
     settings = _settings(inventory, insecure, connect_timeout)
-    targets = resolve(nodes, exclude or [], settings)
-    creds = client_credentials(settings)
-    signer = client_signer(settings)
-    report = Report(targets.nodes, 0)
-    total = src.meta.size if src.meta.size >= 0 else None
+    ui: dict[str, Any] = {}  # the progress bar and its task, once shown
 
-    async def main() -> bool:
-        me = asyncio.current_task()
-        assert me is not None
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, me.cancel)
-        with _progress(total or 0, len(targets.nodes)) as bar:
-            job = bar.add_task(src.meta.name, total=total, done=0, nodes=len(targets.nodes))
+    def on_event(ev: Any, _: Any) -> None:
+        if ui and ev.HasField("result"):
+            done = len(job.report.order) - len(job.report.missing())
+            ui["bar"].update(ui["task"], done=done)
 
-            def on_event(ev: Any) -> None:
-                if report.add(ev) is not None and ev.HasField("result"):
-                    bar.update(job, done=len(targets.nodes) - len(report.missing()))
+    def on_progress(sent: int) -> None:
+        if ui:
+            ui["bar"].update(ui["task"], completed=sent)
 
-            try:
-                await broadcast(
-                    src,
-                    dest,
-                    targets,
-                    width=width,
-                    credentials=creds,
-                    connect_timeout=settings.connect_timeout,
-                    on_event=on_event,
-                    on_progress=lambda n: bar.update(job, completed=n),
-                    stall_timeout=stall_timeout,
-                    signer=signer,
-                    keepalive=settings.keepalive,
-                )
-            except asyncio.CancelledError:
-                return True
-            finally:
-                loop.remove_signal_handler(signal.SIGINT)
-        return False
-
-    interrupted = asyncio.run(main())
-    _report(report, interrupted, json_out)
+    job = copy_job(
+        nodes,
+        source,
+        dest,
+        exclude=exclude,
+        settings=settings,
+        on_event=on_event,
+        recursive=recursive,
+        preserve=preserve,
+        width=width,
+        chunk_size=chunk_size,
+        stall_timeout=stall_timeout,
+        on_progress=on_progress,
+    )
+    n = len(job.report.order)
+    with _progress(job.total or 0, n) as bar:
+        ui["task"] = bar.add_task(Path(source).name, total=job.total, done=0, nodes=n)
+        ui["bar"] = bar
+        report = job.run_blocking()
+    _report(report, json_out)
 
 
 def gather(
@@ -156,65 +136,25 @@ def gather(
     connect_timeout: ConnTimeout = None,
 ) -> None:
     """Fetch a file or directory from every node into DEST/NAME.NODE (as clush --rcopy)."""
-    import asyncio
-    import signal
+    from shoal.fanout.transfer import gather_job
 
-    from shoal.agent.relay import Channels, result_event
-    from shoal.core.wire import pb
-    from shoal.fanout.client import client_credentials, client_signer, resolve
-    from shoal.fanout.gather import Gathered, check_dest
-    from shoal.fanout.gather import gather as fetch_all
-    from shoal.fanout.report import Report
-
-    if fan_in < 1:
-        raise UsageError("--fan-in must be at least 1")
-    if not path.startswith("/"):
-        raise UsageError(f"{path!r} must be an absolute path on the nodes")
-    out = check_dest(dest)
     settings = _settings(inventory, insecure, connect_timeout)
-    targets = resolve(nodes, exclude or [], settings)
-    creds = client_credentials(settings)
-    signer = client_signer(settings)
-    report = Report(targets.nodes, 0)
-
-    async def on_result(g: Gathered) -> None:
-        report.add(result_event(g.node, g.state, g.reason, g.start_ns))
-
-    async def main() -> bool:
-        me = asyncio.current_task()
-        assert me is not None
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, me.cancel)
-        chans = Channels(creds, settings.keepalive)
-        trees = [pb.Subtree(name=n, address=targets.addresses[n]) for n in targets.nodes]
-        try:
-            await fetch_all(
-                trees,
-                path,
-                out,
-                chans.get,
-                recursive=recursive,
-                preserve=preserve,
-                fan_in=fan_in,
-                connect_timeout=settings.connect_timeout,
-                on_result=on_result,
-                signer=signer,
-            )
-        except asyncio.CancelledError:
-            return True
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            await chans.close()
-        return False
-
-    interrupted = asyncio.run(main())
-    _report(report, interrupted, json_out)
+    job = gather_job(
+        nodes,
+        path,
+        dest,
+        exclude=exclude,
+        settings=settings,
+        recursive=recursive,
+        preserve=preserve,
+        fan_in=fan_in,
+    )
+    _report(job.run_blocking(), json_out)
 
 
-def _report(report: Any, interrupted: bool, json_out: bool) -> None:
-    if interrupted:
+def _report(report: Any, json_out: bool) -> None:
+    if report.interrupted:
         raise Interrupted(f"interrupted: {len(report.missing())} node(s) unfinished, nothing kept")
-    report.finish("no result received")
     if json_out:
         report.write_json(sys.stdout)
     else:

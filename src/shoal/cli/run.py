@@ -9,7 +9,6 @@ worst state that occurred: 4 UNREACHABLE/REFUSED > 3 TIMEOUT > 1 FAILED.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,7 +18,6 @@ from shoal.errors import Interrupted, UsageError
 
 if TYPE_CHECKING:
     from shoal.core.config import Settings
-    from shoal.fanout.client import Targets
     from shoal.fanout.report import Report
 
 Nodes = Annotated[
@@ -57,56 +55,9 @@ def _settings(inventory: Path | None, insecure: bool, connect_timeout: float | N
     )
 
 
-def _drive(
-    task: Any,
-    targets: Targets,
-    settings: Settings,
-    width: int | None,
-    report: Report,
-    on_event: Any,
-) -> bool:
-    """Run the fan-out; returns True when interrupted by Ctrl-C (work cancelled)."""
-    import asyncio
-    import signal
-
-    from shoal.fanout.client import client_credentials, client_signer, fan_out
-
-    creds = client_credentials(settings)
-    signer = client_signer(settings)
-    w = width if width is not None else settings.width
-    if w < 1:
-        raise UsageError("-W/--width must be at least 1")
-
-    async def main() -> bool:
-        me = asyncio.current_task()
-        assert me is not None
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, me.cancel)
-        report.sent_ns = time.monotonic_ns()
-        try:
-            await fan_out(
-                task,
-                targets,
-                width=w,
-                credentials=creds,
-                connect_timeout=settings.connect_timeout,
-                on_event=on_event,
-                signer=signer,
-                keepalive=settings.keepalive,
-            )
-        except asyncio.CancelledError:
-            return True
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-        return False
-
-    return asyncio.run(main())
-
-
-def _finish(report: Report, interrupted: bool) -> None:
-    if interrupted:
+def _finish(report: Report) -> None:
+    if report.interrupted:
         raise Interrupted(f"interrupted: cancelled on {len(report.missing())} node(s)")
-    report.finish("no result received")
     code = report.exit_code()
     if code:
         raise typer.Exit(code)
@@ -147,9 +98,8 @@ def run(
     2 bad node set, 5 no certificate, 130 Ctrl-C.
     """
     _quiet_grpc()
-    from shoal.core.wire import pb
-    from shoal.fanout.client import resolve
-    from shoal.fanout.report import LineStreamer, Report
+    from shoal.fanout.api import run_job
+    from shoal.fanout.report import LineStreamer
 
     if sum((lines, blocks, json_out)) > 1:
         raise UsageError("-l, -b and --json exclude each other")
@@ -162,27 +112,31 @@ def run(
     if not command:
         raise UsageError("no command given (shoal run -w NODES -- CMD…)")
     settings = _settings(inventory, insecure, connect_timeout)
-    targets = resolve(nodes, exclude or [], settings)
     gather = lines or blocks or json_out
-    report = Report(targets.nodes, settings.output_cap if gather else 0)
     streamer = None if gather else LineStreamer()
-    task = pb.TaskRequest(
-        exec=pb.ExecTask(command=" ".join(command), env=envd, cwd=cwd, timeout=timeout)
-    )
 
-    def on_event(ev: Any) -> None:
-        r = report.add(ev)
-        if streamer is not None and r is not None:
+    def on_event(ev: Any, _: Any) -> None:
+        if streamer is not None:
             if ev.HasField("output"):
                 streamer.feed(ev.node, ev.output.stream, ev.output.data)
             elif ev.HasField("result"):
                 streamer.flush_node(ev.node)
 
-    interrupted = _drive(task, targets, settings, width, report, on_event)
+    job = run_job(
+        nodes,
+        " ".join(command),
+        timeout=timeout,
+        env=envd,
+        cwd=cwd,
+        exclude=exclude,
+        width=width,
+        settings=settings,
+        output_cap=settings.output_cap if gather else 0,
+        on_event=on_event,
+    )
+    report = job.run_blocking()
     if streamer is not None:
         streamer.flush()
-    if not interrupted:
-        report.finish("no result received")
     if lines:
         report.render_lines(sys.stdout.buffer)
     elif blocks:
@@ -192,7 +146,7 @@ def run(
         report.write_json(sys.stdout)
     else:
         _summary(report)
-    _finish(report, interrupted)
+    _finish(report)
 
 
 def ping(
@@ -207,18 +161,11 @@ def ping(
 ) -> None:
     """Check that every node's agent answers; -l/--json show round-trip ms."""
     _quiet_grpc()
-    from shoal.core.wire import pb
-    from shoal.fanout.client import resolve
-    from shoal.fanout.report import Report
+    from shoal.fanout.api import PING, tree_job
 
     settings = _settings(inventory, insecure, connect_timeout)
-    targets = resolve(nodes, exclude or [], settings)
-    report = Report(targets.nodes, 0)
-    interrupted = _drive(
-        pb.TaskRequest(ping=pb.PingTask()), targets, settings, width, report, report.add
-    )
-    if not interrupted:
-        report.finish("no result received")
+    job = tree_job(PING, nodes, exclude=exclude, width=width, settings=settings, output_cap=0)
+    report = job.run_blocking()
     if json_out:
         report.write_json(sys.stdout)
     else:
@@ -229,7 +176,7 @@ def ping(
                 why = f" ({r.reason})" if r.state != "PASS" and r.reason else ""
                 print(f"{n} [{r.state}]{rtt}{why}")
         _summary(report)
-    _finish(report, interrupted)
+    _finish(report)
 
 
 def facts(
@@ -248,18 +195,11 @@ def facts(
 
     from google.protobuf.json_format import MessageToDict
 
-    from shoal.core.wire import pb
-    from shoal.fanout.client import resolve
-    from shoal.fanout.report import Report
+    from shoal.fanout.api import FACTS, tree_job
 
     settings = _settings(inventory, insecure, connect_timeout)
-    targets = resolve(nodes, exclude or [], settings)
-    report = Report(targets.nodes, 0)
-    interrupted = _drive(
-        pb.TaskRequest(facts=pb.FactsTask()), targets, settings, width, report, report.add
-    )
-    if not interrupted:
-        report.finish("no result received")
+    job = tree_job(FACTS, nodes, exclude=exclude, width=width, settings=settings, output_cap=0)
+    report = job.run_blocking()
     if json_out:
         doc = report.to_json()
         for n, d in doc["nodes"].items():
@@ -301,4 +241,4 @@ def facts(
         # piped: wide enough that nothing is cut for scripts and logs
         Console(width=None if sys.stdout.isatty() else 240).print(t)
         _summary(report)
-    _finish(report, interrupted)
+    _finish(report)

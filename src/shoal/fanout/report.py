@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from shoal.core.nodeset import fold
@@ -49,14 +51,44 @@ class NodeResult:
     out_dropped: int = 0
     err_dropped: int = 0
     facts: pb.Facts | None = None
+    path: Path | None = None  # gather: where this node's copy landed
+
+    @property
+    def stdout(self) -> str:
+        return self.out.decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err.decode(errors="replace")
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "PASS"
 
 
 class Report:
+    """One fan-out's results: a NodeResult per node, in node-list order."""
+
     def __init__(self, nodes: list[str], cap: int) -> None:
         self.order = nodes
         self.nodes = {n: NodeResult(n) for n in nodes}
         self.cap = cap
         self.sent_ns = time.monotonic_ns()
+        self.interrupted = False  # cancelled (Ctrl-C) before every node reported
+
+    def __iter__(self) -> Iterator[NodeResult]:
+        return (self.nodes[n] for n in self.order)
+
+    def __getitem__(self, node: str) -> NodeResult:
+        return self.nodes[node]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @property
+    def ok(self) -> bool:
+        """Every node passed."""
+        return all(r.state == "PASS" for r in self)
 
     def add(self, ev: pb.TaskEvent) -> NodeResult | None:
         r = self.nodes.get(ev.node)
