@@ -16,31 +16,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from shoal.core.nodeset import fold
+from shoal.core.states import NodeState
 from shoal.core.wire import pb
-from shoal.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE
+from shoal.errors import EXIT_OK
 
-LABELS = {
-    pb.STATE_OK: "PASS",
-    pb.STATE_FAILED: "FAILED",
-    pb.STATE_TIMEOUT: "TIMEOUT",
-    pb.STATE_UNREACHABLE: "UNREACHABLE",
-    pb.STATE_REFUSED: "REFUSED",
-}
-ORDER = ["PASS", "FAILED", "TIMEOUT", "UNREACHABLE", "REFUSED"]
-EXIT = {
-    "FAILED": EXIT_FAILED,
-    "TIMEOUT": EXIT_TIMEOUT,
-    "UNREACHABLE": EXIT_UNREACHABLE,
-    "REFUSED": EXIT_UNREACHABLE,
-}
-SEVERITY = {"PASS": 0, "FAILED": 1, "TIMEOUT": 2, "UNREACHABLE": 3, "REFUSED": 3}
 LINE_MAX = 64 * 1024  # a "line" longer than this is flushed in pieces
 
 
 @dataclass
 class NodeResult:
     name: str
-    state: str | None = None  # None: no result (yet)
+    state: NodeState | None = None  # None: no result (yet)
     exit_code: int = 0
     reason: str = ""
     start_ns: int = 0
@@ -63,7 +49,7 @@ class NodeResult:
 
     @property
     def ok(self) -> bool:
-        return self.state == "PASS"
+        return self.state is NodeState.PASS
 
 
 class Report:
@@ -88,7 +74,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """Every node passed."""
-        return all(r.state == "PASS" for r in self)
+        return all(r.state is NodeState.PASS for r in self)
 
     def add(self, ev: pb.TaskEvent) -> NodeResult | None:
         r = self.nodes.get(ev.node)
@@ -107,7 +93,7 @@ class Report:
                 r.out_dropped += len(data) - keep
         elif kind == "result" and r.state is None:
             res = ev.result
-            r.state = LABELS.get(res.state, "FAILED")
+            r.state = NodeState.from_wire(res.state)
             r.exit_code, r.reason = res.exit_code, res.reason
             r.start_ns, r.end_ns = res.timing.start_ns, res.timing.end_ns
             r.rtt_ms = (time.monotonic_ns() - self.sent_ns) / 1e6
@@ -122,24 +108,26 @@ class Report:
         """Give every node without a result one (never leave a node out)."""
         for n in self.missing():
             r = self.nodes[n]
-            r.state, r.reason = "FAILED", reason
+            r.state, r.reason = NodeState.FAILED, reason
 
-    def by_state(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
+    def by_state(self) -> dict[NodeState, list[str]]:
+        """Nodes per state that occurred, in NodeState's order."""
+        out: dict[NodeState, list[str]] = {}
         for n in self.order:
             s = self.nodes[n].state
             if s is not None:
                 out.setdefault(s, []).append(n)
-        return {s: out[s] for s in ORDER if s in out}
+        return {s: out[s] for s in NodeState if s in out}
 
     def summary_lines(self) -> list[str]:
         return [f"{s}: {fold(ns)}, SUM: {len(ns)}" for s, ns in self.by_state().items()]
 
     def exit_code(self) -> int:
-        worst = max((SEVERITY[s] for s in self.by_state()), default=0)
+        states = self.by_state()
+        worst = max((s.severity for s in states), default=0)
         if worst == 0:
             return EXIT_OK
-        return max(EXIT[s] for s in self.by_state() if s != "PASS" and SEVERITY[s] == worst)
+        return max(s.exit_code for s in states if s.severity == worst)
 
     # -- rendering -------------------------------------------------------------
 
@@ -169,13 +157,13 @@ class Report:
 
     def render_blocks(self, w: IO[bytes]) -> None:
         """-b: identical output and status printed once under a folded header."""
-        groups: dict[tuple[bytes, str, int, str], list[str]] = {}
+        groups: dict[tuple[bytes, NodeState, int, str], list[str]] = {}
         for n in self.order:
             r = self.nodes[n]
             if r.state is None:
                 continue
             reason = r.reason if r.state in ("UNREACHABLE", "REFUSED") else ""
-            key = (self._body(r), r.state or "", r.exit_code, reason)
+            key = (self._body(r), r.state, r.exit_code, reason)
             groups.setdefault(key, []).append(n)
         for (body, state, code, reason), names in groups.items():
             extra = f" exit {code}" if code else ""
