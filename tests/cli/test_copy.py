@@ -82,7 +82,7 @@ def test_directory_copy_keeps_links_and_modes(nodes: Nodes, tmp_path: Path) -> N
         (["/nonexistent/file", "/dest/"], "no such file"),
         (["{tmp}", "/dest/"], "use -r"),
         (["{file}", "dest/"], "absolute"),
-        (["{file}", "/dest/", "--chunk-size", "lots"], "bad size"),
+        (["{file}", "/dest/", "--chunk-size", "lots"], "expected a size"),
     ],
 )
 def test_bad_input_is_one_line_before_any_connection(

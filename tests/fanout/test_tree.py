@@ -112,7 +112,6 @@ def test_relay_killed_mid_run_its_child_is_adopted_not_rerun(
         # agent crashed; `go` ends it.)
         n3 = agents.started[2]
         wait_for(lambda: "n1 takes it over" in n3.log_text(), "n1 adopting n3")
-        assert len(marked(marker)) == 7  # nothing was killed, nothing started twice
         go.touch()
         out, _ = client.communicate(timeout=60)
     doc = json.loads(out)

@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 
 from shoal.agent import tasks
+from shoal.agent.cgroups import Host
 from shoal.agent.gate import Gate
 from shoal.agent.relay import Channels, Relay, result_event
 from shoal.agent.runs import Execution, Runs
@@ -52,10 +53,11 @@ class AgentSpec:
 
 
 class AgentService(rpc.AgentServicer):
-    def __init__(self, spec: AgentSpec, channels: Channels, runs: Runs) -> None:
+    def __init__(self, spec: AgentSpec, channels: Channels, runs: Runs, host: Host) -> None:
         self.spec = spec
         self.channels = channels
         self.runs = runs
+        self.host = host
         self.gate = Gate(spec.name, spec.identity)
         ka = channels.keepalive
         # An orphan waits this long for an adopter: longer than a grandparent
@@ -67,7 +69,7 @@ class AgentService(rpc.AgentServicer):
         try:
             kind = req.WhichOneof("task")
             if kind == "exec":
-                await tasks.run_exec(node, req.exec, emit)
+                await tasks.run_exec(node, req.exec, emit, self.host)
             elif kind == "ping":
                 await tasks.run_ping(node, emit)
             elif kind == "facts":
@@ -155,7 +157,7 @@ def _bind(add_port: Callable[[str], int], addr: str) -> int:
 
 
 async def _start(
-    spec: AgentSpec, keepalive: Keepalive, runs: Runs
+    spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host
 ) -> tuple[grpc.aio.Server, Channels, int]:
     from shoal.agent.files import FilesService
 
@@ -173,7 +175,7 @@ async def _start(
             *keepalive.server_options(),
         ]
     )
-    service = AgentService(spec, channels, runs)
+    service = AgentService(spec, channels, runs, host)
     rpc.add_AgentServicer_to_server(service, server)
     files = FilesService(channels.get, spec.files_root or Path("/"), service.gate)
     frpc.add_FilesServicer_to_server(files, server)
@@ -198,6 +200,19 @@ async def _start(
         "plain text" if spec.identity is None else "mutual TLS",
     )
     return server, channels, port
+
+
+def _sandboxes() -> Host:
+    """Detect the cgroups this agent may use, say once what it cannot give,
+    and remove what a crashed agent left."""
+    host = Host.detect()
+    (log.info if host.version else log.warning)("%s", host.describe())
+    removed, killed = host.sweep()
+    if removed:
+        log.warning(
+            "removed %d sandbox(es) of a previous agent (%d process(es) killed)", removed, killed
+        )
+    return host
 
 
 @dataclass
@@ -237,6 +252,7 @@ async def serve(
     # Finished runs are kept while their grant could still be replayed.
     runs = Runs(keep=2 * WINDOW)
     _log_setup()
+    host = _sandboxes()
     loop = asyncio.get_running_loop()
     _pidfd_child_watcher(loop)
     stop = asyncio.Event()
@@ -246,7 +262,7 @@ async def serve(
     heartbeats: list[asyncio.Task[Any]] = []
     try:
         for spec in specs:
-            started.append(await _start(spec, keepalive, runs))
+            started.append(await _start(spec, keepalive, runs, host))
         if on_ready is not None:
             on_ready([p for _, _, p in started])
         if controller is not None:

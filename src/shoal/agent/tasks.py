@@ -19,11 +19,14 @@ import socket
 import time
 
 from shoal import __version__
+from shoal.agent.cgroups import Host
 from shoal.agent.relay import Emit, result_event
+from shoal.agent.sandbox import Request, Sandbox, SandboxError
 from shoal.core.wire import pb
 
 CHUNK = 64 * 1024
 LIVE_GROUPS: set[int] = set()
+LIVE_BOXES: set[Sandbox] = set()
 
 
 def kill_group(pgid: int) -> None:
@@ -34,6 +37,8 @@ def kill_group(pgid: int) -> None:
 def kill_all() -> None:
     for pgid in list(LIVE_GROUPS):
         kill_group(pgid)
+    for box in list(LIVE_BOXES):
+        box.kill_now()
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,14 +70,24 @@ def clean_env(node: str, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
+def request_of(task: pb.ExecTask) -> Request:
+    r = task.resources
+    return Request(r.cpus, r.mems, r.memory, r.cpu_quota, r.pids)
+
+
+async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     env = clean_env(node, dict(task.env))
+    req = request_of(task)
+    try:
+        box = host.sandbox(req) if host is not None else Host.none("no host").sandbox(req)
+    except SandboxError as e:
+        await emit(result_event(node, pb.STATE_REFUSED, f"refused: {e.message}", start, 0))
+        return
+    argv = box.argv(task.command) if box is not None else ["/bin/sh", "-c", task.command]
     try:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            task.command,
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -81,9 +96,13 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
             start_new_session=True,
         )
     except OSError as e:
+        if box is not None:
+            box.remove()
         await emit(result_event(node, pb.STATE_FAILED, f"cannot start: {e}", start, 127))
         return
     LIVE_GROUPS.add(proc.pid)
+    if box is not None:
+        LIVE_BOXES.add(box)
 
     async def pump(stream: asyncio.StreamReader | None, kind: int) -> None:
         assert stream is not None
@@ -106,23 +125,38 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit) -> None:
         except TimeoutError:
             timed_out = True
     finally:
-        # Time-out, cancellation (caller gone) or shutdown: nothing survives.
-        if timed_out or proc.returncode is None:
+        # Time-out, cancellation (caller gone) or shutdown: nothing survives;
+        # in a sandbox not even what escaped the group (setsid, double forks).
+        stop = timed_out or proc.returncode is None
+        if stop:
             kill_group(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        if box is not None:  # first: an escaped child may hold our pipes open
+            await asyncio.shield(box.kill())
+            LIVE_BOXES.discard(box)
+        if stop:
             await asyncio.shield(proc.wait())
         LIVE_GROUPS.discard(proc.pid)
+    usage = box.usage() if box is not None else None
+    if box is not None:
+        box.remove()
     code = proc.returncode if proc.returncode is not None else -9
-    if timed_out:
-        await emit(
-            result_event(node, pb.STATE_TIMEOUT, f"killed after {task.timeout:g}s", start, code)
-        )
+    if usage is not None and usage.oom:
+        state = pb.STATE_OOM
+        limit, peak = req.memory / 2**20, usage.peak_memory / 2**20
+        why = f"out of memory: limit {limit:.1f} MiB, peak {peak:.1f} MiB"
+    elif timed_out:
+        state, why = pb.STATE_TIMEOUT, f"killed after {task.timeout:g}s"
     elif code == 0:
-        await emit(result_event(node, pb.STATE_OK, "", start, 0))
+        state, why = pb.STATE_OK, ""
     else:
+        state = pb.STATE_FAILED
         why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        await emit(result_event(node, pb.STATE_FAILED, why, start, code))
+    ev = result_event(node, state, why, start, code)
+    if usage is not None:
+        ev.result.cpu_ns, ev.result.peak_memory = usage.cpu_ns, usage.peak_memory
+    await emit(ev)
 
 
 async def run_ping(node: str, emit: Emit) -> None:

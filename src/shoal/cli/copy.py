@@ -14,18 +14,22 @@ from typing import Annotated, Any
 
 import typer
 
-from shoal.cli.run import ConnTimeout, Exclude, Insecure, Inv, Json, Nodes, _settings, _summary
-from shoal.errors import Interrupted, UsageError
+from shoal.cli.run import (
+    ConnTimeout,
+    Exclude,
+    Insecure,
+    Inv,
+    Json,
+    Nodes,
+    _settings,
+    _summary,
+    parse_size,
+)
+from shoal.errors import Interrupted
 
 
 def _size(text: str) -> int:
-    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
-    try:
-        return int(float(num) * units[unit])
-    except ValueError as e:
-        raise UsageError(f"bad size {text!r} (e.g. 512K, 4M)") from e
+    return parse_size(text, "--chunk-size")
 
 
 def _progress(total: int, nodes: int) -> Any:

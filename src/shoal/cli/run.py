@@ -47,6 +47,20 @@ def _quiet_grpc() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
+def parse_size(text: str, what: str) -> int:
+    """ "512K", "4M", "180G", "1.5T" or bytes -> bytes; a UsageError names `what`."""
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = int(float(num) * units[unit])
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise UsageError(f"{what} {text!r}: expected a size like 512K, 4M or 180G")
+    return value
+
+
 def _settings(inventory: Path | None, insecure: bool, connect_timeout: float | None) -> Settings:
     from shoal.core.config import Settings
 
@@ -84,6 +98,15 @@ def run(
     json_out: Json = False,
     env: Annotated[list[str] | None, typer.Option("--env", help="K=V added; repeatable.")] = None,
     cwd: Annotated[str, typer.Option("--cwd", help="Working directory on the nodes.")] = "",
+    cpus: Annotated[str, typer.Option("--cpus", help="Sandbox: CPUs (cpuset list, 0-3,8).")] = "",
+    mems: Annotated[str, typer.Option("--mems", help="Sandbox: memory nodes (list).")] = "",
+    mem: Annotated[
+        str, typer.Option("--mem", help="Sandbox: memory limit (e.g. 180G), swap off.")
+    ] = "",
+    cpu_quota: Annotated[
+        float, typer.Option("--cpu-quota", help="Sandbox: CPU time in cores (1.5).")
+    ] = 0.0,
+    pids: Annotated[int, typer.Option("--pids", help="Sandbox: most processes at once.")] = 0,
     inventory: Inv = None,
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
@@ -98,7 +121,7 @@ def run(
     2 bad node set, 5 no certificate, 130 Ctrl-C.
     """
     _quiet_grpc()
-    from shoal.fanout.api import run_job
+    from shoal.fanout.api import Resources, run_job
     from shoal.fanout.report import LineStreamer
 
     if sum((lines, blocks, json_out)) > 1:
@@ -114,6 +137,7 @@ def run(
     settings = _settings(inventory, insecure, connect_timeout)
     gather = lines or blocks or json_out
     streamer = None if gather else LineStreamer()
+    resources = Resources(cpus, mems, parse_size(mem, "--mem") if mem else 0, cpu_quota, pids)
 
     def on_event(ev: Any, _: Any) -> None:
         if streamer is not None:
@@ -128,6 +152,7 @@ def run(
         timeout=timeout,
         env=envd,
         cwd=cwd,
+        resources=resources,
         exclude=exclude,
         width=width,
         settings=settings,

@@ -16,6 +16,7 @@ from shoal.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE
 class NodeState(StrEnum):
     PASS = "PASS"  # ran, exit status 0
     FAILED = "FAILED"  # ran, non-zero exit status or a local error
+    OOM = "OOM"  # its sandbox hit its memory limit
     TIMEOUT = "TIMEOUT"  # killed at its time limit
     UNREACHABLE = "UNREACHABLE"  # could not be connected, or lost
     REFUSED = "REFUSED"  # the TLS handshake or the work was refused
@@ -39,6 +40,7 @@ class NodeState(StrEnum):
 _FROM_WIRE: dict[int, NodeState] = {
     pb.STATE_OK: NodeState.PASS,
     pb.STATE_FAILED: NodeState.FAILED,
+    pb.STATE_OOM: NodeState.OOM,
     pb.STATE_TIMEOUT: NodeState.TIMEOUT,
     pb.STATE_UNREACHABLE: NodeState.UNREACHABLE,
     pb.STATE_REFUSED: NodeState.REFUSED,
@@ -47,6 +49,7 @@ _TO_WIRE = {v: k for k, v in _FROM_WIRE.items()}
 _SEVERITY = {
     NodeState.PASS: 0,
     NodeState.FAILED: 1,
+    NodeState.OOM: 1,
     NodeState.TIMEOUT: 2,
     NodeState.UNREACHABLE: 3,
     NodeState.REFUSED: 3,
@@ -54,6 +57,7 @@ _SEVERITY = {
 _EXIT = {
     NodeState.PASS: EXIT_OK,
     NodeState.FAILED: EXIT_FAILED,
+    NodeState.OOM: EXIT_FAILED,
     NodeState.TIMEOUT: EXIT_TIMEOUT,
     NodeState.UNREACHABLE: EXIT_UNREACHABLE,
     NodeState.REFUSED: EXIT_UNREACHABLE,

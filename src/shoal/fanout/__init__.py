@@ -12,6 +12,7 @@ bench and faas all call these.
 
 from shoal.fanout.api import (
     Job,
+    Resources,
     facts,
     facts_async,
     ping,
@@ -26,6 +27,7 @@ __all__ = [
     "Job",
     "NodeResult",
     "Report",
+    "Resources",
     "copy",
     "copy_async",
     "facts",

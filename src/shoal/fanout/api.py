@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import TypedDict, Unpack, cast
 
 from shoal.core.config import Settings
 from shoal.core.wire import pb
@@ -122,8 +122,32 @@ def tree_job(
     return Job(report, work)
 
 
+@dataclass(frozen=True)
+class Resources:
+    """The sandbox a command runs in on each node (nothing asked: defaults)."""
+
+    cpus: str = ""  # cpuset CPU list, e.g. "0-3,8"
+    mems: str = ""  # memory nodes
+    memory: int = 0  # bytes; swap off
+    cpu_quota: float = 0.0  # cores
+    pids: int = 0  # most processes at once
+
+    def to_wire(self) -> pb.Resources:
+        if self.memory < 0 or self.pids < 0 or not self.cpu_quota >= 0:
+            raise UsageError("memory, cpu quota and pids limits must be positive")
+        return pb.Resources(
+            cpus=self.cpus, mems=self.mems, memory=self.memory, cpu_quota=self.cpu_quota,
+            pids=self.pids,
+        )  # fmt: skip
+
+
 def exec_task(
-    command: str, *, timeout: float = 0.0, env: dict[str, str] | None = None, cwd: str = ""
+    command: str,
+    *,
+    timeout: float = 0.0,
+    env: dict[str, str] | None = None,
+    cwd: str = "",
+    resources: Resources | None = None,
 ) -> pb.TaskRequest:
     if not command.strip():
         raise UsageError("no command given")
@@ -133,7 +157,13 @@ def exec_task(
         if not k or "=" in k or "\0" in k:
             raise UsageError(f"environment variable name {k!r} is not valid")
     return pb.TaskRequest(
-        exec=pb.ExecTask(command=command, env=env or {}, cwd=cwd, timeout=timeout)
+        exec=pb.ExecTask(
+            command=command,
+            env=env or {},
+            cwd=cwd,
+            timeout=timeout,
+            resources=(resources or Resources()).to_wire(),
+        )
     )
 
 
@@ -145,44 +175,34 @@ class TreeOptions(TypedDict, total=False):
     on_event: OnEvent | None  # called with (event, node result) as results stream in
 
 
-def run_job(
-    nodes: NodeSets,
-    command: str,
-    *,
-    timeout: float = 0.0,
-    env: dict[str, str] | None = None,
-    cwd: str = "",
-    **opts: Unpack[TreeOptions],
-) -> Job:
-    return tree_job(exec_task(command, timeout=timeout, env=env, cwd=cwd), nodes, **opts)
+class RunOptions(TreeOptions, total=False):
+    timeout: float  # seconds, then the command's whole sandbox is killed; 0: never
+    env: dict[str, str] | None  # added to the command's clean environment
+    cwd: str  # working directory on the nodes
+    resources: Resources | None  # its sandbox: CPUs, memory, quota, processes
 
 
-async def run_async(
-    nodes: NodeSets,
-    command: str,
-    *,
-    timeout: float = 0.0,
-    env: dict[str, str] | None = None,
-    cwd: str = "",
-    **opts: Unpack[TreeOptions],
-) -> Report:
-    """Run ``command`` through /bin/sh -c on every node, killed after
-    ``timeout`` seconds (0: never), with ``env`` added to its clean
-    environment, in ``cwd``."""
-    return await run_job(nodes, command, timeout=timeout, env=env, cwd=cwd, **opts).run()
+def run_job(nodes: NodeSets, command: str, **opts: Unpack[RunOptions]) -> Job:
+    task = exec_task(
+        command,
+        timeout=opts.pop("timeout", 0.0),
+        env=opts.pop("env", None),
+        cwd=opts.pop("cwd", ""),
+        resources=opts.pop("resources", None),
+    )
+    return tree_job(task, nodes, **cast(TreeOptions, opts))  # the run keys are popped
 
 
-def run(
-    nodes: NodeSets,
-    command: str,
-    *,
-    timeout: float = 0.0,
-    env: dict[str, str] | None = None,
-    cwd: str = "",
-    **opts: Unpack[TreeOptions],
-) -> Report:
+async def run_async(nodes: NodeSets, command: str, **opts: Unpack[RunOptions]) -> Report:
+    """Run ``command`` through /bin/sh -c on every node, each in a sandbox of
+    its own (``resources``), killed after ``timeout`` seconds (0: never), with
+    ``env`` added to its clean environment, in ``cwd``."""
+    return await run_job(nodes, command, **opts).run()
+
+
+def run(nodes: NodeSets, command: str, **opts: Unpack[RunOptions]) -> Report:
     """Blocking form of run_async."""
-    return run_job(nodes, command, timeout=timeout, env=env, cwd=cwd, **opts).run_blocking()
+    return run_job(nodes, command, **opts).run_blocking()
 
 
 PING = pb.TaskRequest(ping=pb.PingTask())

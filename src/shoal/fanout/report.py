@@ -38,6 +38,8 @@ class NodeResult:
     err_dropped: int = 0
     facts: pb.Facts | None = None
     path: Path | None = None  # gather: where this node's copy landed
+    cpu_ns: int = 0  # in a sandbox: user + system of the whole process tree
+    peak_memory: int = 0  # in a sandbox: bytes, the whole process tree
 
     @property
     def stdout(self) -> str:
@@ -96,6 +98,7 @@ class Report:
             r.state = NodeState.from_wire(res.state)
             r.exit_code, r.reason = res.exit_code, res.reason
             r.start_ns, r.end_ns = res.timing.start_ns, res.timing.end_ns
+            r.cpu_ns, r.peak_memory = res.cpu_ns, res.peak_memory
             r.rtt_ms = (time.monotonic_ns() - self.sent_ns) / 1e6
         elif kind == "facts":
             r.facts = ev.facts
@@ -189,6 +192,8 @@ class Report:
                 "start": r.start_ns / 1e9 if r.start_ns else None,
                 "end": r.end_ns / 1e9 if r.end_ns else None,
                 "rtt_ms": round(r.rtt_ms, 3) if r.rtt_ms is not None else None,
+                "cpu_s": r.cpu_ns / 1e9,
+                "peak_memory": r.peak_memory,
             }
             nodes[n] = d
         summary = {s: {"nodes": fold(ns), "count": len(ns)} for s, ns in self.by_state().items()}

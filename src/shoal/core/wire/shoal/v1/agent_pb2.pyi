@@ -15,12 +15,14 @@ class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATE_TIMEOUT: _ClassVar[State]
     STATE_UNREACHABLE: _ClassVar[State]
     STATE_REFUSED: _ClassVar[State]
+    STATE_OOM: _ClassVar[State]
 STATE_UNSPECIFIED: State
 STATE_OK: State
 STATE_FAILED: State
 STATE_TIMEOUT: State
 STATE_UNREACHABLE: State
 STATE_REFUSED: State
+STATE_OOM: State
 
 class Subtree(_message.Message):
     __slots__ = ("name", "address", "children")
@@ -40,8 +42,22 @@ class Timing(_message.Message):
     end_ns: int
     def __init__(self, start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ...) -> None: ...
 
+class Resources(_message.Message):
+    __slots__ = ("cpus", "mems", "memory", "cpu_quota", "pids")
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    CPU_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    cpus: str
+    mems: str
+    memory: int
+    cpu_quota: float
+    pids: int
+    def __init__(self, cpus: _Optional[str] = ..., mems: _Optional[str] = ..., memory: _Optional[int] = ..., cpu_quota: _Optional[float] = ..., pids: _Optional[int] = ...) -> None: ...
+
 class ExecTask(_message.Message):
-    __slots__ = ("command", "env", "cwd", "timeout")
+    __slots__ = ("command", "env", "cwd", "timeout", "resources")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,11 +69,13 @@ class ExecTask(_message.Message):
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     command: str
     env: _containers.ScalarMap[str, str]
     cwd: str
     timeout: float
-    def __init__(self, command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+    resources: Resources
+    def __init__(self, command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
 
 class PingTask(_message.Message):
     __slots__ = ()
@@ -122,18 +140,22 @@ class Output(_message.Message):
     def __init__(self, stream: _Optional[_Union[Output.Stream, str]] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("state", "exit_code", "reason", "timing", "output_dropped")
+    __slots__ = ("state", "exit_code", "reason", "timing", "output_dropped", "cpu_ns", "peak_memory")
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    CPU_NS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_FIELD_NUMBER: _ClassVar[int]
     state: State
     exit_code: int
     reason: str
     timing: Timing
     output_dropped: int
-    def __init__(self, state: _Optional[_Union[State, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., output_dropped: _Optional[int] = ...) -> None: ...
+    cpu_ns: int
+    peak_memory: int
+    def __init__(self, state: _Optional[_Union[State, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., output_dropped: _Optional[int] = ..., cpu_ns: _Optional[int] = ..., peak_memory: _Optional[int] = ...) -> None: ...
 
 class Interface(_message.Message):
     __slots__ = ("name", "mac", "addresses")

@@ -1,0 +1,238 @@
+"""The host's cgroups as the agent may use them: detected once, sandboxes made
+with their limits, and what a crashed agent left behind swept at start.
+
+v1 (controllers on their own hierarchies) is what this project's machines
+and CI have, and is tested against the real kernel. v2 follows the same
+interface: the agent moves itself into a leaf (``agent-INSTANCE``) so that
+its own cgroup may enable controllers for the sandboxes beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import signal
+from pathlib import Path
+
+from shoal.agent.sandbox import (
+    V1_CONTROLLERS,
+    Request,
+    Sandbox,
+    SandboxError,
+    _alive,
+    _instance,
+    _mounts,
+    _own_paths,
+    _read,
+    _under,
+    _write,
+    parse_list,
+)
+
+log = logging.getLogger("shoal.agent.sandbox")
+
+V2_CONTROLLERS = ("cpuset", "cpu", "memory", "pids")
+NEEDED = {"memory": "--mem", "cpuset": "--cpus/--mems", "cpu": "--cpu-quota", "pids": "--pids"}
+
+
+class Host:
+    def __init__(self, version: int, bases: dict[str, Path], why: str = "") -> None:
+        self.version = version  # 2, 1, or 0: no cgroups (process-group kill only)
+        self.bases = bases  # controller ("" for v2) -> where sandboxes are made
+        self.why = why  # what is missing, said once at start
+        self.instance = _instance()
+        self._seq = itertools.count(1)
+
+    @classmethod
+    def none(cls, why: str) -> Host:
+        return cls(0, {}, why)
+
+    @classmethod
+    def detect(cls) -> Host:
+        try:
+            v1, v2 = _mounts()
+            own = _own_paths()
+        except OSError as e:
+            return cls.none(f"cannot read the process's cgroups: {e}")
+        if v2 is not None and "" in own:
+            host = cls._v2(v2.point / own[""].lstrip("/"))
+            if host is not None:
+                return host
+        if not v1:
+            return cls.none("no cgroup hierarchy is mounted")
+        bases: dict[str, Path] = {}
+        missing = []
+        for m in v1:
+            path = own.get(m.controllers[0])
+            if path is None:
+                continue
+            base = _under(m, path) / "shoal"
+            try:
+                base.mkdir(exist_ok=True)
+                if "cpuset" in m.controllers:  # v1 asks for both before any task joins
+                    for f in ("cpuset.cpus", "cpuset.mems"):
+                        if not _read(base / f):
+                            _write(base / f, _read(base.parent / f))
+            except OSError as e:
+                missing.append(f"{','.join(m.controllers)} ({e.strerror})")
+                continue
+            for c in m.controllers:
+                bases[c] = base
+        if not bases:
+            return cls.none("no cgroup can be made here: " + "; ".join(missing))
+        absent = [c for c in V1_CONTROLLERS if c not in bases]
+        why = f"cgroup v1 without {', '.join(absent)}" if absent else ""
+        return cls(1, bases, why)
+
+    @classmethod
+    def _v2(cls, own: Path) -> Host | None:
+        try:
+            have = _read(own / "cgroup.controllers").split()
+        except OSError:
+            return None
+        usable = [c for c in V2_CONTROLLERS if c in have]
+        if not usable:
+            return None  # an empty unified hierarchy beside v1 controllers
+        inst = _instance()
+        try:
+            leaf = own / f"agent-{inst}"
+            leaf.mkdir(exist_ok=True)
+            _write(leaf / "cgroup.procs", str(os.getpid()))
+            _write(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in usable))
+            base = own / "shoal"
+            base.mkdir(exist_ok=True)
+            _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in usable))
+        except OSError as e:
+            log.warning("cgroup v2 at %s is not delegated to us (%s)", own, e.strerror)
+            return None
+        absent = [c for c in V2_CONTROLLERS if c not in usable]
+        return cls(2, {c: base for c in usable} | {"": base}, f"without {absent}" if absent else "")
+
+    def describe(self) -> str:
+        if self.version == 0:
+            return f"no sandboxes ({self.why}): commands are killed by process group only"
+        return f"sandboxes on cgroup v{self.version}" + (f" ({self.why})" if self.why else "")
+
+    # -- making one ------------------------------------------------------------
+
+    def sandbox(self, req: Request) -> Sandbox | None:
+        """A sandbox for one command, its limits set; None when this host has no
+        cgroups and nothing was asked. SandboxError when a request cannot be met."""
+        if self.version == 0:
+            if req.any_limit():
+                raise SandboxError(f"this node cannot enforce limits: {self.why}")
+            return None
+        for ctrl, flag in NEEDED.items():
+            if _asks(req, ctrl) and ctrl not in self.bases:
+                raise SandboxError(f"{flag}: this node has no {ctrl} controller ({self.why})")
+        name = f"{self.instance}-{next(self._seq)}"
+        if self.version == 2:
+            dirs = {"": self.bases[""] / name}
+        else:
+            dirs = {c: b / name for c, b in self.bases.items()}
+        made: list[Path] = []
+        try:
+            for d in dict.fromkeys(dirs.values()):
+                d.mkdir()
+                made.append(d)
+            box = Sandbox(dirs, self.version, limited=req.memory > 0)
+            self._limit(box, req)
+        except SandboxError:
+            for d in reversed(made):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise
+        except OSError as e:
+            for d in reversed(made):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise SandboxError(f"cannot make a sandbox: {e}") from e
+        return box
+
+    def _limit(self, box: Sandbox, req: Request) -> None:
+        v2 = self.version == 2
+        cs = box.by_controller.get("" if v2 else "cpuset")
+        if cs is not None and ((v2 and "cpuset" in self.bases) or not v2):
+            pfx = "cpuset.cpus.effective" if v2 else "cpuset.effective_cpus"
+            mfx = "cpuset.mems.effective" if v2 else "cpuset.effective_mems"
+            parent = cs.parent
+            for want, have_file, target, what in (
+                (req.cpus, pfx, "cpuset.cpus", "CPUs"),
+                (req.mems, mfx, "cpuset.mems", "memory nodes"),
+            ):
+                have = _read(parent / have_file) if (parent / have_file).exists() else ""
+                if want:
+                    try:
+                        asked = parse_list(want)
+                    except ValueError:
+                        raise SandboxError(f"{what} {want!r} is not a list like 0-3,8") from None
+                    if not asked or not asked <= parse_list(have):
+                        raise SandboxError(f"{what} {want} not on this node: it has {have}")
+                    _write(cs / target, want)
+                elif not v2:
+                    _write(cs / target, have)
+        if req.memory:
+            mem = box.by_controller["" if v2 else "memory"]
+            if v2:
+                _write(mem / "memory.max", str(req.memory))
+                _write(mem / "memory.swap.max", "0")
+            else:
+                _write(mem / "memory.limit_in_bytes", str(req.memory))
+                if (mem / "memory.memsw.limit_in_bytes").exists():
+                    _write(mem / "memory.memsw.limit_in_bytes", str(req.memory))
+                _write(mem / "memory.swappiness", "0")
+        if req.cpu_quota:
+            cpu = box.by_controller["" if v2 else "cpu"]
+            quota = max(1000, int(req.cpu_quota * 100_000))
+            if v2:
+                _write(cpu / "cpu.max", f"{quota} 100000")
+            else:
+                _write(cpu / "cpu.cfs_period_us", "100000")
+                _write(cpu / "cpu.cfs_quota_us", str(quota))
+        if req.pids:
+            _write(box.by_controller["" if v2 else "pids"] / "pids.max", str(req.pids))
+
+    # -- after a crash ---------------------------------------------------------
+
+    def sweep(self) -> tuple[int, int]:
+        """Remove sandboxes of agent processes that are gone (and kill what is
+        left in them): (sandboxes removed, processes killed)."""
+        removed: set[str] = set()
+        killed = 0
+        for base in dict.fromkeys(self.bases.values()):
+            for d in sorted(base.iterdir()) if base.is_dir() else []:
+                inst = d.name.rsplit("-", 1)[0]
+                if not d.is_dir() or inst == self.instance or _alive(inst):
+                    continue
+                for _ in range(100):
+                    try:
+                        pids = [int(x) for x in _read(d / "cgroup.procs").split()]
+                    except OSError:
+                        break
+                    if not pids:
+                        break
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(pid, signal.SIGKILL)
+                            killed += 1
+                    if (d / "freezer.state").exists():
+                        with contextlib.suppress(OSError):
+                            _write(d / "freezer.state", "THAWED")
+                    os.sched_yield()
+                try:
+                    d.rmdir()
+                    removed.add(d.name)
+                except OSError as e:
+                    log.warning("cannot remove a stale sandbox %s: %s", d, e.strerror)
+        return len(removed), killed
+
+
+def _asks(req: Request, controller: str) -> bool:
+    return {
+        "memory": req.memory > 0,
+        "cpuset": bool(req.cpus or req.mems),
+        "cpu": req.cpu_quota > 0,
+        "pids": req.pids > 0,
+    }[controller]

@@ -1,0 +1,234 @@
+"""Sandboxes: every command the agent starts lives in a cgroup of its own.
+
+``Host.detect()`` finds, once at start, what this agent may use: cgroup v2
+(the unified hierarchy with controllers it can enable) or v1 (controllers on
+their own hierarchies), else nothing (not root, no delegation, a read-only
+cgroupfs), when commands still run with process-group kill as before and a
+limit that cannot be enforced is refused, never ignored.
+
+A sandbox is made under the agent's own cgroup, in ``shoal/``, named after
+the agent process (pid and start time) so that after a crash the next agent
+finds and removes what the dead one left (``Host.sweep``). The command's
+first process puts itself into the sandbox before it execs the command (a
+two-line /bin/sh prologue), so nothing it forks is ever outside. The end, in
+every way it can come (exit, time limit, cancel, agent stop), is the same:
+freeze, SIGKILL every member, thaw, wait until empty, read the accounting,
+remove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.errors import ShoalError
+
+log = logging.getLogger("shoal.agent.sandbox")
+
+V1_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "freezer")
+# $0 is the command; the rest are cgroup.procs files. The shell puts itself in
+# each, then becomes the command's own shell (same pid, nothing forked before).
+PROLOGUE = 'for f; do echo $$ > "$f" || exit 125; done; exec /bin/sh -c "$0"'
+EMPTY_WAIT = 10.0  # seconds a killed sandbox may take to empty
+
+
+class SandboxError(ShoalError):
+    """A resource request this node cannot honour; the text says why."""
+
+
+@dataclass(frozen=True)
+class Request:
+    cpus: str = ""  # cpuset list, e.g. "0-3,8"
+    mems: str = ""  # memory nodes
+    memory: int = 0  # bytes; swap is off for the sandbox
+    cpu_quota: float = 0.0  # cores
+    pids: int = 0  # most processes at once
+
+    def any_limit(self) -> bool:
+        return bool(self.cpus or self.mems or self.memory or self.cpu_quota or self.pids)
+
+
+@dataclass
+class Usage:
+    cpu_ns: int = 0  # user + system of every process that ran in it
+    peak_memory: int = 0  # bytes, of the whole tree
+    oom: bool = False  # the memory limit killed something
+
+
+def parse_list(text: str) -> set[int]:
+    """A kernel CPU/node list ("0-3,8") as a set; ValueError when malformed."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if a < 0 or b < a:
+            raise ValueError(part)
+        out.update(range(a, b + 1))
+    return out
+
+
+def _read(p: Path) -> str:
+    return p.read_text().strip()
+
+
+def _write(p: Path, value: str) -> None:
+    with p.open("w") as f:
+        f.write(value)
+
+
+def _start_time(pid: int) -> str:
+    """A process's start time in clock ticks (field 22 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _instance() -> str:
+    return f"{os.getpid()}.{_start_time(os.getpid())}"
+
+
+def _alive(instance: str) -> bool:
+    pid, _, start = instance.partition(".")
+    try:
+        return _start_time(int(pid)) == start
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+class Sandbox:
+    """One command's cgroup: a directory per v1 hierarchy, or one v2 directory.
+
+    ``dirs`` maps each controller to its directory (co-mounted controllers
+    share one); v2 has the single key "".
+    """
+
+    def __init__(self, dirs: dict[str, Path], version: int, limited: bool) -> None:
+        self.by_controller = dirs
+        self.dirs = list(dict.fromkeys(dirs.values()))
+        self.version = version
+        self.limited = limited  # a memory limit was set: failcnt means OOM
+
+    def argv(self, command: str) -> list[str]:
+        return ["/bin/sh", "-c", PROLOGUE, command, *(str(d / "cgroup.procs") for d in self.dirs)]
+
+    def _dir(self, controller: str) -> Path | None:
+        return self.by_controller.get("" if self.version == 2 else controller)
+
+    def members(self) -> set[int]:
+        pids: set[int] = set()
+        for d in self.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(x) for x in _read(d / "cgroup.procs").split())
+        return pids
+
+    def kill_now(self) -> None:
+        """One pass of kill without waiting (agent shutdown)."""
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                _write(self.dirs[0] / "cgroup.kill", "1")
+        for pid in self.members():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    async def kill(self) -> None:
+        """Kill every member and wait until none is left."""
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                _write(self.dirs[0] / "cgroup.kill", "1")
+        freezer = self._dir("freezer") if self.version == 1 else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EMPTY_WAIT
+        while members := self.members():
+            if freezer is not None:  # nothing forks between the read and the kill
+                with contextlib.suppress(OSError):
+                    _write(freezer / "freezer.state", "FROZEN")
+                members = self.members()
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if freezer is not None:
+                with contextlib.suppress(OSError):
+                    _write(freezer / "freezer.state", "THAWED")
+            if loop.time() > deadline:
+                log.error("sandbox %s still has %s after SIGKILL", self.dirs[0], sorted(members))
+                return
+            await asyncio.sleep(0.01)
+
+    def usage(self) -> Usage:
+        u = Usage()
+        with contextlib.suppress(OSError, ValueError):
+            if self.version == 2:
+                d = self.dirs[0]
+                u.cpu_ns = int(_keyed(d / "cpu.stat").get("usage_usec", 0)) * 1000
+                if (d / "memory.peak").exists():
+                    u.peak_memory = int(_read(d / "memory.peak"))
+                u.oom = int(_keyed(d / "memory.events").get("oom_kill", 0)) > 0
+                return u
+            if (acct := self._dir("cpuacct")) is not None:
+                u.cpu_ns = int(_read(acct / "cpuacct.usage"))
+            if (mem := self._dir("memory")) is not None:
+                u.peak_memory = int(_read(mem / "memory.max_usage_in_bytes"))
+                kills = int(_keyed(mem / "memory.oom_control").get("oom_kill", 0))
+                hit = self.limited and int(_read(mem / "memory.failcnt")) > 0
+                u.oom = kills > 0 or hit
+        return u
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as e:  # still busy: the next agent start sweeps it
+                log.warning("cannot remove sandbox %s: %s", d, e.strerror)
+
+
+def _keyed(p: Path) -> dict[str, str]:
+    """A cgroup file of "key value" lines."""
+    return dict(line.split(None, 1) for line in _read(p).splitlines() if line.strip())
+
+
+@dataclass
+class _Mount:
+    point: Path
+    root: str  # the hierarchy's path at the mount point
+    controllers: list[str]  # v1; empty for v2
+
+
+def _mounts() -> tuple[list[_Mount], _Mount | None]:
+    v1: list[_Mount] = []
+    v2 = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        f, r = left.split(), right.split()
+        if len(f) < 5 or len(r) < 3:
+            continue
+        point = Path(f[4].replace("\\040", " "))
+        if r[0] == "cgroup":
+            ctrls = [c for c in r[2].split(",") if c in V1_CONTROLLERS]
+            if ctrls:
+                v1.append(_Mount(point, f[3], ctrls))
+        elif r[0] == "cgroup2":
+            v2 = _Mount(point, f[3], [])
+    return v1, v2
+
+
+def _own_paths() -> dict[str, str]:
+    """This process's cgroup per v1 controller, and "" for v2."""
+    out: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(",") if ctrls else [""]:
+            out[c] = path
+    return out
+
+
+def _under(m: _Mount, own: str) -> Path:
+    rel = own[len(m.root) :] if m.root != "/" and own.startswith(m.root) else own
+    return m.point / rel.lstrip("/")
