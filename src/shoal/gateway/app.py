@@ -8,7 +8,6 @@ import base64
 import binascii
 import contextlib
 import json
-import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -18,10 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from shoal.gateway.accesslog import AccessLog
+from shoal.gateway.bodies import BodyError, parse_json, read_body
 from shoal.gateway.config import GatewayConfig
-from shoal.gateway.files import FILE_ID, DiskFiles, FileStore, RedisFiles
+from shoal.gateway.files import DiskFiles, FileStore, RedisFiles, valid_id
 from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
@@ -29,9 +30,8 @@ from shoal.gateway.upstream import Upstream, UpstreamError
 
 API = "/jobe/index.php/restapi"
 MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
-FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")  # fullmatch
 OVERLOAD = {"run_id": "0", "outcome": 21}
-log = logging.getLogger("shoal.gateway.access")
 
 
 class Retry(Exception):
@@ -92,20 +92,23 @@ class Gateway:
         if e := await self.key_error(request):
             return e
         fid = request.path_params["fid"]
-        if not FILE_ID.match(fid):
-            return err(400, "Illegal file id")
+        if not valid_id(fid):
+            return err(400, "put: illegal file id (1 to 200 letters and digits)")
         try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return err(400, "put: missing or invalid file_contents")
+            body = parse_json(await read_body(request, self.s.max_file_body, "put"), "put")
+        except BodyError as bad:
+            return refuse(bad)
         contents = body.get("file_contents") if isinstance(body, dict) else None
         if not isinstance(contents, str):
             return err(400, "put: missing file_contents parameter")
         try:
             data = base64.b64decode(contents, validate=True)
         except (binascii.Error, ValueError):
-            return err(400, "put: file_contents is not valid base64")
-        await self.files.put(fid, data)
+            return err(400, f"put: contents of file {fid} are not valid base-64")
+        try:
+            await self.files.put(fid, data)
+        except OSError:  # a full disk, say: Jobe's own answer
+            return err(500, f"put: failed to write file {fid} to cache")
         for b in self.pool.backends:
             b.known_files.discard(fid)  # same id, maybe new contents
         return Response(status_code=204)
@@ -114,7 +117,7 @@ class Gateway:
         if e := await self.key_error(request):
             return e
         fid = request.path_params["fid"]
-        if not FILE_ID.match(fid):
+        if not valid_id(fid):
             return Response(status_code=400)
         return Response(status_code=204 if await self.files.exists(fid) else 404)
 
@@ -124,11 +127,11 @@ class Gateway:
     async def post_run(self, request: Request) -> Response:
         if e := await self.key_error(request):
             return e
-        raw = await request.body()
         try:
-            body = json.loads(raw)
-        except ValueError:
-            return err(500, "Body is not valid JSON")
+            raw = await read_body(request, self.s.max_run_body, "runs_post")
+            body = parse_json(raw, "runs_post", invalid_status=500)  # as Jobe: 500
+        except BodyError as bad:
+            return refuse(bad)
         spec = body.get("run_spec") if isinstance(body, dict) else None
         if not isinstance(spec, dict):
             return err(400, "runs_post: missing or invalid run_spec parameter")
@@ -151,8 +154,8 @@ class Gateway:
                 or len(f) < 2
                 or not isinstance(f[0], str)
                 or not isinstance(f[1], str)
-                or not FILE_ID.match(f[0])
-                or not FILE_NAME.match(f[1])
+                or not valid_id(f[0])
+                or not FILE_NAME.fullmatch(f[1])
             ):
                 return err(400, "runs_post: invalid file list")
             file_ids.append(f[0])
@@ -305,43 +308,7 @@ def err(status: int, message: str) -> Response:
     return JSONResponse(message, status_code=status)
 
 
-class AccessLog:
-    """One JSON line per request on the shoal.gateway.access logger."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        status = 500
-        scope.setdefault("state", {})
-
-        async def send_wrapped(msg: Message) -> None:
-            nonlocal status
-            if msg["type"] == "http.response.start":
-                status = msg["status"]
-            await send(msg)
-
-        try:
-            await self.app(scope, receive, send_wrapped)
-        finally:
-            path: str = scope["path"]
-            route = path.removeprefix(API).split("/")[1] if path.startswith(API) else path
-            self.metrics.child(self.metrics.requests, scope["method"], route, str(status)).inc()
-            if log.isEnabledFor(logging.INFO):
-                st = scope["state"]
-                rec = {
-                    "ts": round(time.time(), 3),
-                    "method": scope["method"],
-                    "path": path,
-                    "status": status,
-                    "ms": round((time.perf_counter() - t0) * 1000, 2),
-                    "backend": st.get("backend"),
-                    "outcome": st.get("outcome"),
-                    "client": (scope.get("client") or ["?"])[0],
-                }
-                log.info(json.dumps(rec))
+def refuse(e: BodyError) -> Response:
+    """A refused body; after a 413 the connection is closed, the rest unread."""
+    headers = {"Connection": "close"} if e.status == 413 else None
+    return JSONResponse(e.message, status_code=e.status, headers=headers)

@@ -38,6 +38,8 @@ class GatewaySettings(Section):
     eject_for: float = 10.0  # seconds an ejected backend waits before a re-check
     min_live: int = 1  # floor: never eject below this many live backends
     run_timeout: float = 120.0  # seconds for one backend POST runs
+    max_run_body: int = Field(default=8 * 1024 * 1024, ge=1024)  # bytes; PHP's post_max_size
+    max_file_body: int = Field(default=16 * 1024 * 1024, ge=1024)  # bytes of a PUT files body
 
 
 class BackendConfig(BaseModel):

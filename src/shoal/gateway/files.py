@@ -6,7 +6,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-FILE_ID = re.compile(r"^[A-Za-z0-9]+$")
+# Jobe's file ids are file names in its cache: letters and digits (Moodle
+# sends a hash). At most 200, so ``.<id>.tmp`` fits in a file name (255 bytes).
+FILE_ID = re.compile(r"[A-Za-z0-9]{1,200}")  # fullmatch
+
+
+def valid_id(fid: str) -> bool:
+    return FILE_ID.fullmatch(fid) is not None
 
 
 class DiskFiles:
