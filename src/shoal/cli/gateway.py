@@ -36,6 +36,14 @@ def serve(
 def status(
     url: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8080",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOAL_GATEWAY_OPERATOR_KEY",
+            show_envvar=True,
+            help="The gateway's operator_key (needed when it has API keys).",
+        ),
+    ] = None,
 ) -> None:
     """Print the backends of a running gateway."""
     import json
@@ -44,10 +52,18 @@ def status(
     from rich.console import Console
     from rich.table import Table
 
-    from shoal.errors import ServiceError
+    from shoal.errors import ConfigError, ServiceError
 
+    headers = {"X-API-KEY": key} if key else {}
     try:
-        r = httpx.get(url.rstrip("/") + "/shoal/status", timeout=5)
+        r = httpx.get(url.rstrip("/") + "/shoal/status", timeout=5, headers=headers)
+        if r.status_code == 403:
+            try:
+                why = str(r.json())
+            except ValueError:
+                why = "403 Forbidden"
+            hint = "wrong --key" if key else "give --key or SHOAL_GATEWAY_OPERATOR_KEY"
+            raise ConfigError(f"gateway {url} refused the status: {why} ({hint})")
         r.raise_for_status()
         data = r.json()
     except (httpx.HTTPError, ValueError) as e:

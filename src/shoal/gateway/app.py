@@ -7,7 +7,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +34,7 @@ API = "/jobe/index.php/restapi"
 MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
 FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")  # fullmatch
 OVERLOAD = {"run_id": "0", "outcome": 21}
+log = logging.getLogger("shoal.gateway")
 
 
 class Retry(Exception):
@@ -60,6 +63,11 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
+        if self.limits.enabled and not self.s.operator_key:
+            log.warning(
+                "API keys are configured and no operator_key: /metrics and /shoal/status "
+                "answer 403 until [gateway] operator_key is set"
+            )
         await self.pool.check_all()
         await self.pool.sync_peers()
         task = asyncio.create_task(self.pool.health_loop())
@@ -76,6 +84,23 @@ class Gateway:
     async def key_error(self, request: Request) -> Response | None:
         if not self.limits.known(request.headers.get("x-api-key")):
             return err(403, "Unknown or missing API key")
+        return None
+
+    def operator_error(self, request: Request) -> Response | None:
+        """/metrics and /shoal/status: open without keys (as before); with client
+        keys or an operator key configured, only for the operator key. A client
+        key is not one: it is given to every Moodle site."""
+        want = self.s.operator_key
+        if want is None:
+            if not self.limits.enabled:
+                return None
+            return err(403, "Operator key required: set [gateway] operator_key")
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        if given is None or not hmac.compare_digest(given.encode(), want.encode()):
+            return err(403, "Unknown or missing operator key")
         return None
 
     # ---- routes -----------------------------------------------------------
@@ -257,9 +282,13 @@ class Gateway:
         return Response(r.body, status_code=r.status, media_type="application/json")
 
     async def metrics_view(self, request: Request) -> Response:
+        if e := self.operator_error(request):
+            return e
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def status(self, request: Request) -> Response:
+        if e := self.operator_error(request):
+            return e
         now = time.monotonic()
         rows = [
             {

@@ -28,6 +28,9 @@ class GatewaySettings(Section):
     balance: Balance = "p2c"
     redis: str | None = None
     redis_prefix: str = "shoal-gw:"
+    # for /metrics and /shoal/status (X-API-KEY or Authorization: Bearer); needed
+    # there as soon as any [[key]] is configured
+    operator_key: str | None = Field(default=None, min_length=1)
     files_dir: Path = shoal_home() / "gateway-files"
     queue_timeout: float = 10.0  # seconds a run may wait for a slot; then outcome 21
     max_queue: int = 1000  # runs waiting at most; beyond, outcome 21 at once

@@ -1,7 +1,13 @@
-"""API keys (X-API-KEY) and per-key runs per hour, in memory or in Redis."""
+"""API keys (X-API-KEY) and per-key runs per hour, in memory or in Redis.
+
+In Redis a key's counter is ``<prefix>rate:<id>:<hour>``, where ``<id>`` is the
+first 32 hex digits of the key's SHA-256, never the key itself: whoever can
+list Redis's keys cannot read the clients' keys there.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -34,7 +40,7 @@ class Limits:
             return None
         hour = int(time.time() // 3600)
         if self.r is not None:
-            name = f"{self.prefix}{key}:{hour}"
+            name = f"{self.prefix}{key_id(key)}:{hour}"
             n = int(await self.r.incr(name))
             if n == 1:
                 await self.r.expire(name, 3700)
@@ -43,3 +49,8 @@ class Limits:
             self._counts = {k: v for k, v in self._counts.items() if k[1] == hour}
             self._counts[(key, hour)] = n
         return 429 if n > limit else None
+
+
+def key_id(key: str) -> str:
+    """What stands for an API key in Redis key names."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -19,6 +19,12 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
     acc.addHandler(handler)
     acc.setLevel(logging.INFO if access_log else logging.WARNING)
     acc.propagate = False
+    ops = logging.StreamHandler(sys.stderr)  # outages, floods, warnings: one line each
+    ops.setFormatter(logging.Formatter("%(asctime)s shoal gateway %(levelname)s: %(message)s"))
+    gw = logging.getLogger("shoal.gateway")
+    gw.addHandler(ops)
+    gw.setLevel(logging.INFO)
+    gw.propagate = False
     host, _, port = cfg.settings.listen.rpartition(":")
     app = Gateway(cfg).asgi()
     uvicorn.run(
