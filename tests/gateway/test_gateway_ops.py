@@ -136,7 +136,9 @@ def test_two_gateways_share_redis(tmp_path: Path, redis_url: str) -> None:
     cfg = gw_conf(tmp_path, bs, f'redis_prefix = "{prefix}"\n')
     cfg.write_text(cfg.read_text() + '[[key]]\nkey = "k1"\nruns_per_hour = 3\n')
     g1 = start_gateway(cfg, "--quiet", "--redis", redis_url)
-    g2 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+    # its own files_dir: what g2 knows of g1's files comes through Redis
+    env = {"SHOAL_GATEWAY_FILES_DIR": str(tmp_path / "files2")}
+    g2 = start_gateway(cfg, "--quiet", "--redis", redis_url, env=env)
     try:
         h = {"X-API-KEY": "k1"}
         body = {"file_contents": base64.b64encode(b"shared\n").decode()}

@@ -74,6 +74,10 @@ def status(
     title = f"gateway {url}  balance={data['balance']}  queued={data['queued']}"
     if data.get("gateways", 1) > 1:
         title += f"  gateways={data['gateways']} (sharing slots through Redis)"
+    if data.get("redis") == "away":
+        title += "  redis=AWAY (going on alone)"
+    elif data.get("redis"):
+        title += f"  redis={data['redis']}"
     t = Table(title=title)
     cols = ("backend", "state", "weight", "in flight", "runs", "latency", "ejections", "languages")
     for col in cols:

@@ -28,6 +28,7 @@ from shoal.gateway.files import DiskFiles, FileStore, RedisFiles, valid_id
 from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
+from shoal.gateway.shared import Shared
 from shoal.gateway.upstream import Upstream, UpstreamError
 
 API = "/jobe/index.php/restapi"
@@ -47,19 +48,17 @@ class Gateway:
         self.cfg = cfg
         self.s = cfg.settings
         self.metrics = Metrics()
-        self.redis: Any | None = None
-        if self.s.redis:
-            import redis.asyncio as aioredis
-
-            self.redis = aioredis.Redis.from_url(self.s.redis)
+        self.shared = Shared(self.s.redis) if self.s.redis else None
+        local = DiskFiles(self.s.files_dir)
         self.files: FileStore = (
-            RedisFiles(self.redis, self.s.redis_prefix)
-            if self.redis is not None
-            else DiskFiles(self.s.files_dir)
+            RedisFiles(self.shared, self.s.redis_prefix, local) if self.shared else local
         )
-        self.limits = Limits(cfg.keys, self.redis, self.s.redis_prefix)
+        self.limits = Limits(cfg.keys, self.shared, self.s.redis_prefix)
         self.client = Upstream(self.s.run_timeout)
-        self.pool = Pool(self.s, cfg.backends, self.client, self.metrics, self.redis)
+        self.pool = Pool(self.s, cfg.backends, self.client, self.metrics, self.shared)
+        if self.shared is not None:
+            shared = self.shared
+            self.metrics.redis_up.set_function(lambda: float(shared.up))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
@@ -77,8 +76,8 @@ class Gateway:
             task.cancel()
             await self.pool.leave()
             await self.client.close()
-            if self.redis is not None:
-                await self.redis.aclose()
+            if self.shared is not None:
+                await self.shared.close()
 
     # ---- helpers ----------------------------------------------------------
     async def key_error(self, request: Request) -> Response | None:
@@ -312,6 +311,7 @@ class Gateway:
                 "balance": self.s.balance,
                 "queued": self.pool.waiters,
                 "gateways": self.pool.peers,
+                "redis": None if self.shared is None else ("ok" if self.shared.up else "away"),
                 "backends": rows,
             }
         )

@@ -39,6 +39,9 @@ class Metrics:
         self.healthy = Gauge(
             "shoal_gateway_backend_healthy", "1 when the backend is live", ["backend"], registry=r
         )
+        self.redis_up = Gauge(
+            "shoal_gateway_redis_up", "1 while Redis answers (with --redis)", registry=r
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Any, *values: str) -> Any:

@@ -25,6 +25,12 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
     gw.addHandler(ops)
     gw.setLevel(logging.INFO)
     gw.propagate = False
+    if cfg.settings.redis:  # unreachable at start: one line and exit 6, not a silent start
+        import asyncio
+
+        from shoal.gateway.shared import check
+
+        asyncio.run(check(cfg.settings.redis))
     host, _, port = cfg.settings.listen.rpartition(":")
     app = Gateway(cfg).asgi()
     uvicorn.run(
