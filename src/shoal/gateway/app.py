@@ -24,12 +24,13 @@ from starlette.types import ASGIApp
 from shoal.gateway.accesslog import AccessLog
 from shoal.gateway.bodies import BodyError, parse_json, read_body
 from shoal.gateway.config import GatewayConfig
+from shoal.gateway.conns import ConnGuard, plan
 from shoal.gateway.files import DiskFiles, FileStore, RedisFiles, valid_id
 from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
 from shoal.gateway.shared import Shared
-from shoal.gateway.upstream import Upstream, UpstreamError
+from shoal.gateway.upstream import MAX_IDLE, Upstream, UpstreamError
 
 API = "/jobe/index.php/restapi"
 MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
@@ -59,9 +60,17 @@ class Gateway:
         if self.shared is not None:
             shared = self.shared
             self.metrics.redis_up.set_function(lambda: float(shared.up))
+        # descriptors kept for the process, Redis and every backend's connections
+        reserve = 64 + sum(b.capacity + MAX_IDLE for b in cfg.backends)
+        self.backlog, total = plan(reserve)
+        total = self.s.max_connections or total
+        self.conns = ConnGuard(
+            self.s.max_connections_per_source, total, self.s.head_timeout, self.metrics
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_exception_handler(self.conns.loop_errors)
         if self.limits.enabled and not self.s.operator_key:
             log.warning(
                 "API keys are configured and no operator_key: /metrics and /shoal/status "
@@ -312,6 +321,7 @@ class Gateway:
                 "queued": self.pool.waiters,
                 "gateways": self.pool.peers,
                 "redis": None if self.shared is None else ("ok" if self.shared.up else "away"),
+                "connections": self.conns.status(),
                 "backends": rows,
             }
         )

@@ -41,6 +41,9 @@ class GatewaySettings(Section):
     eject_for: float = 10.0  # seconds an ejected backend waits before a re-check
     min_live: int = 1  # floor: never eject below this many live backends
     run_timeout: float = 120.0  # seconds for one backend POST runs
+    head_timeout: float = Field(default=10.0, gt=0)  # s to send a request head
+    max_connections_per_source: int = Field(default=512, ge=0)  # 0: no limit
+    max_connections: int = Field(default=0, ge=0)  # 0: what the open-file limit allows
     max_run_body: int = Field(default=8 * 1024 * 1024, ge=1024)  # bytes; PHP's post_max_size
     max_file_body: int = Field(default=16 * 1024 * 1024, ge=1024)  # bytes of a PUT files body
 

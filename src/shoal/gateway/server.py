@@ -12,6 +12,7 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
     import uvicorn
 
     from shoal.gateway.app import Gateway
+    from shoal.gateway.conns import raise_nofile
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -21,10 +22,10 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
     acc.propagate = False
     ops = logging.StreamHandler(sys.stderr)  # outages, floods, warnings: one line each
     ops.setFormatter(logging.Formatter("%(asctime)s shoal gateway %(levelname)s: %(message)s"))
-    gw = logging.getLogger("shoal.gateway")
-    gw.addHandler(ops)
-    gw.setLevel(logging.INFO)
-    gw.propagate = False
+    ops_log = logging.getLogger("shoal.gateway")
+    ops_log.addHandler(ops)
+    ops_log.setLevel(logging.INFO)
+    ops_log.propagate = False
     if cfg.settings.redis:  # unreachable at start: one line and exit 6, not a silent start
         import asyncio
 
@@ -32,7 +33,9 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
 
         asyncio.run(check(cfg.settings.redis))
     host, _, port = cfg.settings.listen.rpartition(":")
-    app = Gateway(cfg).asgi()
+    raise_nofile()  # then max_connections, by default, is what it allows
+    gw = Gateway(cfg)
+    app = gw.asgi()
     uvicorn.run(
         app,
         host=host or "127.0.0.1",
@@ -41,7 +44,7 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
         log_level="warning",
         lifespan="on",
         loop="asyncio",
-        http="auto",
+        http=gw.conns.protocol(),  # httptools, under the connection guard
         timeout_keep_alive=30,
-        backlog=4096,
+        backlog=gw.backlog,  # an accept burst: descriptors counted in max_connections
     )
