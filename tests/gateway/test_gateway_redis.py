@@ -139,3 +139,40 @@ def test_redis_going_away_and_back(tmp_path: Path, own_redis: RedisServer) -> No
     finally:
         g.stop()
         b.stop()
+
+
+def test_hung_redis_is_an_outage_too(tmp_path: Path, own_redis: RedisServer) -> None:
+    """SIGSTOP: Redis takes the connections and answers nothing. Requests wait
+    for it once (the command time-out), then the gateway goes on alone."""
+    import signal
+
+    own_redis.start()
+    b = start_backend(tmp_path)
+    head = f'[gateway]\nfiles_dir = "{tmp_path / "files"}"\nhealth_interval = 0.3\n'
+    head += f'operator_key = "{OP}"\nredis_prefix = "h:"\n'
+    cfg = write_config(tmp_path / "gw.toml", [{"url": b.url}], head)
+    cfg.write_text(cfg.read_text() + f'[[key]]\nkey = "{KEY}"\nruns_per_hour = 100\n')
+    g = start_gateway(cfg, "--quiet", "--redis", own_redis.url)
+    log = cfg.with_suffix(f".{g.url.rsplit(':', 1)[1]}.log")
+    h = {"X-API-KEY": KEY}
+    body = {"run_spec": {"language_id": "python3", "sourcecode": "print(1)"}}
+    assert own_redis.p is not None
+    try:
+        assert httpx.post(g.url + API + "/runs", json=body, headers=h).status_code == 200
+        own_redis.p.send_signal(signal.SIGSTOP)
+        for _ in range(5):
+            r = httpx.post(g.url + API + "/runs", json=body, headers=h, timeout=30)
+            assert r.status_code == 200
+        assert status(g.url)["redis"] == "away"
+        own_redis.p.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while status(g.url)["redis"] != "ok":
+            assert time.monotonic() < deadline, "the gateway never saw Redis back"
+            time.sleep(0.1)
+        text = log.read_text()
+        assert text.count("unreachable") == 1 and text.count("reachable again") == 1, text
+        assert "Traceback" not in text
+    finally:
+        own_redis.p.send_signal(signal.SIGCONT)
+        g.stop()
+        b.stop()

@@ -136,9 +136,10 @@ class Pool:
     async def health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.s.health_interval)
-            await self.check_all()
-            if self.shared is not None:
-                await self.shared.probe()  # Redis away: is it back?
+            if self.shared is not None:  # Redis away: is it back? (a hung one
+                await asyncio.gather(self.check_all(), self.shared.probe())  # delays no check)
+            else:
+                await self.check_all()
             await self._sync_shared()
             await self.sync_peers()
 

@@ -17,6 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
 from shoal.errors import ServiceError
 
 T = TypeVar("T")
@@ -43,13 +46,14 @@ def client(url: str) -> Any:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    # one immediate retry: a pooled connection Redis closed (it restarted) is
-    # replaced at once; no backoff sleeps in a request's path
+    # one immediate retry on a connection error: a pooled connection Redis
+    # closed (it restarted) is replaced at once; no backoff sleeps in a
+    # request's path, and a time-out (a hung Redis) is not waited for twice
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=TIMEOUT,
         socket_timeout=TIMEOUT,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 
@@ -85,7 +89,7 @@ class Shared:
             raise Unavailable
         try:
             return await op(self.r)
-        except Exception as e:  # any RedisError, OSError, TimeoutError
+        except (RedisError, OSError, TimeoutError) as e:  # a bug of ours is not an outage
             self._down(e)
             raise Unavailable from None
 
@@ -108,15 +112,15 @@ class Shared:
             return
         try:
             await self.r.ping()
-        except Exception:
+        except (RedisError, OSError, TimeoutError):
             return
         self.up = True
         done = []
         for hook in self.on_recover:
             try:
                 done.append(await hook())
-            except Exception as e:  # down again half-way: the next probe retries
-                self._down(e)
+            except (RedisError, OSError, TimeoutError, Unavailable) as e:
+                self._down(e)  # down again half-way: the next probe hands back the rest
                 return
         away = time.monotonic() - self.down_since
         what = "; ".join(d for d in done if d)
