@@ -36,7 +36,7 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyError(
-            413, f"{what}: request body of {int(declared)} bytes exceeds the limit of {limit}"
+            413, f"{what}: request body of {int(declared)} bytes exceeds the limit of {limit} bytes"
         )
     chunks: list[bytes] = []
     size = 0

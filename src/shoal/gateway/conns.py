@@ -12,6 +12,8 @@ of descriptors, after which every accept failed with a traceback. So:
 - a request head (from the connection's start, or from a request's first
   byte on a kept-alive one) must be complete within ``head_timeout`` seconds
   and ``MAX_HEAD`` bytes, or the connection is closed (431 for the size);
+- after a flood (1,000 connections or more at once) ends, the memory it took
+  is handed back to the system (``malloc_trim``);
 - refusals and time-outs are counted (``/metrics``, ``/shoal/status``) and
   logged at most once a minute each, never once per connection; the loop's
   "accept out of system resource" errors likewise.
@@ -32,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shoal.gateway.metrics import Metrics
 
+TRIM_AFTER = 1000  # connections open at once: after such a flood, memory is given back
 MAX_HEAD = 64 * 1024  # bytes of request line and headers (Apache: 8 KiB a line, 100 lines)
 log = logging.getLogger("shoal.gateway")
 
@@ -49,6 +52,21 @@ def plan(reserve: int) -> tuple[int, int]:
         return 1024, 1 << 20
     backlog = min(1024, max(16, soft // 4))
     return backlog, max(16, soft - backlog - reserve)
+
+
+def trim_memory() -> None:
+    """Collect, then hand freed heap pages back to the system (glibc's
+    malloc_trim): without it a flood's peak stays in the RSS for good."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def raise_nofile(cap: int = 65536) -> None:
@@ -95,6 +113,7 @@ class ConnGuard:
         self.head_timeout = head_timeout
         self.metrics = metrics
         self.open = 0
+        self.peak = 0  # most open since memory was last given back
         self.by_source: dict[str, int] = {}
         self.refused = 0
         self.head_timeouts = 0
@@ -110,6 +129,7 @@ class ConnGuard:
             why = f"{self.per_source} open from one address (max_connections_per_source)"
         else:
             self.open += 1
+            self.peak = max(self.peak, self.open)
             self.by_source[host] = self.by_source.get(host, 0) + 1
             self.metrics.connections.set(self.open)
             return None
@@ -120,6 +140,9 @@ class ConnGuard:
 
     def release(self, host: str) -> None:
         self.open -= 1
+        if self.peak >= TRIM_AFTER and self.open <= self.peak // 4:
+            self.peak = self.open  # a flood is over: give its memory back, once
+            asyncio.get_running_loop().call_later(1.0, trim_memory)
         n = self.by_source.get(host, 0) - 1
         if n > 0:
             self.by_source[host] = n
