@@ -209,6 +209,7 @@ def test_config_errors_are_one_line_exit_5(tmp_path: Path) -> None:
         "noscheme.toml": '[[backend]]\nurl = "localhost:1"\n',
         "badcap.toml": '[[backend]]\nurl = "http://x"\ncapacity = 0\n',
         "badbal.toml": '[gateway]\nbalance = "fastest"\n[[backend]]\nurl = "http://x"\n',
+        "badfiles.toml": '[gateway]\nfiles_dir = "/proc/no/files"\n[[backend]]\nurl = "http://x"\n',
     }
     for name, text in cases.items():
         p = tmp_path / name

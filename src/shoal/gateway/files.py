@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
+from shoal.errors import ConfigError
 from shoal.gateway.shared import Shared, Unavailable
 
 # Jobe's file ids are file names in its cache: letters and digits (Moodle
@@ -19,7 +21,10 @@ def valid_id(fid: str) -> bool:
 class DiskFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"files_dir {root}: cannot be made: {e.strerror or e}") from None
 
     async def put(self, fid: str, data: bytes) -> None:
         tmp = self.root / f".{fid}.tmp"
@@ -53,13 +58,15 @@ class RedisFiles:
         shared.on_recover.append(self.hand_back)
 
     async def put(self, fid: str, data: bytes) -> None:
-        await self.local.put(fid, data)
         try:
             await self.shared.run(lambda r: r.set(self.prefix + fid, data))
         except Unavailable:
+            await self.local.put(fid, data)  # the only copy meanwhile: OSError is the put's
             self._pending.add(fid)
-        else:
-            self._pending.discard(fid)
+            return
+        self._pending.discard(fid)
+        with contextlib.suppress(OSError):  # a cache: a full disk is no failure of the put
+            await self.local.put(fid, data)
 
     async def get(self, fid: str) -> bytes | None:
         try:
@@ -69,8 +76,9 @@ class RedisFiles:
         if v is None:  # another gateway's file lost with a Redis restart, say
             return await self.local.get(fid)
         data = bytes(v)
-        if not await self.local.exists(fid):
-            await self.local.put(fid, data)
+        with contextlib.suppress(OSError):
+            if not await self.local.exists(fid):
+                await self.local.put(fid, data)
         return data
 
     async def exists(self, fid: str) -> bool:
