@@ -87,6 +87,11 @@ def test_oversize_run_and_put_are_refused_with_413_without_buffering(
     # no Content-Length: counted as it streams in, refused once over the cap
     got = raw_exchange(g.url, (runs + "Transfer-Encoding: chunked\r\n\r\n").encode(), big, True)
     assert got.startswith(b"HTTP/1.1 413"), got[:200]
+    # Expect: 100-continue (curl, for large bodies): refused before a byte is sent
+    got = raw_exchange(
+        g.url, (runs + f"Content-Length: {big}\r\nExpect: 100-continue\r\n\r\n").encode(), 0
+    )
+    assert got.startswith(b"HTTP/1.1 413"), got[:200]
     put = f"PUT {API}/files/bigfile1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     got = raw_exchange(g.url, (put + f"Content-Length: {big}\r\n\r\n").encode(), big)
     assert got.startswith(b"HTTP/1.1 413"), got[:200]

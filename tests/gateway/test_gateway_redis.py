@@ -78,6 +78,8 @@ def test_unreachable_redis_at_start_is_one_line_exit_6(tmp_path: Path) -> None:
         assert r.returncode == 6, r.stderr
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("shoal: error: Redis at"), r.stderr
         assert "cannot be reached" in r.stderr and "hunter2pw" not in r.stderr
+    r = shoal("gateway", "serve", "--config", str(cfg), "--redis", "redis://h:notaport/0")
+    assert r.returncode == 5 and r.stderr.count("\n") == 1, r.stderr  # a config mistake
 
 
 def status(url: str) -> dict[str, object]:

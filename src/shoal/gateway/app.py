@@ -33,6 +33,7 @@ from shoal.gateway.shared import Shared
 from shoal.gateway.upstream import MAX_IDLE, Upstream, UpstreamError
 
 API = "/jobe/index.php/restapi"
+MAX_JOB_ID = 200  # characters of X-CodeRunner-Job-Id kept for affinity
 MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
 FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")  # fullmatch
 OVERLOAD = {"run_id": "0", "outcome": 21}
@@ -205,6 +206,8 @@ class Gateway:
 
     async def route_run(self, request: Request, raw: bytes, lang: str, fids: list[str]) -> Response:
         job = request.headers.get("x-coderunner-job-id")
+        if job is not None and len(job) > MAX_JOB_ID:
+            job = None  # the affinity map keeps 100,000 ids: not of any size
         excluded: set[str] = set()
         for attempt in range(self.s.retries + 1):
             try:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from shoal.errors import ServiceError
+from shoal.errors import ConfigError, ServiceError
 
 T = TypeVar("T")
 log = logging.getLogger("shoal.gateway")
@@ -61,8 +61,8 @@ async def check(url: str) -> None:
     """Raise ServiceError (exit 6) when Redis at ``url`` does not answer PING."""
     try:
         r = client(url)
-    except ValueError as e:  # a malformed URL
-        raise ServiceError(f"Redis URL {redact(url)!r} is not valid: {e}") from None
+    except ValueError as e:  # a malformed URL: the configuration's mistake (exit 5)
+        raise ConfigError(f"Redis URL {redact(url)!r} is not valid: {e}") from None
     try:
         await r.ping()
     except Exception as e:
