@@ -92,6 +92,11 @@ def test_idle_connection_flood_is_bounded_and_logged_once(tmp_path: Path) -> Non
         except OSError:
             pass  # closed by the gateway: what we want
         assert wait_all_closed([slow, big], within=20)["still_open"] == 0
+        # bytes that are not HTTP, on 40 connections: 400 each, one log line
+        junk = connect_many(g.url, 40)
+        for s in junk:
+            s.sendall(b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n")
+        assert wait_all_closed(junk, within=20)["other"] == 40  # answered (400), closed
         # a head and a large body in one write: the body is not taken for head
         spec = {
             "language_id": "python3",
@@ -114,12 +119,12 @@ def test_idle_connection_flood_is_bounded_and_logged_once(tmp_path: Path) -> Non
         assert served(g)
         st = httpx.get(g.url + "/shoal/status").json()["connections"]
         assert st["open"] <= 3 and st["refused"] >= 100 and st["head_timeouts"] >= 100, st
-        assert st["max_per_source"] == 50 and 16 <= st["max"] < 256, st
+        assert st["max_per_source"] == 50 and 16 <= st["max"] < 256 and st["invalid"] == 40, st
     finally:
         g.stop()
         b.stop()
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
-    # 600 connections refused or timed out: a line or two, not one per connection
+    # 700 connections refused, timed out or not HTTP: a line each kind, not one each
     assert len(text.splitlines()) <= 4, text
     assert ATTACKER in text

@@ -117,9 +117,12 @@ class ConnGuard:
         self.by_source: dict[str, int] = {}
         self.refused = 0
         self.head_timeouts = 0
+        self.invalid = 0
         self._refusals = Flood("connections refused")
         self._timeouts = Flood("connections closed without a complete request head")
         self._accept = Flood("accept errors")
+        self._invalid = Flood("requests that are not HTTP")
+        logging.getLogger("uvicorn.error").addFilter(_drop_invalid)  # counted here instead
 
     def admit(self, host: str) -> str | None:
         """None when the connection may stay; else why it is refused."""
@@ -162,6 +165,7 @@ class ConnGuard:
             "max_per_source": self.per_source,
             "refused": self.refused,
             "head_timeouts": self.head_timeouts,
+            "invalid": self.invalid,
         }
 
     def loop_errors(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -214,6 +218,11 @@ class ConnGuard:
                         guard.timed_out(self._g_host, f"head over {MAX_HEAD} bytes: 431")
                         _answer(self.transport, 431, "Request header fields too large")
 
+            def send_400_response(self, msg: str) -> None:
+                guard.invalid += 1
+                guard._invalid.note(self._g_host, "answered 400 and closed")
+                super().send_400_response(msg)
+
             def on_message_begin(self) -> None:
                 super().on_message_begin()
                 if self._g_timer is None:  # a kept-alive connection's next request
@@ -240,6 +249,11 @@ class ConnGuard:
                 self.transport.close()
 
         return Guarded
+
+
+def _drop_invalid(record: logging.LogRecord) -> bool:
+    """uvicorn logs every unparsable request; the guard counts them instead."""
+    return record.getMessage() != "Invalid HTTP request received."
 
 
 def _answer(transport: asyncio.Transport, status: int, message: str) -> None:
