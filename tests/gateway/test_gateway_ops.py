@@ -252,23 +252,41 @@ def test_default_balancer_keeps_runs_off_a_slow_backend(tmp_path: Path) -> None:
 
 def test_waiting_runs_are_served_in_arrival_order(tmp_path: Path) -> None:
     """One slot, runs arriving faster than it frees: they queue at the gateway
-    and are served first come, first served (no newcomer jumps the line)."""
+    and are served first come, first served (no newcomer jumps the line).
+    Each run is sent once the gateway has the one before (queued or taken), so
+    the arrival order is known whatever the machine's load."""
     import threading
 
-    bs = [start_backend(tmp_path, slots=4, delay=0.3, echo=True)]
+    bs = [start_backend(tmp_path, slots=4, delay=0.6, echo=True)]
     g = start_gateway(gw_conf(tmp_path, bs, "queue_timeout = 60\n", capacity=1), "--quiet")
     done: list[int] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        time.sleep(i * 0.1)
         assert run(g).json()["outcome"] == 15
         with lock:
             done.append(i)
 
+    most_queued = 0
+
+    def received() -> int:
+        nonlocal most_queued
+        st = httpx.get(g.url + "/shoal/status").json()
+        most_queued = max(most_queued, int(st["queued"]))
+        return int(st["queued"]) + int(st["backends"][0]["runs"])
+
     try:
         with ThreadPoolExecutor(8) as ex:
-            list(ex.map(one, range(8)))
+            futures = []
+            for i in range(8):
+                futures.append(ex.submit(one, i))
+                deadline = time.monotonic() + 30
+                while received() < i + 1:
+                    assert time.monotonic() < deadline, f"run {i} never reached the gateway"
+                    time.sleep(0.005)
+            for f in futures:
+                f.result()
+        assert most_queued >= 2  # a line there was
         assert done == list(range(8))
     finally:
         g.stop()
