@@ -86,12 +86,24 @@ def write_config(path: Path, backends: list[dict[str, object]], extra: str = "")
     return path
 
 
-def start_gateway(config: Path, *args: str, env: dict[str, str] | None = None) -> Proc:
+def start_gateway(
+    config: Path, *args: str, env: dict[str, str] | None = None, nofile: int | None = None
+) -> Proc:
+    """``nofile``: the gateway's open-file limit (soft and hard), to run it out of
+    descriptors with a few hundred sockets rather than 20,000."""
     port = free_port()
     argv = [sys.executable, "-m", "shoal.cli.main", "gateway", "serve", "--config", str(config)]
     argv += ["--listen", f"127.0.0.1:{port}", *args]
     log = open(config.with_suffix(f".{port}.log"), "wb")
-    p = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stderr=log)
+
+    def limit() -> None:
+        if nofile is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    env = {**os.environ, **(env or {})}
+    p = subprocess.Popen(argv, env=env, stderr=log, preexec_fn=limit if nofile else None)
     url = f"http://127.0.0.1:{port}"
     STARTED.append(proc := Proc(url, p))
     _wait(url + "/shoal/status", p, "gateway")

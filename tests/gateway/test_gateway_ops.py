@@ -136,7 +136,9 @@ def test_two_gateways_share_redis(tmp_path: Path, redis_url: str) -> None:
     cfg = gw_conf(tmp_path, bs, f'redis_prefix = "{prefix}"\n')
     cfg.write_text(cfg.read_text() + '[[key]]\nkey = "k1"\nruns_per_hour = 3\n')
     g1 = start_gateway(cfg, "--quiet", "--redis", redis_url)
-    g2 = start_gateway(cfg, "--quiet", "--redis", redis_url)
+    # its own files_dir: what g2 knows of g1's files comes through Redis
+    env = {"SHOAL_GATEWAY_FILES_DIR": str(tmp_path / "files2")}
+    g2 = start_gateway(cfg, "--quiet", "--redis", redis_url, env=env)
     try:
         h = {"X-API-KEY": "k1"}
         body = {"file_contents": base64.b64encode(b"shared\n").decode()}
@@ -207,6 +209,7 @@ def test_config_errors_are_one_line_exit_5(tmp_path: Path) -> None:
         "noscheme.toml": '[[backend]]\nurl = "localhost:1"\n',
         "badcap.toml": '[[backend]]\nurl = "http://x"\ncapacity = 0\n',
         "badbal.toml": '[gateway]\nbalance = "fastest"\n[[backend]]\nurl = "http://x"\n',
+        "badfiles.toml": '[gateway]\nfiles_dir = "/proc/no/files"\n[[backend]]\nurl = "http://x"\n',
     }
     for name, text in cases.items():
         p = tmp_path / name
@@ -249,23 +252,41 @@ def test_default_balancer_keeps_runs_off_a_slow_backend(tmp_path: Path) -> None:
 
 def test_waiting_runs_are_served_in_arrival_order(tmp_path: Path) -> None:
     """One slot, runs arriving faster than it frees: they queue at the gateway
-    and are served first come, first served (no newcomer jumps the line)."""
+    and are served first come, first served (no newcomer jumps the line).
+    Each run is sent once the gateway has the one before (queued or taken), so
+    the arrival order is known whatever the machine's load."""
     import threading
 
-    bs = [start_backend(tmp_path, slots=4, delay=0.3, echo=True)]
+    bs = [start_backend(tmp_path, slots=4, delay=0.6, echo=True)]
     g = start_gateway(gw_conf(tmp_path, bs, "queue_timeout = 60\n", capacity=1), "--quiet")
     done: list[int] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        time.sleep(i * 0.1)
         assert run(g).json()["outcome"] == 15
         with lock:
             done.append(i)
 
+    most_queued = 0
+
+    def received() -> int:
+        nonlocal most_queued
+        st = httpx.get(g.url + "/shoal/status").json()
+        most_queued = max(most_queued, int(st["queued"]))
+        return int(st["queued"]) + int(st["backends"][0]["runs"])
+
     try:
         with ThreadPoolExecutor(8) as ex:
-            list(ex.map(one, range(8)))
+            futures = []
+            for i in range(8):
+                futures.append(ex.submit(one, i))
+                deadline = time.monotonic() + 30
+                while received() < i + 1:
+                    assert time.monotonic() < deadline, f"run {i} never reached the gateway"
+                    time.sleep(0.005)
+            for f in futures:
+                f.result()
+        assert most_queued >= 2  # a line there was
         assert done == list(range(8))
     finally:
         g.stop()

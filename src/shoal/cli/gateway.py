@@ -36,6 +36,14 @@ def serve(
 def status(
     url: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8080",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOAL_GATEWAY_OPERATOR_KEY",
+            show_envvar=True,
+            help="The gateway's operator_key (needed when it has API keys).",
+        ),
+    ] = None,
 ) -> None:
     """Print the backends of a running gateway."""
     import json
@@ -44,10 +52,18 @@ def status(
     from rich.console import Console
     from rich.table import Table
 
-    from shoal.errors import ServiceError
+    from shoal.errors import ConfigError, ServiceError
 
+    headers = {"X-API-KEY": key} if key else {}
     try:
-        r = httpx.get(url.rstrip("/") + "/shoal/status", timeout=5)
+        r = httpx.get(url.rstrip("/") + "/shoal/status", timeout=5, headers=headers)
+        if r.status_code == 403:
+            try:
+                why = str(r.json())
+            except ValueError:
+                why = "403 Forbidden"
+            hint = "wrong --key" if key else "give --key or SHOAL_GATEWAY_OPERATOR_KEY"
+            raise ConfigError(f"gateway {url} refused the status: {why} ({hint})")
         r.raise_for_status()
         data = r.json()
     except (httpx.HTTPError, ValueError) as e:
@@ -58,6 +74,10 @@ def status(
     title = f"gateway {url}  balance={data['balance']}  queued={data['queued']}"
     if data.get("gateways", 1) > 1:
         title += f"  gateways={data['gateways']} (sharing slots through Redis)"
+    if data.get("redis") == "away":
+        title += "  redis=AWAY (going on alone)"
+    elif data.get("redis"):
+        title += f"  redis={data['redis']}"
     t = Table(title=title)
     cols = ("backend", "state", "weight", "in flight", "runs", "latency", "ejections", "languages")
     for col in cols:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hmac
 import json
 import logging
 import re
@@ -18,20 +19,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from shoal.gateway.accesslog import AccessLog
+from shoal.gateway.bodies import BodyError, parse_json, read_body
 from shoal.gateway.config import GatewayConfig
-from shoal.gateway.files import FILE_ID, DiskFiles, FileStore, RedisFiles
+from shoal.gateway.conns import ConnGuard, plan
+from shoal.gateway.files import DiskFiles, FileStore, RedisFiles, valid_id
 from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
-from shoal.gateway.upstream import Upstream, UpstreamError
+from shoal.gateway.shared import Shared
+from shoal.gateway.upstream import MAX_IDLE, Upstream, UpstreamError
 
 API = "/jobe/index.php/restapi"
+MAX_JOB_ID = 200  # characters of X-CodeRunner-Job-Id kept for affinity
 MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
-FILE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")  # fullmatch
 OVERLOAD = {"run_id": "0", "outcome": 21}
-log = logging.getLogger("shoal.gateway.access")
+log = logging.getLogger("shoal.gateway")
 
 
 class Retry(Exception):
@@ -44,22 +50,33 @@ class Gateway:
         self.cfg = cfg
         self.s = cfg.settings
         self.metrics = Metrics()
-        self.redis: Any | None = None
-        if self.s.redis:
-            import redis.asyncio as aioredis
-
-            self.redis = aioredis.Redis.from_url(self.s.redis)
+        self.shared = Shared(self.s.redis) if self.s.redis else None
+        local = DiskFiles(self.s.files_dir)
         self.files: FileStore = (
-            RedisFiles(self.redis, self.s.redis_prefix)
-            if self.redis is not None
-            else DiskFiles(self.s.files_dir)
+            RedisFiles(self.shared, self.s.redis_prefix, local) if self.shared else local
         )
-        self.limits = Limits(cfg.keys, self.redis, self.s.redis_prefix)
+        self.limits = Limits(cfg.keys, self.shared, self.s.redis_prefix)
         self.client = Upstream(self.s.run_timeout)
-        self.pool = Pool(self.s, cfg.backends, self.client, self.metrics, self.redis)
+        self.pool = Pool(self.s, cfg.backends, self.client, self.metrics, self.shared)
+        if self.shared is not None:
+            shared = self.shared
+            self.metrics.redis_up.set_function(lambda: float(shared.up))
+        # descriptors kept for the process, Redis and every backend's connections
+        reserve = 64 + sum(b.capacity + MAX_IDLE for b in cfg.backends)
+        self.backlog, total = plan(reserve)
+        total = self.s.max_connections or total
+        self.conns = ConnGuard(
+            self.s.max_connections_per_source, total, self.s.head_timeout, self.metrics
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_exception_handler(self.conns.loop_errors)
+        if self.limits.enabled and not self.s.operator_key:
+            log.warning(
+                "API keys are configured and no operator_key: /metrics and /shoal/status "
+                "answer 403 until [gateway] operator_key is set"
+            )
         await self.pool.check_all()
         await self.pool.sync_peers()
         task = asyncio.create_task(self.pool.health_loop())
@@ -69,13 +86,30 @@ class Gateway:
             task.cancel()
             await self.pool.leave()
             await self.client.close()
-            if self.redis is not None:
-                await self.redis.aclose()
+            if self.shared is not None:
+                await self.shared.close()
 
     # ---- helpers ----------------------------------------------------------
     async def key_error(self, request: Request) -> Response | None:
         if not self.limits.known(request.headers.get("x-api-key")):
             return err(403, "Unknown or missing API key")
+        return None
+
+    def operator_error(self, request: Request) -> Response | None:
+        """/metrics and /shoal/status: open without keys (as before); with client
+        keys or an operator key configured, only for the operator key. A client
+        key is not one: it is given to every Moodle site."""
+        want = self.s.operator_key
+        if want is None:
+            if not self.limits.enabled:
+                return None
+            return err(403, "Operator key required: set [gateway] operator_key")
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        if given is None or not hmac.compare_digest(given.encode(), want.encode()):
+            return err(403, "Unknown or missing operator key")
         return None
 
     # ---- routes -----------------------------------------------------------
@@ -92,20 +126,23 @@ class Gateway:
         if e := await self.key_error(request):
             return e
         fid = request.path_params["fid"]
-        if not FILE_ID.match(fid):
-            return err(400, "Illegal file id")
+        if not valid_id(fid):
+            return err(400, "put: illegal file id (1 to 200 letters and digits)")
         try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return err(400, "put: missing or invalid file_contents")
+            body = parse_json(await read_body(request, self.s.max_file_body, "put"), "put")
+        except BodyError as bad:
+            return refuse(bad)
         contents = body.get("file_contents") if isinstance(body, dict) else None
         if not isinstance(contents, str):
             return err(400, "put: missing file_contents parameter")
         try:
             data = base64.b64decode(contents, validate=True)
         except (binascii.Error, ValueError):
-            return err(400, "put: file_contents is not valid base64")
-        await self.files.put(fid, data)
+            return err(400, f"put: contents of file {fid} are not valid base-64")
+        try:
+            await self.files.put(fid, data)
+        except OSError:  # a full disk, say: Jobe's own answer
+            return err(500, f"put: failed to write file {fid} to cache")
         for b in self.pool.backends:
             b.known_files.discard(fid)  # same id, maybe new contents
         return Response(status_code=204)
@@ -114,7 +151,7 @@ class Gateway:
         if e := await self.key_error(request):
             return e
         fid = request.path_params["fid"]
-        if not FILE_ID.match(fid):
+        if not valid_id(fid):
             return Response(status_code=400)
         return Response(status_code=204 if await self.files.exists(fid) else 404)
 
@@ -124,11 +161,11 @@ class Gateway:
     async def post_run(self, request: Request) -> Response:
         if e := await self.key_error(request):
             return e
-        raw = await request.body()
         try:
-            body = json.loads(raw)
-        except ValueError:
-            return err(500, "Body is not valid JSON")
+            raw = await read_body(request, self.s.max_run_body, "runs_post")
+            body = parse_json(raw, "runs_post", invalid_status=500)  # as Jobe: 500
+        except BodyError as bad:
+            return refuse(bad)
         spec = body.get("run_spec") if isinstance(body, dict) else None
         if not isinstance(spec, dict):
             return err(400, "runs_post: missing or invalid run_spec parameter")
@@ -151,8 +188,8 @@ class Gateway:
                 or len(f) < 2
                 or not isinstance(f[0], str)
                 or not isinstance(f[1], str)
-                or not FILE_ID.match(f[0])
-                or not FILE_NAME.match(f[1])
+                or not valid_id(f[0])
+                or not FILE_NAME.fullmatch(f[1])
             ):
                 return err(400, "runs_post: invalid file list")
             file_ids.append(f[0])
@@ -169,6 +206,8 @@ class Gateway:
 
     async def route_run(self, request: Request, raw: bytes, lang: str, fids: list[str]) -> Response:
         job = request.headers.get("x-coderunner-job-id")
+        if job is not None and len(job) > MAX_JOB_ID:
+            job = None  # the affinity map keeps 100,000 ids: not of any size
         excluded: set[str] = set()
         for attempt in range(self.s.retries + 1):
             try:
@@ -254,9 +293,13 @@ class Gateway:
         return Response(r.body, status_code=r.status, media_type="application/json")
 
     async def metrics_view(self, request: Request) -> Response:
+        if e := self.operator_error(request):
+            return e
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def status(self, request: Request) -> Response:
+        if e := self.operator_error(request):
+            return e
         now = time.monotonic()
         rows = [
             {
@@ -280,6 +323,8 @@ class Gateway:
                 "balance": self.s.balance,
                 "queued": self.pool.waiters,
                 "gateways": self.pool.peers,
+                "redis": None if self.shared is None else ("ok" if self.shared.up else "away"),
+                "connections": self.conns.status(),
                 "backends": rows,
             }
         )
@@ -305,43 +350,7 @@ def err(status: int, message: str) -> Response:
     return JSONResponse(message, status_code=status)
 
 
-class AccessLog:
-    """One JSON line per request on the shoal.gateway.access logger."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        status = 500
-        scope.setdefault("state", {})
-
-        async def send_wrapped(msg: Message) -> None:
-            nonlocal status
-            if msg["type"] == "http.response.start":
-                status = msg["status"]
-            await send(msg)
-
-        try:
-            await self.app(scope, receive, send_wrapped)
-        finally:
-            path: str = scope["path"]
-            route = path.removeprefix(API).split("/")[1] if path.startswith(API) else path
-            self.metrics.child(self.metrics.requests, scope["method"], route, str(status)).inc()
-            if log.isEnabledFor(logging.INFO):
-                st = scope["state"]
-                rec = {
-                    "ts": round(time.time(), 3),
-                    "method": scope["method"],
-                    "path": path,
-                    "status": status,
-                    "ms": round((time.perf_counter() - t0) * 1000, 2),
-                    "backend": st.get("backend"),
-                    "outcome": st.get("outcome"),
-                    "client": (scope.get("client") or ["?"])[0],
-                }
-                log.info(json.dumps(rec))
+def refuse(e: BodyError) -> Response:
+    """A refused body; after a 413 the connection is closed, the rest unread."""
+    headers = {"Connection": "close"} if e.status == 413 else None
+    return JSONResponse(e.message, status_code=e.status, headers=headers)

@@ -28,6 +28,9 @@ class GatewaySettings(Section):
     balance: Balance = "p2c"
     redis: str | None = None
     redis_prefix: str = "shoal-gw:"
+    # for /metrics and /shoal/status (X-API-KEY or Authorization: Bearer); needed
+    # there as soon as any [[key]] is configured
+    operator_key: str | None = Field(default=None, min_length=1)
     files_dir: Path = shoal_home() / "gateway-files"
     queue_timeout: float = 10.0  # seconds a run may wait for a slot; then outcome 21
     max_queue: int = 1000  # runs waiting at most; beyond, outcome 21 at once
@@ -38,6 +41,11 @@ class GatewaySettings(Section):
     eject_for: float = 10.0  # seconds an ejected backend waits before a re-check
     min_live: int = 1  # floor: never eject below this many live backends
     run_timeout: float = 120.0  # seconds for one backend POST runs
+    head_timeout: float = Field(default=10.0, gt=0)  # s to send a request head
+    max_connections_per_source: int = Field(default=512, ge=0)  # 0: no limit
+    max_connections: int = Field(default=0, ge=0)  # 0: what the open-file limit allows
+    max_run_body: int = Field(default=8 * 1024 * 1024, ge=1024)  # bytes; PHP's post_max_size
+    max_file_body: int = Field(default=16 * 1024 * 1024, ge=1024)  # bytes of a PUT files body
 
 
 class BackendConfig(BaseModel):

@@ -39,6 +39,20 @@ class Metrics:
         self.healthy = Gauge(
             "shoal_gateway_backend_healthy", "1 when the backend is live", ["backend"], registry=r
         )
+        self.redis_up = Gauge(
+            "shoal_gateway_redis_up", "1 while Redis answers (with --redis)", registry=r
+        )
+        self.connections = Gauge("shoal_gateway_connections", "Client connections open", registry=r)
+        self.conn_refused = Counter(
+            "shoal_gateway_connections_refused",
+            "Client connections refused (over max_connections or the per-source limit)",
+            registry=r,
+        )
+        self.head_timeouts = Counter(
+            "shoal_gateway_head_timeouts",
+            "Client connections closed without a complete request head (time or size)",
+            registry=r,
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Any, *values: str) -> Any:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from shoal.gateway.balancer import Balancer
 from shoal.gateway.config import BackendConfig, GatewaySettings
 from shoal.gateway.metrics import Metrics
+from shoal.gateway.shared import Shared, Unavailable
 from shoal.gateway.upstream import Upstream, UpstreamError
 
 
@@ -87,13 +88,13 @@ class Pool:
         backends: list[BackendConfig],
         client: Upstream,
         metrics: Metrics,
-        redis: Any | None = None,
+        shared: Shared | None = None,
     ) -> None:
         self.s = settings
         self.backends = [Backend(b) for b in backends]
         self.client = client
         self.metrics = metrics
-        self.redis = redis
+        self.shared = shared
         self.balancer = Balancer(settings.balance)
         self._line: collections.deque[_Waiter] = collections.deque()
         self.affinity: dict[str, str] = {}
@@ -135,7 +136,10 @@ class Pool:
     async def health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.s.health_interval)
-            await self.check_all()
+            if self.shared is not None:  # Redis away: is it back? (a hung one
+                await asyncio.gather(self.check_all(), self.shared.probe())  # delays no check)
+            else:
+                await self.check_all()
             await self._sync_shared()
             await self.sync_peers()
 
@@ -145,26 +149,28 @@ class Pool:
 
     async def sync_peers(self) -> None:
         """Announce this gateway (a key that expires unless refreshed) and count
-        the live ones. Redis unreachable: keep the last count."""
-        if self.redis is None:
+        the live ones. Redis away: keep the last count (and so this share)."""
+        if self.shared is None:
             return
         p = self.s.redis_prefix
         ttl = int(max(3 * self.s.health_interval, 1.0) * 1000)
+
+        async def count(r: Any) -> int:
+            await r.set(f"{p}gw:{self.me}", "1", px=ttl)
+            return sum([1 async for _ in r.scan_iter(match=f"{p}gw:*", count=200)])
+
         try:
-            await self.redis.set(f"{p}gw:{self.me}", "1", px=ttl)
-            n = 0
-            async for _ in self.redis.scan_iter(match=f"{p}gw:*", count=200):
-                n += 1
-        except Exception:
+            n = await self.shared.run(count)
+        except Unavailable:
             return
         if max(1, n) != self.peers:
             self.peers = max(1, n)
             self._dispatch()  # a gateway left: more slots here
 
     async def leave(self) -> None:
-        if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.redis.delete(f"{self.s.redis_prefix}gw:{self.me}")
+        if self.shared is not None:
+            with contextlib.suppress(Unavailable):
+                await self.shared.run(lambda r: r.delete(f"{self.s.redis_prefix}gw:{self.me}"))
 
     def failure(self, b: Backend) -> None:
         b.failures += 1
@@ -178,7 +184,7 @@ class Pool:
             self.metrics.ejections.labels(b.url).inc()
             self.metrics.healthy.labels(b.url).set(0)
             self._dispatch()  # a waiter may have lost its last backend for its language
-            if self.redis is not None:
+            if self.shared is not None:
                 task = asyncio.ensure_future(self._share_ejection(b))
                 task.add_done_callback(lambda t: t.exception())
 
@@ -187,20 +193,23 @@ class Pool:
 
     async def _share_ejection(self, b: Backend) -> None:
         ms = max(1, int(self.s.eject_for * 1000))
-        assert self.redis is not None
-        await self.redis.set(f"{self.s.redis_prefix}eject:{b.url}", "1", px=ms)
+        assert self.shared is not None
+        name = f"{self.s.redis_prefix}eject:{b.url}"
+        with contextlib.suppress(Unavailable):  # Redis away: this gateway's ejection only
+            await self.shared.run(lambda r: r.set(name, "1", px=ms))
 
     async def _shared_ejected(self, b: Backend) -> bool:
-        if self.redis is None:
+        if self.shared is None:
             return False
         try:
-            return bool(await self.redis.exists(f"{self.s.redis_prefix}eject:{b.url}"))
-        except Exception:
+            name = f"{self.s.redis_prefix}eject:{b.url}"
+            return bool(await self.shared.run(lambda r: r.exists(name)))
+        except Unavailable:
             return False
 
     async def _sync_shared(self) -> None:
         """Take ejections made by other gateways (never below the floor)."""
-        if self.redis is None:
+        if self.shared is None:
             return
         for b in self.backends:
             if b.live and await self._shared_ejected(b) and len(self.live()) > self.s.min_live:

@@ -12,6 +12,7 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
     import uvicorn
 
     from shoal.gateway.app import Gateway
+    from shoal.gateway.conns import raise_nofile
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -19,8 +20,22 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
     acc.addHandler(handler)
     acc.setLevel(logging.INFO if access_log else logging.WARNING)
     acc.propagate = False
+    ops = logging.StreamHandler(sys.stderr)  # outages, floods, warnings: one line each
+    ops.setFormatter(logging.Formatter("%(asctime)s shoal gateway %(levelname)s: %(message)s"))
+    ops_log = logging.getLogger("shoal.gateway")
+    ops_log.addHandler(ops)
+    ops_log.setLevel(logging.INFO)
+    ops_log.propagate = False
+    if cfg.settings.redis:  # unreachable at start: one line and exit 6, not a silent start
+        import asyncio
+
+        from shoal.gateway.shared import check
+
+        asyncio.run(check(cfg.settings.redis))
     host, _, port = cfg.settings.listen.rpartition(":")
-    app = Gateway(cfg).asgi()
+    raise_nofile()  # then max_connections, by default, is what it allows
+    gw = Gateway(cfg)
+    app = gw.asgi()
     uvicorn.run(
         app,
         host=host or "127.0.0.1",
@@ -29,7 +44,7 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
         log_level="warning",
         lifespan="on",
         loop="asyncio",
-        http="auto",
+        http=gw.conns.protocol(),  # httptools, under the connection guard
         timeout_keep_alive=30,
-        backlog=4096,
+        backlog=gw.backlog,  # an accept burst: descriptors counted in max_connections
     )
