@@ -27,9 +27,11 @@ from pathlib import Path
 
 import grpc
 
+from shoal.agent.claim import SpoolDirs
 from shoal.agent.copyrelay import Dialer, Feed, result_event
 from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
+from shoal.core.config import shoal_home
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import ShoalError
 
@@ -80,12 +82,42 @@ class SpoolOrigin:
 
 
 class FilesService(frpc.FilesServicer):
-    def __init__(self, dial: Dialer, root: Path = Path("/")) -> None:
+    def __init__(self, dial: Dialer, root: Path = Path("/"), node: str | None = None) -> None:
         """dial: see copyrelay. root: where absolute transfer paths start; "/" on
-        a real node, a per-node directory for local agents sharing one disk."""
+        a real node, a per-node directory for local agents sharing one disk.
+        node: this agent's name; with it, the directories it spools in are
+        recorded under $SHOAL_HOME/agent so that `sweep()` at the next start
+        removes what a crash left there."""
         self._dial = dial
         self._root = root
         self._transfers: dict[str, Transfer] = {}
+        self._node = node
+        self._dirs = SpoolDirs(shoal_home() / "agent" / f"{node}.spool-dirs") if node else None
+
+    def sweep(self) -> None:
+        """At start: remove the part files (and half-extracted directories) that
+        transfers of an earlier run of this agent left, and log what was freed.
+        A part a live agent is writing (one sharing this filesystem) is kept."""
+        if self._dirs is None:
+            return
+        try:
+            removed = self._dirs.sweep()
+        except OSError as e:
+            log.warning(
+                "agent %s: cannot sweep old spools (%s): %s", self._node, self._dirs.path, e
+            )
+            return
+        if removed:
+            total = sum(size for _, size in removed)
+            log.warning(
+                "agent %s: swept %d stale spool file(s) of transfers that died, %d bytes"
+                " (%.1f MB) freed: %s",
+                self._node,
+                len(removed),
+                total,
+                total / 1e6,
+                ", ".join(str(p) for p, _ in removed),
+            )
 
     def _local(self, path: str) -> str:
         if self._root == Path("/"):
@@ -105,21 +137,23 @@ class FilesService(frpc.FilesServicer):
         me = h.tree.name
         started = time.time_ns()
         t = self._transfers.get(h.transfer_id)
-        if t is None:
-            try:
-                t = self._open(h)
-            except TransferError as e:
-                log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
-                yield fpb.CopyEvent(resume_offset=0)
-                yield result_event(me, pb.STATE_FAILED, e.message, started)
-                return  # our parent adopts our children
-        else:
+        if t is not None:
             if t.owner is not None:
                 t.owner.stop()  # a stale call from a relay that died: we take over
                 t.owner = None
             if t.expiry is not None:
                 t.expiry.cancel()
                 t.expiry = None
+        try:
+            if t is None:
+                t = self._open(h)
+        except TransferError as e:
+            log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
+            if t is not None:
+                self._drop(h.transfer_id)
+            yield fpb.CopyEvent(resume_offset=0)
+            yield result_event(me, pb.STATE_FAILED, e.message, started)
+            return  # our parent adopts our children
         log.info(
             "copy %s to %s: from offset %d, %d child(ren)",
             h.transfer_id[:8],
@@ -174,6 +208,11 @@ class FilesService(frpc.FilesServicer):
             self._release(h.transfer_id, t, call, clean or feed.aborted is not None)
 
     def _open(self, h: fpb.CopyHeader) -> Transfer:
+        t = Transfer(self._spool(h))
+        self._transfers[h.transfer_id] = t
+        return t
+
+    def _spool(self, h: fpb.CopyHeader) -> Spool:
         meta = Meta(
             name=h.name,
             kind=h.kind,
@@ -188,9 +227,13 @@ class FilesService(frpc.FilesServicer):
             raise TransferError(f"bad copy header (kind {meta.kind!r}, name {meta.name!r})")
         if not os.path.isabs(h.dest):
             raise TransferError(f"destination {h.dest!r} is not absolute")
-        t = Transfer(Spool(resolve_target(self._local(h.dest), meta), meta, h.transfer_id))
-        self._transfers[h.transfer_id] = t
-        return t
+        target = resolve_target(self._local(h.dest), meta)
+        if self._dirs is not None:
+            try:
+                self._dirs.add(target.parent)
+            except OSError as e:  # the copy matters more; a crash would leave the part
+                log.warning("cannot record %s in %s: %s", target.parent, self._dirs.path, e)
+        return Spool(target, meta, h.transfer_id, writer=h.tree.name)
 
     async def _receive(
         self,

@@ -129,7 +129,8 @@ async def _start(spec: AgentSpec) -> tuple[grpc.aio.Server, Channels, int]:
     channels = Channels(creds)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     rpc.add_AgentServicer_to_server(AgentService(spec, channels), server)
-    files = FilesService(channels.get, spec.files_root or Path("/"))
+    files = FilesService(channels.get, spec.files_root or Path("/"), node=spec.name)
+    files.sweep()  # what a crash of this agent left (issue 10)
     frpc.add_FilesServicer_to_server(files, server)
     addr = f"{spec.host}:{spec.port}"
     if spec.identity is None:
