@@ -28,7 +28,8 @@ from pathlib import Path
 import grpc
 
 from shoal.agent.claim import SpoolDirs
-from shoal.agent.copyrelay import Dialer, Feed, result_event
+from shoal.agent.copyrelay import Dialer, Feed, result_event, subtree_names
+from shoal.agent.follow import Follower, open_spool
 from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
 from shoal.core.config import shoal_home
@@ -58,7 +59,7 @@ class Call:
 class Transfer:
     """This agent's state for one transfer, shared by successive Copy calls."""
 
-    spool: Spool
+    spool: Spool | Follower
     complete: asyncio.Event = field(default_factory=asyncio.Event)
     end: fpb.CopyEnd | None = None
     result: fpb.CopyEvent | None = None  # our own result, re-sent on resume
@@ -147,6 +148,10 @@ class FilesService(frpc.FilesServicer):
         try:
             if t is None:
                 t = self._open(h)
+            elif isinstance(t.spool, Follower) and t.result is None and t.spool.orphaned():
+                # The node writing our shared file died: we write it, from offset 0.
+                t.spool.close()
+                t.spool = self._spool(h)
         except TransferError as e:
             log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
             if t is not None:
@@ -212,7 +217,7 @@ class FilesService(frpc.FilesServicer):
         self._transfers[h.transfer_id] = t
         return t
 
-    def _spool(self, h: fpb.CopyHeader) -> Spool:
+    def _spool(self, h: fpb.CopyHeader) -> Spool | Follower:
         meta = Meta(
             name=h.name,
             kind=h.kind,
@@ -233,7 +238,18 @@ class FilesService(frpc.FilesServicer):
                 self._dirs.add(target.parent)
             except OSError as e:  # the copy matters more; a crash would leave the part
                 log.warning("cannot record %s in %s: %s", target.parent, self._dirs.path, e)
-        return Spool(target, meta, h.transfer_id, writer=h.tree.name)
+        below = subtree_names(h.tree)[1:]
+        spool = open_spool(target, meta, h.transfer_id, h.tree.name, below)
+        if isinstance(spool, Follower):
+            log.info(
+                "copy %s: %s writes %s (a filesystem %s shares): %s follows",
+                h.transfer_id[:8],
+                spool.writer,
+                target,
+                h.tree.name,
+                h.tree.name,
+            )
+        return spool
 
     async def _receive(
         self,
@@ -263,7 +279,8 @@ class FilesService(frpc.FilesServicer):
                     t.end = msg.end
                     t.complete.set()
                     await t.spool.notify()
-                    t.result = result_event(me, pb.STATE_OK, "", started)
+                    await t.spool.settle()
+                    t.result = result_event(me, pb.STATE_OK, t.spool.note, started)
                     await feed.out.put(t.result)
                     feed.reported.add(me)
                 elif kind == "abort":

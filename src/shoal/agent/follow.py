@@ -1,0 +1,222 @@
+"""Nodes that share a filesystem: one writes the destination, the others follow.
+
+When a node's part file for a transfer is already claimed by a live writer
+(another agent of the same `--per-process` process, local agents sharing
+/tmp, nodes on one NFS export; see agent/claim.py), writing the same bytes
+to the same place again would cost disk and I/O for nothing and, done
+naively, collide. The node follows instead:
+
+- it still takes its own stream and checks the end-to-end hash, so its own
+  link is verified and an adopter can resume it from its offset;
+- it writes nothing: its children are fed from the writer's file (the same
+  bytes at the same offsets), read back as the writer writes them;
+- it reports OK once its stream verified *and* the writer put the file in
+  place ("same file already written by node3 of this transfer"), and fails
+  with the reason if the writer died or failed first, so that its parent
+  adopts its children; on its next resume it writes the file itself.
+
+A node never follows a writer below it in the tree (that writer's bytes come
+through this node: after a writer died, one of our children may have taken
+its place first). It keeps a Shadow instead: its own spool under a private
+name, installed only if that writer fails.
+
+`open_spool` decides between writing and following.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import Collection
+from pathlib import Path
+
+from shoal.agent.claim import PART_SUFFIX, held, label, open_existing, part_path, remove_if_dead
+from shoal.agent.spool import Claimed, Meta, Spool, TransferError, new_hasher
+
+POLL = 0.02  # seconds between looks at the writer's progress
+
+
+def open_spool(
+    target: Path, meta: Meta, transfer_id: str, node: str, below: Collection[str] = ()
+) -> Spool | Follower:
+    """This node's spool for the transfer: its own, or a Follower of the node
+    that writes the same destination on a shared filesystem. below: the
+    nodes of this node's subtree (never followed, see the module docstring)."""
+    part = part_path(target, transfer_id)
+    for _ in range(4):
+        if meta.kind == "file":
+            fd = open_existing(target)
+            if fd is not None:
+                if _ours(label(fd), transfer_id):  # installed already by another node
+                    return Follower(target, meta, transfer_id, fd)
+                os.close(fd)
+        try:
+            return Spool(target, meta, transfer_id, writer=node)
+        except Claimed:
+            pass
+        fd = open_existing(part)
+        if fd is None:
+            continue  # installed or given up meanwhile: look again
+        if installed(target, meta, transfer_id, fd):
+            return Follower(target, meta, transfer_id, fd)
+        if held(fd):
+            lab = label(fd)
+            if lab is not None and lab[1] in below:
+                return Shadow(target, meta, transfer_id, node, fd)
+            return Follower(target, meta, transfer_id, fd)
+        os.close(fd)
+        remove_if_dead(part)  # its writer died (this transfer, another agent): take its place
+    raise TransferError(f"cannot claim {part}: other writers keep taking it")
+
+
+def _ours(lab: tuple[str, str] | None, transfer_id: str) -> bool:
+    return lab is not None and lab[0] == transfer_id
+
+
+def installed(target: Path, meta: Meta, transfer_id: str, fd: int) -> bool:
+    """Is the writer's copy (open at fd) in place at target?"""
+    if _ours(label(target), transfer_id):
+        return True
+    if meta.kind != "file":
+        return False
+    try:  # no xattrs here: the installed file is the writer's part, renamed
+        a, b = os.fstat(fd), os.stat(target, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+class Follower:
+    """The Spool interface for a node whose destination another node writes."""
+
+    def __init__(self, target: Path, meta: Meta, transfer_id: str, fd: int) -> None:
+        self.target = target
+        self.meta = meta
+        self.transfer_id = transfer_id
+        self.part = part_path(target, transfer_id)  # the writer's
+        lab = label(fd)
+        self.writer = lab[1] if lab and lab[1] else "another node"
+        self.offset = 0  # bytes of our own stream received (and hashed)
+        self.done = False
+        self.failed: str | None = None
+        self.note = ""
+        self._fd = fd  # read-only, on the writer's file
+        self._hash = new_hasher()
+
+    async def write(self, data: bytes) -> None:
+        if self.failed is not None:
+            raise TransferError(self.failed)
+        self._hash.update(data)
+        self.offset += len(data)
+
+    async def finish(self, expected_hash: str) -> None:
+        """Our stream verified, wait until the writer's copy is in place."""
+        got = self._hash.hexdigest()
+        if got != expected_hash:
+            await self._fail(
+                f"checksum mismatch for {self.target} (got {got}, sent {expected_hash})"
+            )
+        if self.meta.size >= 0 and self.offset != self.meta.size:
+            await self._fail(
+                f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
+            )
+        while not installed(self.target, self.meta, self.transfer_id, self._fd):
+            if self.writer_gone():
+                await self._fail(self._gone_reason())
+            await asyncio.sleep(POLL)
+        self.note = f"same file already written by {self.writer} of this transfer"
+        self.done = True
+
+    def orphaned(self) -> bool:
+        """Failed because of the writer, or about to: a resume should write instead."""
+        return self.failed is not None or self.writer_gone()
+
+    def writer_gone(self) -> bool:
+        """The writer died or gave up without putting the file in place."""
+        return not held(self._fd) and not installed(
+            self.target, self.meta, self.transfer_id, self._fd
+        )
+
+    def _gone_reason(self) -> str:
+        return (
+            f"{self.target} is on a filesystem shared with {self.writer}, which was writing it"
+            " for this transfer and stopped before it was in place"
+        )
+
+    async def _fail(self, reason: str) -> None:
+        await self.fail(reason)
+        raise TransferError(reason)
+
+    def discard(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason  # nothing of ours is on disk
+
+    async def fail(self, reason: str) -> None:
+        self.discard(reason)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+    async def read(self, offset: int, size: int, *, complete: asyncio.Event) -> bytes:
+        """Our children's bytes, from the writer's file as it grows (see Spool.read)."""
+        while True:
+            if self.failed is not None:
+                raise TransferError(self.failed)
+            have = os.fstat(self._fd).st_size
+            if offset < have:
+                return os.pread(self._fd, min(size, have - offset), offset)
+            if complete.is_set():
+                return b""
+            if self.writer_gone() and os.fstat(self._fd).st_size <= offset:
+                self.discard(self._gone_reason())
+                continue
+            await asyncio.sleep(POLL)
+
+    async def notify(self) -> None:
+        return None
+
+    async def settle(self) -> None:
+        return None  # finish() waited for the writer
+
+
+class Shadow(Spool):
+    """Our own spool, under a private name, when the node writing the shared
+    file is below us: installed only if that writer fails."""
+
+    def __init__(self, target: Path, meta: Meta, transfer_id: str, node: str, fd: int) -> None:
+        self._writer = Follower(target, meta, transfer_id, fd)  # to watch it
+        private = target.with_name(
+            f".{target.name}.{transfer_id[:12]}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
+        )
+        try:
+            super().__init__(target, meta, transfer_id, writer=node, part=private)
+        except BaseException:
+            self._writer.close()
+            raise
+
+    async def _install(self) -> None:
+        return None  # in settle(): our children (the writer among them) get the end first
+
+    async def settle(self) -> None:
+        w = self._writer
+        try:
+            while not installed(self.target, self.meta, self.transfer_id, w._fd):
+                if w.writer_gone():
+                    await super()._install()  # it failed: ours goes in place
+                    return
+                await asyncio.sleep(POLL)
+            os.unlink(self.part)  # the writer's copy is in place; our fd still feeds children
+        except OSError as e:
+            await self.fail(f"installing {self.target}: {e.strerror}")
+            raise TransferError(f"installing {self.target}: {e.strerror}") from e
+        self.part = self.target
+        self.note = f"same file already written by {w.writer} of this transfer"
+
+    def close(self) -> None:
+        super().close()
+        self._writer.close()
