@@ -118,6 +118,9 @@ def held(fd: int) -> bool:
 
 
 def set_label(fd_or_path: int | Path, transfer_id: str, writer: str) -> None:
+    """Label a broadcast's file; not a gathered one (no writer: nobody follows it)."""
+    if not writer:
+        return
     with contextlib.suppress(OSError):  # no user xattrs here: see the module docstring
         os.setxattr(fd_or_path, LABEL, f"{transfer_id} {writer}".encode())
 

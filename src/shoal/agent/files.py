@@ -8,6 +8,11 @@ copyrelay). Its own result is sent once the end-to-end hash matched and the
 destination is in place; the stream closes when every node below has
 reported.
 
+Nodes that share a filesystem (agents of one process, local agents sharing
+/tmp, an NFS export) write a destination once: the first to claim its part
+file writes it, the others follow (agent/follow.py). Part files are locked by
+their writers, so the sweep at start removes only dead ones (agent/claim.py).
+
 A transfer whose upstream breaks before the end keeps its spool for
 ADOPT_WINDOW seconds, waiting for an ancestor to resume it, then removes it.
 An explicit abort (the user pressed Ctrl-C) removes it at once. A node that

@@ -63,7 +63,9 @@ def open_spool(
             return Follower(target, meta, transfer_id, fd)
         if held(fd):
             lab = label(fd)
-            if lab is not None and lab[1] in below:
+            # Unlabelled (no user xattrs here), a directory's install cannot be
+            # seen from outside: keep our own copy too (it goes in if needed).
+            if (lab is None and meta.kind != "file") or (lab is not None and lab[1] in below):
                 return Shadow(target, meta, transfer_id, node, fd)
             return Follower(target, meta, transfer_id, fd)
         os.close(fd)
