@@ -1,7 +1,7 @@
 """Nodes that share a filesystem copy to one destination: written once, every
 node OK. Real agent processes: K agents in one process (`--per-process`), and
-separate agent processes sharing one directory, as the non-root local cluster's
-agents share /tmp."""
+separate agent processes on this machine's filesystem, as the non-root local
+cluster's agents share /tmp."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,46 +71,57 @@ def test_per_process_nodes_write_their_shared_tmp_once(cluster: Any, tmp_path: P
     )
 
 
+@dataclass
+class Shared:
+    dest: Path  # the directory s1..s3 share, a real path of this machine
+    own: Path  # where n4's copy lands
+
+    @property
+    def to(self) -> str:
+        return f"{self.dest}/"
+
+
 @pytest.fixture
-def shared(agents: Agents, tmp_path: Path) -> Path:
-    """s1..s3 as separate agent processes on one files root, then own-root n4."""
-    root = tmp_path / "shared"
-    (root / "dest").mkdir(parents=True)
+def shared(agents: Agents, tmp_path: Path) -> Shared:
+    """s1..s3 started as the non-root local cluster starts its agents: separate
+    processes, no files root, this machine's filesystem; n4 on a root of its own."""
+    dest = tmp_path / "shared" / "dest"
+    dest.mkdir(parents=True)
     for name in ("s1", "s2", "s3"):
-        agents.start(name, files_root=root)
+        agents.start(name)
     own = tmp_path / "own"
-    (own / "dest").mkdir(parents=True)
+    (own / str(dest).lstrip("/")).mkdir(parents=True)
     agents.start("n4", files_root=own)
     agents.inventory()
-    return root
+    return Shared(dest, own / str(dest).lstrip("/"))
 
 
-def test_agents_sharing_a_directory_write_once(shared: Path, tmp_path: Path) -> None:
+def test_agents_sharing_a_directory_write_once(shared: Shared, tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(8_000_000))
-    doc = copy_json("-w", "s[1-3],n4", "-W", "1", "--chunk-size", "64K", str(src), "/dest/")
+    doc = copy_json("-w", "s[1-3],n4", "-W", "1", "--chunk-size", "64K", str(src), shared.to)
     reasons = written_by(doc)
     writers = [n for n in ("s1", "s2", "s3") if reasons[n] == ""]
     assert len(writers) == 1 and reasons["n4"] == ""
     for n in {"s1", "s2", "s3"} - set(writers):
         assert reasons[n] == f"same file already written by {writers[0]} of this transfer"
-    assert (shared / "dest" / "big.bin").read_bytes() == src.read_bytes()
-    assert (tmp_path / "own" / "dest" / "big.bin").read_bytes() == src.read_bytes()
-    assert shoal_files(shared) == []
+    assert (shared.dest / "big.bin").read_bytes() == src.read_bytes()
+    assert (shared.own / "big.bin").read_bytes() == src.read_bytes()
+    assert shoal_files(shared.dest) == []
 
 
-def test_agents_sharing_a_directory_copy_a_tree_once(shared: Path, tmp_path: Path) -> None:
+def test_agents_sharing_a_directory_copy_a_tree_once(shared: Shared, tmp_path: Path) -> None:
     d = tmp_path / "dataset"
     (d / "sub").mkdir(parents=True)
     (d / "sub" / "data").write_bytes(os.urandom(3_000_000))
     (d / "latest").symlink_to("sub/data")
-    doc = copy_json("-w", "s[1-3],n4", "-W", "1", "-r", f"{d}/", "/dest/")
+    doc = copy_json("-w", "s[1-3],n4", "-W", "1", "-r", f"{d}/", shared.to)
     reasons = written_by(doc)
     assert sorted(reasons.values()).count("") == 2, reasons  # one of s1-s3, and n4
-    got = shared / "dest" / "dataset"
+    got = shared.dest / "dataset"
     assert (got / "sub" / "data").read_bytes() == (d / "sub" / "data").read_bytes()
     assert os.readlink(got / "latest") == "sub/data"
-    assert shoal_files(shared) == []
+    assert shoal_files(shared.dest) == []
 
 
 def _part(root: Path, name: str, min_bytes: int) -> Path:
@@ -124,28 +136,28 @@ def _part(root: Path, name: str, min_bytes: int) -> Path:
 
 
 def test_writer_killed_the_follower_writes_instead(
-    agents: Agents, shared: Path, tmp_path: Path
+    agents: Agents, shared: Shared, tmp_path: Path
 ) -> None:
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(150_000_000))
     # The chain n4 > s1 > s2 > s3: s1 writes the shared file, s2 and s3 follow it.
     args = ["-w", "s[1-3],n4", "-W", "1", "--chunk-size", "64K", "--stall-timeout", "120"]
     p = subprocess.Popen(
-        [*SHOAL, "copy", "--json", *args, str(src), "/dest/"],
+        [*SHOAL, "copy", "--json", *args, str(src), shared.to],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    _part(shared / "dest", "big.bin", 2_000_000)
+    _part(shared.dest, "big.bin", 2_000_000)
     next(a for a in agents.started if a.name == "s1").kill(signal.SIGKILL)
     out, err = p.communicate(timeout=120)
     nodes = json.loads(out)["nodes"]
     assert nodes["s1"]["state"] == "UNREACHABLE", err
     states = {n: nodes[n]["state"] for n in ("s2", "s3", "n4")}
     assert states == {"s2": "PASS", "s3": "PASS", "n4": "PASS"}, (nodes, err)
-    assert (shared / "dest" / "big.bin").read_bytes() == src.read_bytes()
-    assert (tmp_path / "own" / "dest" / "big.bin").read_bytes() == src.read_bytes()
-    assert shoal_files(shared) == []  # the dead writer's part too
+    assert (shared.dest / "big.bin").read_bytes() == src.read_bytes()
+    assert (shared.own / "big.bin").read_bytes() == src.read_bytes()
+    assert shoal_files(shared.dest) == []  # the dead writer's part too
 
 
 async def _dial(tree: pb.Subtree, timeout: float) -> grpc.aio.Channel:
