@@ -160,6 +160,33 @@ def test_writer_killed_the_follower_writes_instead(
     assert shoal_files(shared.dest) == []  # the dead writer's part too
 
 
+def test_writer_hung_the_others_write_instead(
+    agents: Agents, shared: Shared, tmp_path: Path
+) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(150_000_000))
+    args = ["-w", "s[1-3],n4", "-W", "1", "--chunk-size", "64K", "--stall-timeout", "3"]
+    p = subprocess.Popen(
+        [*SHOAL, "copy", "--json", *args, str(src), shared.to],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    hung = _part(shared.dest, "big.bin", 2_000_000)  # s1's, the writer's
+    s1 = next(a for a in agents.started if a.name == "s1")
+    s1.proc.send_signal(signal.SIGSTOP)  # alive, holding its part, silent
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        s1.kill()
+    nodes = json.loads(out)["nodes"]
+    assert nodes["s1"]["state"] == "UNREACHABLE", err
+    states = {n: nodes[n]["state"] for n in ("s2", "s3", "n4")}
+    assert states == {"s2": "PASS", "s3": "PASS", "n4": "PASS"}, (nodes, err)
+    assert (shared.dest / "big.bin").read_bytes() == src.read_bytes()
+    assert shoal_files(shared.dest) == [hung.name]  # the hung agent's own, swept at its start
+
+
 async def _dial(tree: pb.Subtree, timeout: float) -> grpc.aio.Channel:
     ch = grpc.aio.insecure_channel(tree.address)
     await asyncio.wait_for(ch.channel_ready(), timeout)

@@ -57,7 +57,7 @@ def claim(part: Path, transfer_id: str, writer: str) -> int | None:
         )
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # a sweeper holds it for microseconds at most
+            _lock(fd)
             set_label(fd, transfer_id, writer)
             try:
                 os.link(tmp, part)
@@ -90,16 +90,28 @@ def _claim_without_link(part: Path, transfer_id: str, writer: str) -> int | None
         fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         return None
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    _lock(fd)
     set_label(fd, transfer_id, writer)
     return fd
+
+
+def _lock(fd: int) -> None:
+    """The writer's lock (blocking: a sweeper holds it for microseconds at most).
+    Without locks on this filesystem the part is never swept (nobody can take
+    its lock either), and followers take its writer for alive."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        log.warning("no file locks on this filesystem (%s): spool files unguarded", e.strerror)
 
 
 def open_existing(path: Path) -> int | None:
     """A read-only fd on an existing regular file, None if it is gone."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # gone, a symlink, not ours to read
         return None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -111,7 +123,7 @@ def held(fd: int) -> bool:
     """Does a live writer (another open of this file) hold its lock?"""
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError:  # held; or no locks here, where a writer is taken for alive
         return True
     fcntl.flock(fd, fcntl.LOCK_UN)
     return False

@@ -33,7 +33,7 @@ from pathlib import Path
 import grpc
 
 from shoal.agent.claim import SpoolDirs
-from shoal.agent.copyrelay import Dialer, Feed, result_event, subtree_names
+from shoal.agent.copyrelay import DEFAULT_STALL, Dialer, Feed, result_event, subtree_names
 from shoal.agent.follow import Follower, open_spool
 from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
@@ -153,10 +153,11 @@ class FilesService(frpc.FilesServicer):
         try:
             if t is None:
                 t = self._open(h)
-            elif isinstance(t.spool, Follower) and t.result is None and t.spool.orphaned():
-                # The node writing our shared file died: we write it, from offset 0.
+            elif isinstance(t.spool, Follower) and t.result is None:
+                # Resumed after a fault: the node writing our shared file may be
+                # the relay that died or hung. Keep our own copy, from offset 0.
                 t.spool.close()
-                t.spool = self._spool(h)
+                t.spool = self._spool(h, resumed=True)
         except TransferError as e:
             log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
             if t is not None:
@@ -222,7 +223,7 @@ class FilesService(frpc.FilesServicer):
         self._transfers[h.transfer_id] = t
         return t
 
-    def _spool(self, h: fpb.CopyHeader) -> Spool | Follower:
+    def _spool(self, h: fpb.CopyHeader, resumed: bool = False) -> Spool | Follower:
         meta = Meta(
             name=h.name,
             kind=h.kind,
@@ -244,17 +245,8 @@ class FilesService(frpc.FilesServicer):
             except OSError as e:  # the copy matters more; a crash would leave the part
                 log.warning("cannot record %s in %s: %s", target.parent, self._dirs.path, e)
         below = subtree_names(h.tree)[1:]
-        spool = open_spool(target, meta, h.transfer_id, h.tree.name, below)
-        if isinstance(spool, Follower):
-            log.info(
-                "copy %s: %s writes %s (a filesystem %s shares): %s follows",
-                h.transfer_id[:8],
-                spool.writer,
-                target,
-                h.tree.name,
-                h.tree.name,
-            )
-        return spool
+        patience = 3 * (h.stall_timeout or DEFAULT_STALL)  # a writer fsyncing is quiet too
+        return open_spool(target, meta, h.transfer_id, h.tree.name, below, patience, resumed)
 
     async def _receive(
         self,

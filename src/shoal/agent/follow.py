@@ -17,8 +17,10 @@ naively, collide. The node follows instead:
 
 A node never follows a writer below it in the tree (that writer's bytes come
 through this node: after a writer died, one of our children may have taken
-its place first). It keeps a Shadow instead: its own spool under a private
-name, installed only if that writer fails.
+its place first), nor, once resumed after a fault, a writer that may be the
+relay that died or hung. It keeps a Shadow instead: its own spool under a
+private name, put in place only if the writer dies, fails or makes no
+progress for a while, else removed.
 
 `open_spool` decides between writing and following.
 """
@@ -27,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import time
 import uuid
 from collections.abc import Collection
 from pathlib import Path
@@ -35,22 +39,34 @@ from pathlib import Path
 from shoal.agent.claim import PART_SUFFIX, held, label, open_existing, part_path, remove_if_dead
 from shoal.agent.spool import Claimed, Meta, Spool, TransferError, new_hasher
 
+log = logging.getLogger("shoal.agent.files")
+
 POLL = 0.02  # seconds between looks at the writer's progress
+PATIENCE = 30.0  # seconds without progress before a (hung) writer is given up
 
 
 def open_spool(
-    target: Path, meta: Meta, transfer_id: str, node: str, below: Collection[str] = ()
+    target: Path,
+    meta: Meta,
+    transfer_id: str,
+    node: str,
+    below: Collection[str] = (),
+    patience: float = PATIENCE,
+    resumed: bool = False,
 ) -> Spool | Follower:
     """This node's spool for the transfer: its own, or a Follower of the node
     that writes the same destination on a shared filesystem. below: the
-    nodes of this node's subtree (never followed, see the module docstring)."""
+    nodes of this node's subtree (never followed, see the module docstring).
+    patience: seconds a writer may make no progress before it is given up.
+    resumed: a follower resumed after a fault (its writer may be the relay that
+    died or hung) keeps its own copy from now on."""
     part = part_path(target, transfer_id)
     for _ in range(4):
         if meta.kind == "file":
             fd = open_existing(target)
             if fd is not None:
                 if _ours(label(fd), transfer_id):  # installed already by another node
-                    return Follower(target, meta, transfer_id, fd)
+                    return _said(node, Follower(target, meta, transfer_id, fd, patience))
                 os.close(fd)
         try:
             return Spool(target, meta, transfer_id, writer=node)
@@ -60,17 +76,31 @@ def open_spool(
         if fd is None:
             continue  # installed or given up meanwhile: look again
         if installed(target, meta, transfer_id, fd):
-            return Follower(target, meta, transfer_id, fd)
+            return _said(node, Follower(target, meta, transfer_id, fd, patience))
         if held(fd):
             lab = label(fd)
             # Unlabelled (no user xattrs here), a directory's install cannot be
             # seen from outside: keep our own copy too (it goes in if needed).
-            if (lab is None and meta.kind != "file") or (lab is not None and lab[1] in below):
-                return Shadow(target, meta, transfer_id, node, fd)
-            return Follower(target, meta, transfer_id, fd)
+            blind = lab is None and meta.kind != "file"
+            if resumed or blind or (lab is not None and lab[1] in below):
+                return _said(node, Shadow(target, meta, transfer_id, node, fd, patience))
+            return _said(node, Follower(target, meta, transfer_id, fd, patience))
         os.close(fd)
         remove_if_dead(part)  # its writer died (this transfer, another agent): take its place
     raise TransferError(f"cannot claim {part}: other writers keep taking it")
+
+
+def _said(node: str, spool: Spool | Follower) -> Spool | Follower:
+    tid = spool.transfer_id[:8]
+    if isinstance(spool, Shadow):
+        how = "keeps its own copy until that one is in place"
+        writer = spool.watched
+    else:
+        how, writer = "follows (writes nothing)", getattr(spool, "writer", "")
+    log.info(
+        "copy %s: %s writes %s, which %s shares: %s %s", tid, writer, spool.target, node, node, how
+    )
+    return spool
 
 
 def _ours(lab: tuple[str, str] | None, transfer_id: str) -> bool:
@@ -93,7 +123,9 @@ def installed(target: Path, meta: Meta, transfer_id: str, fd: int) -> bool:
 class Follower:
     """The Spool interface for a node whose destination another node writes."""
 
-    def __init__(self, target: Path, meta: Meta, transfer_id: str, fd: int) -> None:
+    def __init__(
+        self, target: Path, meta: Meta, transfer_id: str, fd: int, patience: float = PATIENCE
+    ) -> None:
         self.target = target
         self.meta = meta
         self.transfer_id = transfer_id
@@ -106,6 +138,8 @@ class Follower:
         self.note = ""
         self._fd = fd  # read-only, on the writer's file
         self._hash = new_hasher()
+        self._patience = patience
+        self._progress = (-1, 0.0)  # the writer's size, and when we saw it change
 
     async def write(self, data: bytes) -> None:
         if self.failed is not None:
@@ -127,13 +161,22 @@ class Follower:
         while not installed(self.target, self.meta, self.transfer_id, self._fd):
             if self.writer_gone():
                 await self._fail(self._gone_reason())
+            if self.stalled():
+                await self._fail(
+                    f"{self.target} is on a filesystem shared with {self.writer}, which was"
+                    f" writing it for this transfer and made no progress for {self._patience:g}s"
+                )
             await asyncio.sleep(POLL)
         self.note = f"same file already written by {self.writer} of this transfer"
         self.done = True
 
-    def orphaned(self) -> bool:
-        """Failed because of the writer, or about to: a resume should write instead."""
-        return self.failed is not None or self.writer_gone()
+    def stalled(self) -> bool:
+        """The writer's file has not changed for `patience` seconds (a hung agent)."""
+        size, since = os.fstat(self._fd).st_size, time.monotonic()
+        if size != self._progress[0]:
+            self._progress = (size, since)
+            return False
+        return since - self._progress[1] > self._patience
 
     def writer_gone(self) -> bool:
         """The writer died or gave up without putting the file in place."""
@@ -190,8 +233,10 @@ class Shadow(Spool):
     """Our own spool, under a private name, when the node writing the shared
     file is below us: installed only if that writer fails."""
 
-    def __init__(self, target: Path, meta: Meta, transfer_id: str, node: str, fd: int) -> None:
-        self._writer = Follower(target, meta, transfer_id, fd)  # to watch it
+    def __init__(
+        self, target: Path, meta: Meta, transfer_id: str, node: str, fd: int, patience: float
+    ) -> None:
+        self._writer = Follower(target, meta, transfer_id, fd, patience)  # to watch it
         private = target.with_name(
             f".{target.name}.{transfer_id[:12]}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
         )
@@ -201,6 +246,10 @@ class Shadow(Spool):
             self._writer.close()
             raise
 
+    @property
+    def watched(self) -> str:
+        return self._writer.writer
+
     async def _install(self) -> None:
         return None  # in settle(): our children (the writer among them) get the end first
 
@@ -208,7 +257,7 @@ class Shadow(Spool):
         w = self._writer
         try:
             while not installed(self.target, self.meta, self.transfer_id, w._fd):
-                if w.writer_gone():
+                if w.writer_gone() or w.stalled():
                     await super()._install()  # it failed: ours goes in place
                     return
                 await asyncio.sleep(POLL)
@@ -217,7 +266,8 @@ class Shadow(Spool):
             await self.fail(f"installing {self.target}: {e.strerror}")
             raise TransferError(f"installing {self.target}: {e.strerror}") from e
         self.part = self.target
-        self.note = f"same file already written by {w.writer} of this transfer"
+        lab = label(self.target)  # another shadow may have put its copy in place
+        self.note = f"same file already written by {lab[1] if lab else w.writer} of this transfer"
 
     def close(self) -> None:
         super().close()
