@@ -11,6 +11,10 @@ therefore one chunk, whatever the file size or the speed mix.
 A transfer is either a single file (the spool is renamed into place) or a
 directory streamed as a tar archive (extracted into a temporary directory
 next to the destination, then swapped in).
+
+The spool file is claimed and locked by its writer (agent/claim.py), so a
+dead transfer's spool can be swept and nodes sharing a filesystem write a
+destination once (agent/follow.py).
 """
 
 from __future__ import annotations
