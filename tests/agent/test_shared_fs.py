@@ -124,12 +124,19 @@ def test_agents_sharing_a_directory_copy_a_tree_once(shared: Shared, tmp_path: P
     assert shoal_files(shared.dest) == []
 
 
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
 def _part(root: Path, name: str, min_bytes: int) -> Path:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for p in root.iterdir():
             if p.name.startswith(f".{name}.") and p.name.endswith(".shoal-part"):
-                if p.stat().st_size >= min_bytes:
+                if _size(p) >= min_bytes:  # a claim's transient name may vanish
                     return p
         time.sleep(0.005)
     pytest.fail(f"no transfer of {name} reached {root}")

@@ -105,11 +105,19 @@ def test_gather_into_a_file_is_refused(shoal_home: Path, tmp_path: Path) -> None
     assert r.returncode == 2 and "not a directory" in r.stderr
 
 
+def _size(p: Path) -> int:
+    """-1 for a file gone meanwhile (a claim's transient name, agent/claim.py)."""
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
 def _wait_for_spool(root: Path, min_bytes: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         parts = [p for p in (root / "dest").iterdir() if p.name.endswith(".shoal-part")]
-        if parts and parts[0].stat().st_size >= min_bytes:
+        if any(_size(p) >= min_bytes for p in parts):
             return
         time.sleep(0.005)
     pytest.fail(f"no transfer reached {root}")
@@ -220,7 +228,7 @@ def _part_of(directory: Path, name: str, min_bytes: int) -> Path:
     while time.monotonic() < deadline:
         for p in directory.iterdir():
             if p.name.startswith(f".{name}.") and p.name.endswith(".shoal-part"):
-                if p.stat().st_size >= min_bytes:
+                if _size(p) >= min_bytes:
                     return p
         time.sleep(0.005)
     pytest.fail(f"no transfer of {name} reached {directory}")

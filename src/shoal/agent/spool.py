@@ -190,7 +190,8 @@ class Spool:
         self.part = self.target
 
     def _install_tree(self) -> None:
-        tmpdir = self.target.with_name(f".{self.target.name}.{self.transfer_id[:12]}{DIR_SUFFIX}")
+        # Named after our part (its lock guards it from a sweep): ".NAME.TID.shoal-dir"
+        tmpdir = self.part.with_name(self.part.name.removesuffix(PART_SUFFIX) + DIR_SUFFIX)
         try:
             with open(self.part, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
                 tar.extractall(tmpdir, filter=_tar_filter(self.meta.preserve))
