@@ -21,6 +21,7 @@ import grpc
 import pytest
 from agentproc import Agents, shoal
 
+from shoal.agent.claim import label, open_existing
 from shoal.agent.copyrelay import Feed
 from shoal.agent.files import FilesService
 from shoal.agent.source import open_source
@@ -165,6 +166,41 @@ def test_writer_killed_the_follower_writes_instead(
     assert (shared.dest / "big.bin").read_bytes() == src.read_bytes()
     assert (shared.own / "big.bin").read_bytes() == src.read_bytes()
     assert shoal_files(shared.dest) == []  # the dead writer's part too
+
+
+def test_writer_killed_followers_in_other_branches_follow_its_successor(
+    agents: Agents, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for i in range(1, 7):  # sharing this machine's filesystem, a tree of width 2
+        agents.start(f"s{i}")
+    agents.inventory()
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(150_000_000))
+    args = ["-w", "s[1-6]", "--chunk-size", "64K", "--stall-timeout", "120"]
+    p = subprocess.Popen(
+        [*SHOAL, "copy", "--json", *args, str(src), f"{dest}/"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    part = _part(dest, "big.bin", 3_000_000)
+    fd = open_existing(part)
+    assert fd is not None
+    lab = label(fd)
+    os.close(fd)
+    assert lab is not None and part.name.count(".") == 4  # the writer's, not a claim's
+    writer = lab[1]
+    next(a for a in agents.started if a.name == writer).kill(signal.SIGKILL)
+    out, err = p.communicate(timeout=120)
+    nodes = json.loads(out)["nodes"]
+    assert nodes[writer]["state"] == "UNREACHABLE", err
+    others = {n: d["state"] for n, d in nodes.items() if n != writer}
+    assert set(others.values()) == {"PASS"}, (nodes, err)
+    assert not any(writer in d["reason"] for n, d in nodes.items() if n != writer), nodes
+    assert (dest / "big.bin").read_bytes() == src.read_bytes()
+    assert shoal_files(dest) == []
 
 
 def test_writer_hung_the_others_write_instead(

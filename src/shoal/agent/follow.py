@@ -11,9 +11,11 @@ naively, collide. The node follows instead:
 - it writes nothing: its children are fed from the writer's file (the same
   bytes at the same offsets), read back as the writer writes them;
 - it reports OK once its stream verified *and* the writer put the file in
-  place ("same file already written by node3 of this transfer"), and fails
-  with the reason if the writer died or failed first, so that its parent
-  adopts its children; on its next resume it writes the file itself.
+  place ("same file already written by node3 of this transfer"). If the
+  writer dies or fails first, the node follows whichever node claims the file
+  next (a follower of the dead writer resumed after the fault writes it
+  anew); if none does in time, it fails with the reason, so that its parent
+  adopts its children.
 
 A node never follows a writer below it in the tree (that writer's bytes come
 through this node: after a writer died, one of our children may have taken
@@ -66,7 +68,7 @@ def open_spool(
             fd = open_existing(target)
             if fd is not None:
                 if _ours(label(fd), transfer_id):  # installed already by another node
-                    return _said(node, Follower(target, meta, transfer_id, fd, patience))
+                    return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
                 os.close(fd)
         try:
             return Spool(target, meta, transfer_id, writer=node)
@@ -76,7 +78,7 @@ def open_spool(
         if fd is None:
             continue  # installed or given up meanwhile: look again
         if installed(target, meta, transfer_id, fd):
-            return _said(node, Follower(target, meta, transfer_id, fd, patience))
+            return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
         if held(fd):
             lab = label(fd)
             # Unlabelled (no user xattrs here), a directory's install cannot be
@@ -84,7 +86,7 @@ def open_spool(
             blind = lab is None and meta.kind != "file"
             if resumed or blind or (lab is not None and lab[1] in below):
                 return _said(node, Shadow(target, meta, transfer_id, node, fd, patience))
-            return _said(node, Follower(target, meta, transfer_id, fd, patience))
+            return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
         os.close(fd)
         remove_if_dead(part)  # its writer died (this transfer, another agent): take its place
     raise TransferError(f"cannot claim {part}: other writers keep taking it")
@@ -124,7 +126,13 @@ class Follower:
     """The Spool interface for a node whose destination another node writes."""
 
     def __init__(
-        self, target: Path, meta: Meta, transfer_id: str, fd: int, patience: float = PATIENCE
+        self,
+        target: Path,
+        meta: Meta,
+        transfer_id: str,
+        fd: int,
+        patience: float = PATIENCE,
+        below: Collection[str] = (),
     ) -> None:
         self.target = target
         self.meta = meta
@@ -140,6 +148,8 @@ class Follower:
         self._hash = new_hasher()
         self._patience = patience
         self._progress = (-1, 0.0)  # the writer's size, and when we saw it change
+        self._gone_at: float | None = None  # when we saw the writer gone
+        self._below = below
 
     async def write(self, data: bytes) -> None:
         if self.failed is not None:
@@ -159,15 +169,13 @@ class Follower:
                 f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
             )
         while not installed(self.target, self.meta, self.transfer_id, self._fd):
-            if self.writer_gone():
-                await self._fail(self._gone_reason())
-            if self.stalled():
-                await self._fail(
-                    f"{self.target} is on a filesystem shared with {self.writer}, which was"
-                    f" writing it for this transfer and made no progress for {self._patience:g}s"
-                )
+            reason = self._give_up()
+            if reason is not None:
+                await self._fail(reason)
             await asyncio.sleep(POLL)
-        self.note = f"same file already written by {self.writer} of this transfer"
+        lab = label(self.target)  # who put it in place (our writer's successor?)
+        who = lab[1] if lab is not None and lab[0] == self.transfer_id else self.writer
+        self.note = f"same file already written by {who} of this transfer"
         self.done = True
 
     def stalled(self) -> bool:
@@ -177,6 +185,51 @@ class Follower:
             self._progress = (size, since)
             return False
         return since - self._progress[1] > self._patience
+
+    def _give_up(self) -> str | None:
+        """Why to stop waiting on the writer; None to wait on. A writer that died
+        or failed is replaced by the node that claimed the file after it (one of
+        its followers, resumed after the fault), if one does within `patience`."""
+        if not self.writer_gone():
+            self._gone_at = None
+            if self.stalled():
+                return (
+                    f"{self.target} is on a filesystem shared with {self.writer}, which was"
+                    f" writing it for this transfer and made no progress for {self._patience:g}s"
+                )
+            return None
+        if self._refollow():
+            return None
+        now = time.monotonic()
+        self._gone_at = self._gone_at or now
+        return self._gone_reason() if now - self._gone_at > self._patience else None
+
+    def _refollow(self) -> bool:
+        """Follow the node that claimed the file after our writer, if any."""
+        fd = open_existing(self.part)
+        if fd is None:
+            return False
+        lab, new, old = label(fd), os.fstat(fd), os.fstat(self._fd)
+        if (
+            (new.st_dev, new.st_ino) == (old.st_dev, old.st_ino)
+            or lab is None
+            or lab[0] != self.transfer_id
+            or lab[1] in self._below  # its bytes come through us: never wait on it
+            or not held(fd)
+        ):
+            os.close(fd)
+            return False
+        log.info(
+            "copy %s: %s took over %s from %s",
+            self.transfer_id[:8],
+            lab[1],
+            self.target,
+            self.writer,
+        )
+        os.close(self._fd)
+        self._fd, self.writer = fd, lab[1]
+        self._progress, self._gone_at = (-1, 0.0), None
+        return True
 
     def writer_gone(self) -> bool:
         """The writer died or gave up without putting the file in place."""
@@ -217,8 +270,9 @@ class Follower:
                 return os.pread(self._fd, min(size, have - offset), offset)
             if complete.is_set():
                 return b""
-            if self.writer_gone() and os.fstat(self._fd).st_size <= offset:
-                self.discard(self._gone_reason())
+            reason = self._give_up()
+            if reason is not None and os.fstat(self._fd).st_size <= offset:
+                self.discard(reason)
                 continue
             await asyncio.sleep(POLL)
 
