@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
+from agentproc import wait_for
 
 from shoal.agent.localcluster import ClusterError, LocalCluster
 
@@ -177,3 +178,40 @@ def test_netns_nodes_have_own_addresses_shaped_links_and_go_away(cluster: Any) -
 
     c.down()
     assert not set(spaces.values()) & netns_names()
+
+
+@root_only
+def test_a_node_killed_mid_copy_sweeps_its_spool_when_restarted(
+    cluster: Any, tmp_path: Path
+) -> None:
+    c = cluster(3)
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(150_000_000))
+    argv = ["copy", "-w", "node[1-3]", "-W", "1", "--chunk-size", "64K", "--stall-timeout", "120"]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shoal.cli.main", *argv, str(src), "/tmp/"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    tmp2 = c.dir / "node2" / "tmp"  # node2's private /tmp
+
+    def part() -> list[Path]:
+        return [q for q in tmp2.iterdir() if q.name.endswith(".shoal-part")]
+
+    def spooled() -> int:
+        try:
+            return sum(q.stat().st_size for q in part())
+        except FileNotFoundError:  # a claim's transient name (agent/claim.py)
+            return -1
+
+    wait_for(lambda: spooled() > 2_000_000, "node2 mid-copy", 60)
+    c.kill("node2")
+    out, err = p.communicate(timeout=120)
+    assert "UNREACHABLE: node2, SUM: 1" in out, err
+    (left,) = part()
+    size = left.stat().st_size
+    c.start_one("node2")
+    assert part() == []
+    log = Path(c.proc_of("node2").log).read_text()
+    assert f"swept 1 stale spool file(s) of transfers that died, {size} bytes" in log

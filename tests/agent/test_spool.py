@@ -174,5 +174,5 @@ def test_sweep_removes_stale_spools(tmp_path: Path) -> None:
     tmp_path.mkdir()
     (tmp_path / f".x.abc{PART_SUFFIX}").write_text("junk")
     (tmp_path / "keep").write_text("data")
-    assert [p.name for p in sweep(tmp_path)] == [f".x.abc{PART_SUFFIX}"]
+    assert [(p.name, n) for p, n in sweep(tmp_path)] == [(f".x.abc{PART_SUFFIX}", 4)]
     assert [p.name for p in tmp_path.iterdir()] == ["keep"]

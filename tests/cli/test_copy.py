@@ -105,11 +105,19 @@ def test_gather_into_a_file_is_refused(shoal_home: Path, tmp_path: Path) -> None
     assert r.returncode == 2 and "not a directory" in r.stderr
 
 
+def _size(p: Path) -> int:
+    """-1 for a file gone meanwhile (a claim's transient name, agent/claim.py)."""
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
 def _wait_for_spool(root: Path, min_bytes: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         parts = [p for p in (root / "dest").iterdir() if p.name.endswith(".shoal-part")]
-        if parts and parts[0].stat().st_size >= min_bytes:
+        if any(_size(p) >= min_bytes for p in parts):
             return
         time.sleep(0.005)
     pytest.fail(f"no transfer reached {root}")
@@ -202,3 +210,80 @@ def test_disk_full_on_one_relay_fails_it_alone(nodes: Nodes, tmp_path: Path) -> 
             assert (nodes.roots[n] / "dest" / "big").read_bytes() == src.read_bytes()
     finally:
         subprocess.run(["umount", "-l", str(dest)], check=False)
+
+
+def _copy_in_background(*args: str) -> subprocess.Popen[str]:
+    # A kill is seen at once (RST); a long stall timeout keeps a loaded machine
+    # from taking slow nodes for dead.
+    return subprocess.Popen(
+        [*SHOAL, "copy", "--chunk-size", "64K", "--stall-timeout", "120", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _part_of(directory: Path, name: str, min_bytes: int) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for p in directory.iterdir():
+            if p.name.startswith(f".{name}.") and p.name.endswith(".shoal-part"):
+                if _size(p) >= min_bytes:
+                    return p
+        time.sleep(0.005)
+    pytest.fail(f"no transfer of {name} reached {directory}")
+
+
+def test_relay_killed_mid_copy_its_part_is_swept_when_it_restarts(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(150_000_000))
+    p = _copy_in_background("-w", "n[1-5]", "-W", "1", str(src), "/dest/")
+    dest = nodes.roots["n2"] / "dest"
+    _part_of(dest, "big", 2_000_000)
+    nodes.kill("n2")  # SIGKILL: nothing of the agent runs to clean up
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 4 and "UNREACHABLE: n2, SUM: 1" in out, err
+    (left,) = temp_leftovers(nodes.roots["n2"])  # what the crash left
+    size = left.stat().st_size
+    again = nodes.agents.start("n2", files_root=nodes.roots["n2"])
+    assert temp_leftovers(nodes.roots["n2"]) == []
+    log = again.log_text()
+    assert f"agent n2: swept 1 stale spool file(s) of transfers that died, {size} bytes" in log
+    assert str(left) in log
+
+
+def test_restart_sweep_keeps_the_part_a_live_agent_is_writing(
+    agents: Agents, tmp_path: Path
+) -> None:
+    """Two agents on one filesystem: the one restarting removes its own dead
+    part, never the part the other is writing at that moment."""
+    root = tmp_path / "shared"
+    (root / "dest").mkdir(parents=True)
+    s1 = agents.start("s1", files_root=root)
+    s2 = agents.start("s2", files_root=root)
+    agents.inventory()
+    dest = root / "dest"
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(os.urandom(100_000_000))
+    new.write_bytes(os.urandom(100_000_000))
+    p = _copy_in_background("-w", "s2", str(old), "/dest/")
+    dead = _part_of(dest, "old", 2_000_000)
+    s2.kill()
+    p.communicate(timeout=120)
+    p = _copy_in_background("-w", "s1", str(new), "/dest/")
+    live = _part_of(dest, "new", 2_000_000)
+    os.kill(p.pid, signal.SIGSTOP)  # s1's transfer is live, mid-way, while s2 starts
+    try:
+        s2 = agents.start("s2", files_root=root)
+        assert not dead.exists()
+        assert live.exists()
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert (dest / "new").read_bytes() == new.read_bytes()
+    assert temp_leftovers(root) == []
+    assert "swept 1 stale spool file(s)" in s2.log_text()
+    assert "swept" not in s1.log_text()

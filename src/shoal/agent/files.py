@@ -8,6 +8,11 @@ copyrelay). Its own result is sent once the end-to-end hash matched and the
 destination is in place; the stream closes when every node below has
 reported.
 
+Nodes that share a filesystem (agents of one process, local agents sharing
+/tmp, an NFS export) write a destination once: the first to claim its part
+file writes it, the others follow (agent/follow.py). Part files are locked by
+their writers, so the sweep at start removes only dead ones (agent/claim.py).
+
 A transfer whose upstream breaks before the end keeps its spool for
 ADOPT_WINDOW seconds, waiting for an ancestor to resume it, then removes it.
 An explicit abort (the user pressed Ctrl-C) removes it at once. A node that
@@ -27,10 +32,13 @@ from pathlib import Path
 
 import grpc
 
-from shoal.agent.copyrelay import Dialer, Feed, result_event
+from shoal.agent.claim import SpoolDirs
+from shoal.agent.copyrelay import DEFAULT_STALL, Dialer, Feed, result_event, subtree_names
+from shoal.agent.follow import Follower, open_spool
 from shoal.agent.gate import Gate
 from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
+from shoal.core.config import shoal_home
 from shoal.core.grant import body_of
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import ShoalError
@@ -58,7 +66,7 @@ class Call:
 class Transfer:
     """This agent's state for one transfer, shared by successive Copy calls."""
 
-    spool: Spool
+    spool: Spool | Follower
     complete: asyncio.Event = field(default_factory=asyncio.Event)
     end: fpb.CopyEnd | None = None
     result: fpb.CopyEvent | None = None  # our own result, re-sent on resume
@@ -82,14 +90,44 @@ class SpoolOrigin:
 
 
 class FilesService(frpc.FilesServicer):
-    def __init__(self, dial: Dialer, root: Path, gate: Gate) -> None:
+    def __init__(self, dial: Dialer, root: Path, gate: Gate, node: str | None = None) -> None:
         """dial: see copyrelay. root: where absolute transfer paths start; "/" on
         a real node, a per-node directory for local agents sharing one disk.
-        gate: admits only work an operator signed (agent/gate.py)."""
+        gate: admits only work an operator signed (agent/gate.py).
+        node: this agent's name; with it, the directories it spools in are
+        recorded under $SHOAL_HOME/agent so that `sweep()` at the next start
+        removes what a crash left there."""
         self._dial = dial
         self._root = root
         self._gate = gate
         self._transfers: dict[str, Transfer] = {}
+        self._node = node
+        self._dirs = SpoolDirs(shoal_home() / "agent" / f"{node}.spool-dirs") if node else None
+
+    def sweep(self) -> None:
+        """At start: remove the part files (and half-extracted directories) that
+        transfers of an earlier run of this agent left, and log what was freed.
+        A part a live agent is writing (one sharing this filesystem) is kept."""
+        if self._dirs is None:
+            return
+        try:
+            removed = self._dirs.sweep()
+        except OSError as e:
+            log.warning(
+                "agent %s: cannot sweep old spools (%s): %s", self._node, self._dirs.path, e
+            )
+            return
+        if removed:
+            total = sum(size for _, size in removed)
+            log.warning(
+                "agent %s: swept %d stale spool file(s) of transfers that died, %d bytes"
+                " (%.1f MB) freed: %s",
+                self._node,
+                len(removed),
+                total,
+                total / 1e6,
+                ", ".join(str(p) for p, _ in removed),
+            )
 
     def _local(self, path: str) -> str:
         if self._root == Path("/"):
@@ -110,21 +148,28 @@ class FilesService(frpc.FilesServicer):
         started = time.time_ns()
         t = self._transfers.get(h.transfer_id)
         await self._gate.admit(context, h.signed, body_of(h), h.tree, fresh=t is None)
-        if t is None:
-            try:
-                t = self._open(h)
-            except TransferError as e:
-                log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
-                yield fpb.CopyEvent(resume_offset=0)
-                yield result_event(me, pb.STATE_FAILED, e.message, started)
-                return  # our parent adopts our children
-        else:
+        if t is not None:
             if t.owner is not None:
                 t.owner.stop()  # a stale call from a relay that died: we take over
                 t.owner = None
             if t.expiry is not None:
                 t.expiry.cancel()
                 t.expiry = None
+        try:
+            if t is None:
+                t = self._open(h)
+            elif isinstance(t.spool, Follower) and t.result is None:
+                # Resumed after a fault: the node writing our shared file may be
+                # the relay that died or hung. Keep our own copy, from offset 0.
+                t.spool.close()
+                t.spool = self._spool(h, resumed=True)
+        except TransferError as e:
+            log.warning("copy %s to %s refused: %s", h.transfer_id[:8], h.dest, e.message)
+            if t is not None:
+                self._drop(h.transfer_id)
+            yield fpb.CopyEvent(resume_offset=0)
+            yield result_event(me, pb.STATE_FAILED, e.message, started)
+            return  # our parent adopts our children
         log.info(
             "copy %s to %s: from offset %d, %d child(ren)",
             h.transfer_id[:8],
@@ -179,6 +224,11 @@ class FilesService(frpc.FilesServicer):
             self._release(h.transfer_id, t, call, clean or feed.aborted is not None)
 
     def _open(self, h: fpb.CopyHeader) -> Transfer:
+        t = Transfer(self._spool(h))
+        self._transfers[h.transfer_id] = t
+        return t
+
+    def _spool(self, h: fpb.CopyHeader, resumed: bool = False) -> Spool | Follower:
         meta = Meta(
             name=h.name,
             kind=h.kind,
@@ -193,9 +243,15 @@ class FilesService(frpc.FilesServicer):
             raise TransferError(f"bad copy header (kind {meta.kind!r}, name {meta.name!r})")
         if not os.path.isabs(h.dest):
             raise TransferError(f"destination {h.dest!r} is not absolute")
-        t = Transfer(Spool(resolve_target(self._local(h.dest), meta), meta, h.transfer_id))
-        self._transfers[h.transfer_id] = t
-        return t
+        target = resolve_target(self._local(h.dest), meta)
+        if self._dirs is not None:
+            try:
+                self._dirs.add(target.parent)
+            except OSError as e:  # the copy matters more; a crash would leave the part
+                log.warning("cannot record %s in %s: %s", target.parent, self._dirs.path, e)
+        below = subtree_names(h.tree)[1:]
+        patience = 3 * (h.stall_timeout or DEFAULT_STALL)  # a writer fsyncing is quiet too
+        return open_spool(target, meta, h.transfer_id, h.tree.name, below, patience, resumed)
 
     async def _receive(
         self,
@@ -225,7 +281,8 @@ class FilesService(frpc.FilesServicer):
                     t.end = msg.end
                     t.complete.set()
                     await t.spool.notify()
-                    t.result = result_event(me, pb.STATE_OK, "", started)
+                    await t.spool.settle()
+                    t.result = result_event(me, pb.STATE_OK, t.spool.note, started)
                     await feed.out.put(t.result)
                     feed.reported.add(me)
                 elif kind == "abort":

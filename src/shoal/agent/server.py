@@ -177,7 +177,8 @@ async def _start(
     )
     service = AgentService(spec, channels, runs, host)
     rpc.add_AgentServicer_to_server(service, server)
-    files = FilesService(channels.get, spec.files_root or Path("/"), service.gate)
+    files = FilesService(channels.get, spec.files_root or Path("/"), service.gate, spec.name)
+    files.sweep()  # what a crash of this agent left
     frpc.add_FilesServicer_to_server(files, server)
     addr = f"{spec.host}:{spec.port}"
     if spec.identity is None:

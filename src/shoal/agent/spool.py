@@ -11,6 +11,10 @@ therefore one chunk, whatever the file size or the speed mix.
 A transfer is either a single file (the spool is renamed into place) or a
 directory streamed as a tar archive (extracted into a temporary directory
 next to the destination, then swapped in).
+
+The spool file is claimed and locked by its writer (agent/claim.py), so a
+dead transfer's spool can be swept and nodes sharing a filesystem write a
+destination once (agent/follow.py).
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ from typing import Literal
 
 import xxhash
 
+from shoal.agent.claim import DIR_SUFFIX, claim, part_path, set_label
+from shoal.agent.claim import PART_SUFFIX as PART_SUFFIX  # re-exported
+from shoal.agent.claim import sweep as sweep  # re-exported
 from shoal.errors import ShoalError
-
-PART_SUFFIX = ".shoal-part"
 
 
 class TransferError(ShoalError):
     """This node cannot complete the transfer; the reason is reported for it alone."""
+
+
+class Claimed(TransferError):
+    """Another writer (another agent on this filesystem) holds this transfer's part."""
 
 
 def new_hasher() -> xxhash.xxh3_128:
@@ -78,20 +87,36 @@ def resolve_target(dest: str, meta: Meta) -> Path:
 class Spool:
     """Receive one transfer on this node; see the module docstring."""
 
-    def __init__(self, target: Path, meta: Meta, transfer_id: str) -> None:
+    note = ""  # said with this node's OK (see agent/follow.py)
+
+    def __init__(
+        self,
+        target: Path,
+        meta: Meta,
+        transfer_id: str,
+        writer: str = "",
+        part: Path | None = None,
+    ) -> None:
+        """Claims the part file (agent/claim.py; part: another name than this
+        transfer's own); raises Claimed when another writer holds it,
+        TransferError when it cannot be made."""
         self.target = target
         self.meta = meta
         self.transfer_id = transfer_id
-        self.part = target.with_name(f".{target.name}.{transfer_id[:12]}{PART_SUFFIX}")
+        self.writer = writer
+        self.part = part or part_path(target, transfer_id)
         self.offset = 0  # bytes written to the spool
         self.done = False  # the sender's stream is complete and verified
         self.failed: str | None = None
         self._hash = new_hasher()
         self._changed = asyncio.Condition()
         try:
-            self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = claim(self.part, transfer_id, writer)
         except OSError as e:
-            raise TransferError(f"cannot create {self.part}: {e.strerror}") from e
+            raise TransferError(f"cannot create {self.part}: {e.strerror or e}") from e
+        if fd is None:
+            raise Claimed(f"{self.part} is another writer's")
+        self._fd = fd
 
     # -- receiving -----------------------------------------------------------
 
@@ -124,10 +149,7 @@ class Spool:
                     f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
                 )
             os.fsync(self._fd)
-            if self.meta.kind == "file":
-                self._install_file()
-            else:
-                self._install_tree()
+            await self._install()
         except TransferError as e:
             await self.fail(e.message)
             raise
@@ -137,6 +159,16 @@ class Spool:
         self.done = True
         async with self._changed:
             self._changed.notify_all()
+
+    async def settle(self) -> None:
+        """After finish() and once children may be sent the end: settle who
+        wrote the destination (agent/follow.py's Shadow); nothing to do here."""
+
+    async def _install(self) -> None:
+        if self.meta.kind == "file":
+            self._install_file()
+        else:
+            self._install_tree()
 
     def _apply_meta(self, path: Path, fd: int | None = None) -> None:
         m = self.meta
@@ -158,7 +190,8 @@ class Spool:
         self.part = self.target
 
     def _install_tree(self) -> None:
-        tmpdir = self.target.with_name(f".{self.target.name}.{self.transfer_id[:12]}.shoal-dir")
+        # Named after our part (its lock guards it from a sweep): ".NAME.TID.shoal-dir"
+        tmpdir = self.part.with_name(self.part.name.removesuffix(PART_SUFFIX) + DIR_SUFFIX)
         try:
             with open(self.part, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
                 tar.extractall(tmpdir, filter=_tar_filter(self.meta.preserve))
@@ -174,6 +207,8 @@ class Spool:
                 raise TransferError(f"{self.target} exists and is not a directory")
             else:
                 os.rename(root, self.target)
+            # Installed: a node sharing this filesystem can tell (agent/follow.py).
+            set_label(self.target, self.transfer_id, self.writer)
         except tarfile.TarError as e:
             raise TransferError(f"bad archive for {self.target}: {e}") from e
         finally:
@@ -234,15 +269,3 @@ def _tar_filter(preserve: bool) -> Literal["tar", "data"]:
     # "data" refuses absolute paths, links out of the tree and device files;
     # "tar" additionally keeps modes and owners, which we want only with -p.
     return "tar" if preserve else "data"
-
-
-def sweep(directory: Path) -> list[Path]:
-    """Remove spools a crashed agent left in directory; returns what was removed."""
-    removed = []
-    with contextlib.suppress(FileNotFoundError):
-        for p in directory.iterdir():
-            if p.name.startswith(".") and p.name.endswith(PART_SUFFIX):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-                    removed.append(p)
-    return removed
