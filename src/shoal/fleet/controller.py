@@ -13,7 +13,7 @@ import asyncio
 from sqlalchemy import select
 
 from shoal.fleet.cron import Cron
-from shoal.fleet.db import Node, migrate
+from shoal.fleet.db import Node, make_engine, migrate, utcnow
 from shoal.fleet.registry import IN_FLIGHT, STATES
 from shoal.fleet.watchdog import Watchdog
 
@@ -23,14 +23,19 @@ __all__ = ["IN_FLIGHT", "STATES", "Controller"]
 class Controller(Watchdog, Cron):
     # ---------- lifecycle of the controller itself
     async def start(self, background: bool = True) -> None:
-        await migrate(self.engine)
-        self.db_ok = True
+        # migrations may run long statements: only connecting is bounded
+        mig = make_engine(self.s.db_url(), self.s.db_timeout, command_timeout=3600)
+        try:
+            await migrate(mig)
+        finally:
+            await mig.dispose()
         await self.reconcile()
         # Known nodes, so a restart does not send the whole fleet's next
         # heartbeats to the database to ask whether each node exists.
         async with self.session() as sess:
             q = select(Node.name, Node.last_heartbeat).where(Node.last_heartbeat.is_not(None))
             self.last_hb.update({n: t for n, t in (await sess.execute(q)).all() if t})
+        self.started_at = utcnow()
         if background:
             self.tasks = [
                 asyncio.create_task(self._loop(self.flush, self.s.flush_interval)),

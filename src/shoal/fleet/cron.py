@@ -9,57 +9,86 @@ not started again: a ``skipped`` run is recorded.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
 
 from shoal.fleet import cronspec
 from shoal.fleet.db import Job, JobRun, Node, utcnow
-from shoal.fleet.registry import Registry
+from shoal.fleet.registry import Registry, log
 
 
 class Cron(Registry):
+    """One broken job (a schedule that no longer parses or can never fire, as
+    a row written before that check existed may have) is set aside with one
+    ``job-broken`` event and one log line; the others keep running."""
+
+    broken_jobs: dict[str, str]  # job name -> why, while it is broken
+
+    def next_run(self, j: Job) -> tuple[dt.datetime | None, str | None]:
+        """A job's next fire time, or why it has none."""
+        try:
+            return cronspec.parse(j.cron).next_after(j.last_scheduled or j.created_at), None
+        except Exception as e:  # UsageError, or croniter giving up on a date
+            return None, _why(e)
+
     async def schedule(self) -> None:
         now = utcnow()
         async with self.session() as sess, sess.begin():
             jobs = (await sess.execute(select(Job))).scalars().all()
             for j in jobs:
-                sched = cronspec.parse(j.cron)
-                base = j.last_scheduled or j.created_at
-                due = sched.next_after(base)
-                if due > now:
+                try:
+                    due, missed = self._due(j, now)
+                except Exception as e:
+                    why = _why(e)
+                    if self.broken_jobs.get(j.name) != why:
+                        self.broken_jobs[j.name] = why
+                        log.warning("job %s set aside: %s", j.name, why)
+                        self.event(sess, None, "job-broken", "scheduler", f"{j.name}: {why}")
                     continue
-                missed = 0
-                while True:  # coalesce every fire time that passed into one run
-                    nxt = sched.next_after(due)
-                    if nxt > now or missed > 100000:
-                        break
-                    due, missed = nxt, missed + 1
-                j.last_scheduled = due
-                if j.name in self.running_jobs and not self.running_jobs[j.name].done():
-                    sess.add(
-                        JobRun(
-                            job=j.name,
-                            scheduled_at=due,
-                            status="skipped",
-                            coalesced=missed,
-                            detail={"reason": "previous run still running"},
-                        )
-                    )
-                    self.counters["job_skips"] += 1
-                    continue
-                run = JobRun(
+                self.broken_jobs.pop(j.name, None)
+                if due is not None:
+                    await self._fire(sess, j, due, missed, now)
+
+    @staticmethod
+    def _due(j: Job, now: dt.datetime) -> tuple[dt.datetime | None, int]:
+        """The fire time to run now (None: not yet), with how many more were missed."""
+        sched = cronspec.parse(j.cron)
+        due = sched.next_after(j.last_scheduled or j.created_at)
+        if due > now:
+            return None, 0
+        missed = 0
+        while True:  # coalesce every fire time that passed into one run
+            nxt = sched.next_after(due)
+            if nxt > now or missed > 100000:
+                return due, missed
+            due, missed = nxt, missed + 1
+
+    async def _fire(
+        self, sess: Any, j: Job, due: dt.datetime, missed: int, now: dt.datetime
+    ) -> None:
+        j.last_scheduled = due
+        if j.name in self.running_jobs and not self.running_jobs[j.name].done():
+            sess.add(
+                JobRun(
                     job=j.name,
                     scheduled_at=due,
-                    started_at=now,
-                    status="running",
+                    status="skipped",
                     coalesced=missed,
+                    detail={"reason": "previous run still running"},
                 )
-                sess.add(run)
-                await sess.flush()
-                self.running_jobs[j.name] = asyncio.create_task(
-                    self._run_job(run.id, j.nodes, j.command, j.action)
-                )
+            )
+            self.counters["job_skips"] += 1
+            return
+        run = JobRun(
+            job=j.name, scheduled_at=due, started_at=now, status="running", coalesced=missed
+        )
+        sess.add(run)
+        await sess.flush()
+        self.running_jobs[j.name] = asyncio.create_task(
+            self._run_job(run.id, j.nodes, j.command, j.action)
+        )
 
     async def _run_job(self, run_id: int, nodes: str, command: str | None, action: str) -> None:
         self.counters["job_runs"] += 1
@@ -91,3 +120,9 @@ class Cron(Registry):
                 return
             except Exception:
                 await asyncio.sleep(1)
+
+
+def _why(e: Exception) -> str:
+    from shoal.errors import ShoalError
+
+    return e.message if isinstance(e, ShoalError) else f"{type(e).__name__}: {e}"[:300]

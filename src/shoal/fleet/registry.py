@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.exc import DBAPIError
 
 from shoal.fleet.db import Event, Node, make_engine, utcnow
+from shoal.fleet.dbhealth import DB_ERRORS, IDLE, WROTE, DbHealth, brief
 from shoal.fleet.executor import CliExecutor, Executor
 from shoal.fleet.providers import Provider
 from shoal.fleet.settings import ControllerSettings
@@ -39,7 +39,7 @@ class Registry:
         from sqlalchemy.ext.asyncio import async_sessionmaker
 
         self.s = settings
-        self.engine = make_engine(settings.db_url())
+        self.engine = make_engine(settings.db_url(), settings.db_timeout)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
         self.provider = provider
         if executor is None:
@@ -49,8 +49,10 @@ class Registry:
         self.executor = executor
         self.pending_hb: dict[str, dt.datetime] = {}
         self.last_hb: dict[str, dt.datetime] = {}
-        self.db_ok = False
-        self.db_error = ""
+        self.health = DbHealth()
+        self.started_at = utcnow()  # reset when the loops start: silence counts from then
+        self.broken_jobs: dict[str, str] = {}
+        self.held: set[str] = set()  # hosts waiting for replacement behind the pool limit
         self.breaker_open = False
         self.running_jobs: dict[str, asyncio.Task[None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
@@ -68,34 +70,54 @@ class Registry:
         self.watchdog_seconds = 0.0
         self.last_rows: list[Any] = []
 
+    @property
+    def db_ok(self) -> bool:
+        return self.health.ok
+
     async def _loop(self, fn: Any, interval: float) -> None:
+        bug = ""  # a failure that is not the database's, logged once until it changes
         while True:
             try:
-                await fn()
-                if not self.db_ok:
-                    log.warning("database reachable again")
-                self.db_ok = True
+                did = await fn()
+                if did == WROTE:
+                    self.health.wrote()
+                elif did != IDLE:
+                    self.health.reached()
+                bug = ""
             except asyncio.CancelledError:
                 raise
-            except (DBAPIError, OSError, TimeoutError) as e:  # database: report, retry
-                self.db_ok = False
-                self.db_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-                log.warning("%s failed (will retry): %s", fn.__name__, self.db_error)
-            except Exception:
-                log.exception("%s failed", fn.__name__)
+            except DB_ERRORS as e:  # the database: reported once per change, retried
+                self.health.failed(e, writing=True)
+            except Exception as e:
+                if brief(e) != bug:
+                    log.exception("%s failed (not logged again until it changes)", fn.__name__)
+                    bug = brief(e)
             await asyncio.sleep(interval)
 
     async def healthy(self) -> tuple[bool, str]:
+        """Whether the database answers, within ``db_timeout``; while writes are
+        failing, a write (an event saying they work again) is tried too."""
         from sqlalchemy import text
 
         try:
-            async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
-            return True, "ok"
-        except Exception as e:
-            self.db_ok = False
-            self.db_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-            return False, f"database unreachable: {self.db_error}"
+            async with asyncio.timeout(self.s.db_timeout):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            self.health.reached()
+        except DB_ERRORS as e:
+            self.health.failed(e, writing=False)
+            return False, self.health.why()
+        was = self.health.refusing_writes
+        if was is not None:
+            try:
+                async with asyncio.timeout(self.s.db_timeout):
+                    async with self.session() as sess, sess.begin():
+                        why = f"database accepts writes again (after: {was})"
+                        self.event(sess, None, "database", "controller", why)
+                self.health.wrote()
+            except DB_ERRORS as e:
+                self.health.failed(e, writing=True)
+        return self.health.ok, self.health.why()
 
     # ---------- events
     @staticmethod
@@ -153,6 +175,7 @@ class Registry:
             n.last_heartbeat = now
             if n.state != "drained":
                 self.transition(sess, n, "running", name, "registered with facts")
+        self.health.wrote()
         self.last_hb[name] = now
         self.pending_hb.pop(name, None)
         return n
@@ -171,9 +194,10 @@ class Registry:
         self.last_hb[name] = now
         self.counters["heartbeats"] += 1
 
-    async def flush(self) -> None:
+    async def flush(self) -> int:
+        """Write the buffered heartbeats: WROTE, or IDLE when there were none."""
         if not self.pending_hb:
-            return
+            return IDLE
         batch = self.pending_hb
         self.pending_hb = {}
         try:
@@ -189,6 +213,7 @@ class Registry:
                 if k not in self.pending_hb or self.pending_hb[k] < v:
                     self.pending_hb[k] = v
             raise
+        return WROTE
 
     async def provision(self, name: str, pool: str, actor: str) -> None:
         """Record a host the operator (or a provider) created; it must register in time."""
@@ -207,6 +232,7 @@ class Registry:
                     )
                 )
                 self.event(sess, name, "state", actor, "provisioned", None, "provisioning")
+        self.health.wrote()
 
     async def set_drain(self, name: str, drained: bool, actor: str, reason: str) -> Node | None:
         async with self.session() as sess, sess.begin():

@@ -39,6 +39,9 @@ class Replacer(Registry):
                     )
                 ).scalar_one()
                 if (recent + 1) > max(1.0, pool_size * s.max_pool_percent / 100.0):
+                    if name in self.held:  # said when it began; nothing changed since
+                        continue
+                    self.held.add(name)
                     self.event(
                         sess,
                         name,

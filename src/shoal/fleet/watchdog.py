@@ -19,6 +19,7 @@ class Watchdog(Replacer):
         now = utcnow()
         s = self.s
         to_replace: list[tuple[str, str]] = []
+        up = (now - self.started_at).total_seconds()  # listening for this long
         async with self.session() as sess, sess.begin():
             # Only rows that may need action, as light tuples: a pass runs in the
             # event loop, and reading all 10,000 rows held heartbeats ~0.2 s (their
@@ -43,7 +44,7 @@ class Watchdog(Replacer):
                 hb = max(filter(None, [n.last_heartbeat, self.last_hb.get(n.name)]), default=None)
                 age = (now - hb).total_seconds() if hb else None
                 if n.state == "provisioning":
-                    waited = (now - n.state_since).total_seconds()
+                    waited = min((now - n.state_since).total_seconds(), up)
                     if waited > s.boot_timeout:
                         why = (
                             f"not registered {waited:.0f}s after provisioning"
@@ -51,14 +52,20 @@ class Watchdog(Replacer):
                         )
                         silent.append((n, "down", why))
                 elif n.state in ("running", "suspect", "down") and age is not None:
+                    # a node is silent at most since this controller started
+                    # listening: a restart after an outage starts every clock anew
+                    quiet = age if n.state == "down" else min(age, up)
                     if age <= s.suspect_after:
                         resumed.add(n.name)
                         if n.state != "running":
                             back.append(n.name)
-                    elif age > s.down_after and n.state != "down":
-                        silent.append((n, "down", f"silent {age:.0f}s (grace {s.down_after:g}s)"))
+                    elif quiet <= s.suspect_after:
+                        pass
+                    elif quiet > s.down_after and n.state != "down":
+                        why = f"silent {quiet:.0f}s (grace {s.down_after:g}s)"
+                        silent.append((n, "down", why))
                     elif n.state == "running":
-                        silent.append((n, "suspect", f"silent {age:.0f}s"))
+                        silent.append((n, "suspect", f"silent {quiet:.0f}s"))
                     elif n.state == "down" and s.policy == "replace":
                         to_replace.append((n.name, n.pool))
                 elif n.state == "down" and s.policy == "replace":  # never heard from
@@ -102,6 +109,8 @@ class Watchdog(Replacer):
                         to_replace.append((n.name, n.pool))
         self.watchdog_seconds = time.perf_counter() - t0
         await self.resume_orphans()
+        # a host is held (one replace-held event) until it is no longer waiting
+        self.held &= {name for name, _ in to_replace}
         if to_replace and self.provider is not None:
             await self.plan_replacements(to_replace, fleet)
 
