@@ -111,14 +111,16 @@ def until(fn: Any, timeout: float = 60, interval: float = 0.2) -> Any:
 def start_controller(db_url: str, tls_dir: Path, tmp_path: Path) -> Iterator[Any]:
     started: list[Ctl] = []
 
-    def _start(db: str | None = None, **settings: Any) -> Ctl:
-        """settings: SHOAL_CONTROLLER_*; db: another URL than the fixture's."""
+    def _start(db: str | None = None, wrap: list[str] | None = None, **settings: Any) -> Ctl:
+        """settings: SHOAL_CONTROLLER_*; db: another URL than the fixture's;
+        wrap: a command prefix that execs the controller (e.g. in a namespace)."""
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_CONTROLLER_")}
         env["SHOAL_METADATA"] = "off"
         for k, v in settings.items():
             env[f"SHOAL_CONTROLLER_{k.upper()}"] = str(v)
         argv = [
+            *(wrap or []),
             sys.executable,
             "-m",
             "shoal.cli.main",

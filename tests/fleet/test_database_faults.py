@@ -100,3 +100,49 @@ def test_writes_refused_is_503_and_logged_once(start_controller, db_url: str, un
     assert log.count("database accepts writes again") == 1, log[-3000:]
     assert log.count("reachable again") <= 1, log[-3000:]  # no flapping between the two
     assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_full_disk_is_logged_once_and_healthz_says_so(
+    start_controller, tmp_path: Path, until
+) -> None:
+    """SQLite on a 16 MiB tmpfs of the controller's own (a mount namespace), filled
+    up while it runs: writes fail, /healthz says so, the log says it once."""
+    import errno
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to give the controller a small disk")
+    d = tmp_path / "small-disk"
+    d.mkdir()
+    mount = f'mount -t tmpfs -o size=16m tmpfs {d} && exec "$@"'
+    ctl = start_controller(
+        db=f"sqlite:///{d / 'fleet.db'}",
+        wrap=["unshare", "--mount", "sh", "-c", mount, "sh"],
+        flush_interval=0.2,
+    )
+    filler = Path(f"/proc/{ctl.proc.pid}/root{d}/filler")  # the controller's view of d
+    with ctl.client("cn1") as agent, ctl.client() as op:
+        agent.post("/v1/register", json={"name": "cn1", "facts": {}}).raise_for_status()
+        with filler.open("wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        for _ in range(15):  # 3 s of heartbeats, ~15 flushes: every one fails
+            assert agent.post("/v1/heartbeat", json={"name": "cn1"}).status_code == 200
+            time.sleep(0.2)
+        r = op.get("/healthz")
+        assert r.status_code == 503 and "refuses writes" in r.json()["detail"], r.text
+        assert "full" in r.json()["detail"]
+        filler.unlink()
+        until(lambda: op.get("/healthz").status_code == 200)
+        until(lambda: op.get("/healthz").json()["pending_heartbeats"] == 0)
+    log = ctl.log.read_text()
+    assert log.count("database refuses writes") == 1, log[-3000:]
+    assert log.count("database accepts writes again") == 1, log[-3000:]
+    assert "reachable again" not in log and "Traceback" not in log, log[-3000:]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("shoal.fleet")
@@ -64,6 +64,8 @@ class DbHealth:
 
     def failed(self, e: BaseException, writing: bool) -> None:
         """A database call failed; ``writing``: it was meant to write."""
+        if isinstance(e, IntegrityError):  # a conflict (two registrations racing), not health
+            return
         why = brief(e)
         if is_unreachable(e) or not writing:
             if self.unreachable is None:
