@@ -169,3 +169,37 @@ def test_provider_programs_and_jobs_get_only_what_they_need(
     env = json.loads((tmp_path / "env-ping.json").read_text())
     assert not set(SECRETS) & set(env), sorted(env)
     assert env["SHOAL_HOME"] == ctl.env["SHOAL_HOME"]  # the client settings it needs
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_kill_9_while_creating_then_restart_makes_one_host(
+    start_controller, db_url: str, until
+) -> None:
+    """The real thing: SIGKILL the controller the moment the operation's step is
+    `creating` (polled from the database), restart it: one host, registered."""
+    import sqlite3
+
+    ctl = start_controller(
+        boot_timeout=1, check_interval=0.2, policy="replace", provider="local", max_pool_percent=100
+    )
+    db = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=30)
+    with ctl.client() as c:
+        c.post("/v1/nodes", json={"name": "cn6"}).raise_for_status()
+
+    def creating() -> bool:
+        try:
+            row = db.execute("SELECT step FROM operations WHERE node = 'cn6'").fetchone()
+        except sqlite3.OperationalError:  # locked for a moment by the controller
+            return False
+        return row is not None and row[0] == "creating"
+
+    until(creating, timeout=120, interval=0.005)
+    ctl.kill(signal.SIGKILL)
+    db.close()
+    ctl.env["SHOAL_CONTROLLER_BOOT_TIMEOUT"] = "3600"  # no new replacement after this one
+    ctl.restart()
+    with ctl.client() as c:
+        until(lambda: c.get("/v1/nodes/cn6").json()["state"] == "running", timeout=150)
+        assert c.get("/v1/nodes/cn6").json()["generation"] == 1
+    assert len(agents_named("cn6", ctl.tls_dir)) == 1
