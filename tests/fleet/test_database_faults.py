@@ -48,11 +48,12 @@ def test_hung_then_refused_database_is_503_not_500(start_controller, proxy, unti
     assert log.count("database unreachable") == 1, log[-3000:]  # said once, not per retry
 
 
-def test_hung_database_at_start_is_one_line_and_exit_6(
-    postgres_url: str, shoal_home: Path, tmp_path: Path
+@pytest.mark.parametrize("fault", ["hang", "refuse"])
+def test_a_bad_database_at_start_is_one_line_and_exit_6(
+    postgres_url: str, shoal_home: Path, fault: str
 ) -> None:
     with Proxy(("127.0.0.1", 5432)) as p:
-        p.hang()
+        getattr(p, fault)()
         via = postgres_url.replace(":5432/", f":{p.port}/")
         argv = [sys.executable, "-m", "shoal.cli.main", "controller", "--db", via]
         argv += ["--listen", "127.0.0.1:0", "--insecure"]
@@ -60,7 +61,9 @@ def test_hung_database_at_start_is_one_line_and_exit_6(
         r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 6, r.stderr
     lines = [x for x in r.stderr.splitlines() if "WARNING: --insecure" not in x]
-    assert lines == ["shoal: error: cannot open the database: TimeoutError: timed out"], r.stderr
+    assert len(lines) == 1, r.stderr
+    want = "TimeoutError: timed out" if fault == "hang" else "ConnectionRefusedError"
+    assert lines[0].startswith("shoal: error: cannot open the database: " + want), r.stderr
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
