@@ -132,3 +132,16 @@ def test_a_misspelt_setting_is_an_error_not_a_default(shoal_home, tmp_path) -> N
     r = subprocess.run(argv, env=base, capture_output=True, text=True)
     assert r.returncode == 5 and "unknown controller setting boot_timout" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_bad_heartbeat_bodies_are_4xx(start_controller) -> None:
+    ctl = start_controller()
+    with ctl.client("cn1") as agent:
+        agent.post("/v1/register", json=GOOD).raise_for_status()
+        for body in (b"[" * 100000, b'{"name": "cn1", "x": 1e400}', b'{"name": "cn1", "x": 1}'):
+            r = agent.post(
+                "/v1/heartbeat", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 422, (body[:40], r.status_code, r.text[:200])
+        assert agent.post("/v1/heartbeat", json={"name": "cn1"}).json() == {"ok": True}
