@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -110,19 +111,22 @@ def until(fn: Any, timeout: float = 60, interval: float = 0.2) -> Any:
 def start_controller(db_url: str, tls_dir: Path, tmp_path: Path) -> Iterator[Any]:
     started: list[Ctl] = []
 
-    def _start(**settings: Any) -> Ctl:
+    def _start(db: str | None = None, wrap: list[str] | None = None, **settings: Any) -> Ctl:
+        """settings: SHOAL_CONTROLLER_*; db: another URL than the fixture's;
+        wrap: a command prefix that execs the controller (e.g. in a namespace)."""
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_CONTROLLER_")}
         env["SHOAL_METADATA"] = "off"
         for k, v in settings.items():
             env[f"SHOAL_CONTROLLER_{k.upper()}"] = str(v)
         argv = [
+            *(wrap or []),
             sys.executable,
             "-m",
             "shoal.cli.main",
             "controller",
             "--db",
-            db_url,
+            db or db_url,
             "--listen",
             f"127.0.0.1:{port}",
         ]
@@ -139,12 +143,14 @@ def start_controller(db_url: str, tls_dir: Path, tmp_path: Path) -> Iterator[Any
         c.kill(signal.SIGTERM)
     # agents the local provider started outlive the controller: stop them too,
     # whatever the test did (a failed test must not leave agents behind)
+    from shoal.fleet.localhost import holder
+
     for home in {c.env_home() for c in started}:
-        for pf in (home / "local-provider").glob("*.pid"):
-            try:
-                os.killpg(int(pf.read_text().split()[1]), signal.SIGTERM)
-            except (ValueError, IndexError, ProcessLookupError, PermissionError):
-                pass
+        for lock in (home / "local-provider").glob("*.lock"):
+            h = holder(lock)
+            if h is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(h.pid, signal.SIGKILL)
 
 
 @pytest.fixture(name="until")

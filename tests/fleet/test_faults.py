@@ -86,6 +86,7 @@ def test_controller_killed_mid_replacement_finishes_once(
             policy="replace",
             provider="command",
             provider_command=f"{sys.executable} {script}",
+            provider_env='["FAKE_CLOUD_DIR"]',  # the program gets nothing else of ours
             max_pool_percent=100,
         )
         with ctl.client() as c:

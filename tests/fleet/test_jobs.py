@@ -18,9 +18,70 @@ def test_invalid_cron_names_the_field(start_controller) -> None:
             "/v1/jobs",
             json={"name": "bad", "cron": "0 0 25 * * *", "nodes": "cn1", "command": "date"},
         )
-        assert r.status_code == 422
+        assert r.status_code == 400
         assert "hour field '25'" in r.json()["detail"]
         assert c.get("/v1/jobs").json() == []
+
+
+def test_a_cron_that_can_never_fire_is_refused(start_controller) -> None:
+    ctl = start_controller()
+    with ctl.client() as c:
+        for cron in ("0 0 0 30 2 *", "0 0 0 31 4 *", "@every 1ms"):
+            job = {"name": "feb30", "cron": cron, "nodes": "cn1", "command": "true"}
+            r = c.post("/v1/jobs", json=job)
+            assert r.status_code == 400, (cron, r.status_code, r.text)
+            assert "never fire" in r.json()["detail"] or "at least 1s" in r.json()["detail"]
+        assert c.get("/v1/jobs").json() == []
+        ok = {"name": "leap", "cron": "0 0 0 29 2 *", "nodes": "cn1", "command": "true"}
+        assert c.post("/v1/jobs", json=ok).json()["next"].endswith("-02-29T00:00:00+00:00")
+
+
+def test_one_broken_job_never_stops_the_others(start_controller, cluster, db_url, until) -> None:
+    """A job stored before the check existed (written here straight into the
+    database) is set aside, once; the other jobs run and `jobs list` works."""
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    cluster(["cn1"])
+    ctl = start_controller()
+    url = db_url.replace("postgresql://", "postgresql+psycopg://")
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (name, cron, nodes, command, action, created_at)"
+                " VALUES ('feb30', '0 0 0 30 2 *', 'cn1', 'true', 'command', :t)"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+    eng.dispose()
+    with ctl.client() as c:
+        c.post(
+            "/v1/jobs", json={"name": "p", "cron": "@every 1s", "nodes": "cn1", "action": "ping"}
+        ).raise_for_status()
+        until(
+            lambda: len([x for x in c.get("/v1/jobs/p/runs").json() if x["status"] == "ok"]) >= 2,
+            timeout=90,
+        )
+        jobs = {j["name"]: j for j in c.get("/v1/jobs").json()}
+        assert jobs["feb30"]["next"] is None and "never fire" in jobs["feb30"]["error"]
+        assert jobs["p"]["next"] and jobs["p"]["error"] is None
+        broken = [e for e in c.get("/v1/events").json() if e["kind"] == "job-broken"]
+        assert len(broken) == 1 and broken[0]["reason"].startswith("feb30: ")
+        assert c.get("/v1/jobs/feb30/runs").json() == []
+    env = {**ctl.env, "SHOAL_CONTROLLER_URL": ctl.url}
+    r = subprocess.run(
+        [sys.executable, "-m", "shoal.cli.main", "jobs", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "feb30" in r.stdout and "never" in r.stdout
+    assert ctl.log.read_text().count("job feb30 set aside") == 1
 
 
 def test_job_runs_skips_while_running_and_history_persists(

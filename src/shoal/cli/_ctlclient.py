@@ -43,7 +43,8 @@ def request(
             detail = "; ".join(
                 f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
             )
-        exc = UsageError if r.status_code in (404, 409, 422) else ServiceError
+        # 4xx: the request was wrong (or not allowed): exit 2, as for any user mistake
+        exc = UsageError if r.status_code < 500 else ServiceError
         raise exc(f"controller: {detail}")
     return r.json()
 

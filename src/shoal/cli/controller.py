@@ -14,7 +14,7 @@ def controller(
         bool | None, typer.Option("--insecure", help="Plain HTTP, no client certificates.")
     ] = None,
     policy: Annotated[str | None, typer.Option(help="mark-down or replace")] = None,
-    provider: Annotated[str | None, typer.Option(help="none, local or command")] = None,
+    provider: Annotated[str | None, typer.Option(help="none, local, command or libcloud")] = None,
 ) -> None:
     """Run the fleet controller: registry, watchdog, replacement, cron jobs, metrics."""
     import asyncio
@@ -29,7 +29,8 @@ def controller(
     )
     if s.insecure:
         typer.secho(
-            "WARNING: --insecure: the controller API is plain HTTP with no authentication",
+            "WARNING: --insecure: the controller API is plain HTTP with no authentication"
+            " and no roles: anyone who can reach it may change the fleet and run commands on it",
             err=True,
             fg="red",
             bold=True,

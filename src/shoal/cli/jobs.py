@@ -66,9 +66,8 @@ def list_(controller: Ctl = None, json: Json = False, insecure: Insecure = False
     t = Table("NAME", "CRON", "ACTION", "NODES", "NEXT", "RUNNING")
     for j in data:
         what = j["command"] if j["action"] == "command" else j["action"]
-        t.add_row(
-            j["name"], j["cron"], what, j["nodes"], j["next"][:19], "yes" if j["running"] else ""
-        )
+        nxt = j["next"][:19] if j.get("next") else f"never: {j.get('error') or '?'}"
+        t.add_row(j["name"], j["cron"], what, j["nodes"], nxt, "yes" if j["running"] else "")
     Console().print(t)
 
 

@@ -3,8 +3,9 @@
 croniter (pallets-eco, maintained) parses and fires the six-field form with
 ``second_at_beginning=True``; this module adds robfig's extras: ``CRON_TZ=Zone``
 prefix, ``?`` (same as ``*``), ``@yearly``..``@hourly`` as six-field
-expressions, and ``@every <Go duration>``. Invalid input raises UsageError
-naming the field.
+expressions, and ``@every <Go duration>`` (at least 1 s). Invalid input raises
+UsageError naming the field; an expression that can never fire (February 30)
+is invalid too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ DESCRIPTORS = {
     "@midnight": "0 0 0 * * *",
     "@hourly": "0 0 * * * *",
 }
+MIN_EVERY = 1.0  # seconds: the scheduler looks twice a second
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -90,7 +92,12 @@ def parse(expr: str) -> Schedule:
             raise UsageError(f"invalid cron expression: unknown time zone {zone!r}") from e
         text = text.strip()
     if text.startswith("@every"):
-        return Schedule(expr, tz, every=parse_duration(text[len("@every") :].strip()))
+        every = parse_duration(text[len("@every") :].strip())
+        if every < MIN_EVERY:
+            raise UsageError(
+                f"invalid cron expression {expr!r}: @every must be at least {MIN_EVERY:g}s"
+            )
+        return Schedule(expr, tz, every=every)
     if text.startswith("@"):
         if text not in DESCRIPTORS:
             raise UsageError(
@@ -114,4 +121,12 @@ def parse(expr: str) -> Schedule:
         croniter(fields, second_at_beginning=True)
     except Exception as e:
         raise UsageError(f"invalid cron expression {expr!r}: {e}") from e
-    return Schedule(expr, tz, fields=fields)
+    sched = Schedule(expr, tz, fields=fields)
+    try:  # valid fields can still name a date that never comes (February 30)
+        sched.next_after(dt.datetime.now(dt.UTC))
+    except Exception as e:
+        raise UsageError(
+            f"cron expression {expr!r} can never fire: no date matches its"
+            f" day-of-month, month and day-of-week fields ({e})"
+        ) from e
+    return sched

@@ -141,7 +141,10 @@ def sync_url(url: str) -> str:
     return u.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def make_engine(url: str) -> Any:
+def make_engine(url: str, timeout: float = 5.0, command_timeout: float | None = None) -> Any:
+    """``timeout`` bounds making a connection (PostgreSQL) and, unless
+    ``command_timeout`` says otherwise, each statement: a hung database is
+    an error, not a wait."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     aurl = async_url(url)
@@ -158,8 +161,9 @@ def make_engine(url: str) -> Any:
             cur.close()
 
         return eng
+    connect = {"timeout": timeout, "command_timeout": command_timeout or timeout}
     return create_async_engine(
-        aurl, pool_size=10, max_overflow=5, pool_pre_ping=True, connect_args={"timeout": 5}
+        aurl, pool_size=10, max_overflow=5, pool_pre_ping=True, connect_args=connect
     )
 
 

@@ -33,9 +33,17 @@ STATES = {
 
 
 class CliExecutor:
-    def __init__(self, argv0: list[str] | None = None, timeout: float = 3600.0) -> None:
+    def __init__(
+        self,
+        argv0: list[str] | None = None,
+        timeout: float = 3600.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        from shoal.fleet.cleanenv import job_env
+
         self.argv0 = argv0 or [sys.executable, "-m", "shoal.cli.main"]
         self.timeout = timeout
+        self.env = job_env() if env is None else env  # none of the controller's own
 
     async def run(
         self, nodes: str, command: str | None, action: str, exclude: str = ""
@@ -51,7 +59,11 @@ class CliExecutor:
         else:
             raise ValueError(f"unknown action {action}")
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.timeout)

@@ -6,10 +6,10 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 
 from shoal.fleet.controller import STATES, Controller
 from shoal.fleet.db import Node
+from shoal.fleet.dbhealth import DB_ERRORS
 
 
 async def snapshot(ctl: Controller) -> dict[str, Any]:
@@ -20,8 +20,8 @@ async def snapshot(ctl: Controller) -> dict[str, Any]:
         async with ctl.session() as sess:
             rows = (await sess.execute(select(Node.name, Node.state, Node.last_heartbeat))).all()
         ctl.last_rows = list(rows)
-    except (DBAPIError, OSError, TimeoutError):
-        ctl.db_ok = False
+    except DB_ERRORS as e:
+        ctl.health.failed(e, writing=False)
         rows = ctl.last_rows  # the last known registry, while the DB is away
     for name, state, hb in rows:
         by_state[state] = by_state.get(state, 0) + 1

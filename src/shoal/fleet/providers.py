@@ -16,13 +16,14 @@ with back-off. ``delete`` of a host that does not exist must succeed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ProviderError(Exception):
@@ -35,9 +36,17 @@ class Provider(Protocol):
 
 
 class CommandProvider:
-    def __init__(self, program: str, timeout: float = 600.0) -> None:
+    """``env``: the program's whole environment (default: cleanenv.program_env(),
+    the minimal one); the controller's own is never passed on."""
+
+    def __init__(
+        self, program: str, timeout: float = 600.0, env: dict[str, str] | None = None
+    ) -> None:
+        from shoal.fleet.cleanenv import program_env
+
         self.argv = shlex.split(program)
         self.timeout = timeout
+        self.env = program_env(()) if env is None else env
 
     async def _call(self, action: str, name: str, pool: str, key: str) -> dict[str, object]:
         req = json.dumps({"action": action, "name": name, "pool": pool, "key": key}).encode()
@@ -47,6 +56,7 @@ class CommandProvider:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=self.env,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(req), self.timeout)
@@ -78,66 +88,124 @@ class CommandProvider:
 
 
 class LocalProvider:
-    """Agent processes on this machine; a pid file per name makes calls idempotent.
+    """Agent processes on this machine, one per node name.
+
+    A host is a process holding ``NAME.lock`` (see localhost.py), so both calls
+    ask the kernel, not a record: ``create`` returns the live host made for
+    this key if there is one and only then starts one (a host that starts
+    while another of its name runs exits at once); ``delete`` sends SIGTERM
+    (and SIGCONT: a stopped host cannot act on it), SIGKILL after ``grace``
+    seconds, and is done only when the host is gone.
 
     ``agent_argv`` is formatted with {name}; the default runs a real
     `shoal agent --controller`. With ``tls_dir`` holding the cluster CA's key,
-    a new host gets its certificate issued first, as cloud-init would give it.
+    a new host gets its (node) certificate issued first, as cloud-init would
+    give it. A host's environment is cleanenv.host_env: nothing of the
+    controller's.
     """
 
-    def __init__(self, state_dir: Path, agent_argv: list[str], tls_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        agent_argv: list[str],
+        tls_dir: Path | None = None,
+        grace: float = 5.0,
+        start_timeout: float = 30.0,
+    ) -> None:
         self.dir = state_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.agent_argv = agent_argv
         self.tls_dir = tls_dir
+        self.grace = grace
+        self.start_timeout = start_timeout
 
-    def _pidfile(self, name: str) -> Path:
-        return self.dir / f"{name}.pid"
-
-    def _alive(self, name: str) -> int | None:
-        try:
-            key_pid = self._pidfile(name).read_text().split()
-            pid = int(key_pid[1])
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError, IndexError):
-            return None
+    def lock(self, name: str) -> Path:
+        return self.dir / f"{name}.lock"
 
     async def create(self, name: str, pool: str, key: str) -> str:
-        pf = self._pidfile(name)
-        if pf.exists() and pf.read_text().split()[:1] == [key] and self._alive(name):
-            return name  # already created for this operation
-        if (
-            self.tls_dir is not None
-            and (self.tls_dir / "ca.key").exists()
-            and not (self.tls_dir / f"{name}.crt").exists()
-        ):
-            from shoal.core import tls
+        from shoal.fleet.cleanenv import host_env
+        from shoal.fleet.localhost import EX_HELD
 
-            tls.issue(self.tls_dir, name)
-        argv = [a.format(name=name) for a in self.agent_argv]
-        log = (self.dir / f"{name}.log").open("ab")
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=log, stderr=log, start_new_session=True
-        )
-        log.close()
-        pf.write_text(f"{key} {proc.pid}\n")
-        return name
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        while True:
+            h = await self._holder(name)
+            if h is not None:
+                if h.key == key:
+                    return name  # made for this operation already
+                raise ProviderError(
+                    f"create {name}: a host made for {h.key or 'another operation'}"
+                    f" (pid {h.pid}) is still running"
+                )
+            if (
+                self.tls_dir is not None
+                and (self.tls_dir / "ca.key").exists()
+                and not (self.tls_dir / f"{name}.crt").exists()
+            ):
+                from shoal.core import tls
+
+                tls.issue(self.tls_dir, name)
+            home = self.dir / name
+            home.mkdir(exist_ok=True)
+            argv = [a.format(name=name) for a in self.agent_argv]
+            launcher = [sys.executable, "-m", "shoal.fleet.localhost", str(self.lock(name)), key]
+            with (self.dir / f"{name}.log").open("ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *launcher,
+                    "--",
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    env=host_env(home),
+                    cwd=home,
+                )
+            while proc.returncode is None:  # until it holds the lock, or gives up
+                h = await self._holder(name)
+                if h is not None and h.pid == proc.pid and h.key == key:
+                    return name
+                if loop.time() > deadline:
+                    raise ProviderError(f"create {name}: the host did not start")
+                await asyncio.sleep(0.02)
+            if proc.returncode != EX_HELD:
+                raise ProviderError(
+                    f"create {name}: the host exited {proc.returncode} (see {log.name})"
+                )
+            # another host of this name got the lock first: look again
+
+    async def _holder(self, name: str) -> Any:
+        from shoal.fleet.localhost import holder
+
+        for _ in range(50):  # the instant between a host's lock and its key
+            h = holder(self.lock(name))
+            if h is None or h.key:
+                return h
+            await asyncio.sleep(0.01)
+        return h
 
     async def delete(self, name: str, pool: str, key: str) -> None:
-        pid = self._alive(name)
-        if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            for _ in range(50):
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                await asyncio.sleep(0.1)
-        self._pidfile(name).unlink(missing_ok=True)
+        h = await self._holder(name)
+        if h is None:
+            return
+        for sig, wait in (
+            (signal.SIGTERM, self.grace),
+            (signal.SIGKILL, max(self.grace, 10.0)),
+        ):
+            for s in (sig, signal.SIGCONT):
+                with contextlib.suppress(OSError):
+                    os.killpg(h.pid, s)
+                with contextlib.suppress(OSError):
+                    os.kill(h.pid, s)
+            deadline = asyncio.get_running_loop().time() + wait
+            while asyncio.get_running_loop().time() < deadline:
+                now = await self._holder(name)
+                if now is None or now.pid != h.pid:
+                    with contextlib.suppress(OSError):  # what it left in its group
+                        os.killpg(h.pid, signal.SIGKILL)
+                    return
+                await asyncio.sleep(0.05)
+        raise ProviderError(f"delete {name}: pid {h.pid} still running after SIGKILL")
 
 
 def default_local_argv(controller_url: str, tls_dir: Path) -> list[str]:
@@ -166,13 +234,15 @@ class LibcloudProvider:
     runs in its own process (Libcloud is blocking) through the command
     provider's contract, with its time-out and cancellation."""
 
-    def __init__(self, config: Path, timeout: float = 600.0) -> None:
+    def __init__(
+        self, config: Path, timeout: float = 600.0, env: dict[str, str] | None = None
+    ) -> None:
         from shoal.fleet.cloudcall import LibcloudHosts
 
         # a bad config is a one-line error now, not at the first outage
         LibcloudHosts(config, connect=False)
         argv = [sys.executable, "-m", "shoal.fleet.cloudcall", "--config", str(config)]
-        self._cmd = CommandProvider(shlex.join(argv), timeout)
+        self._cmd = CommandProvider(shlex.join(argv), timeout, env)
 
     async def create(self, name: str, pool: str, key: str) -> str:
         return await self._cmd.create(name, pool, key)

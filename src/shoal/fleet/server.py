@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from typing import Any
 
 from shoal.errors import ConfigError, ServiceError
+from shoal.fleet.dbhealth import brief
 from shoal.fleet.settings import ControllerSettings
 
 log = logging.getLogger("shoal.fleet")
@@ -16,21 +18,19 @@ def _protocol_class() -> type:
     # httptools (C parser): h11 cost ~0.2 ms of the loop per heartbeat
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from shoal.fleet.api import PEERS
+    from shoal.fleet.access import PEERS, peer_of_cert
 
-    class PeerCNProtocol(HttpToolsProtocol):
-        """Records the verified client certificate's CN for this connection."""
+    class PeerProtocol(HttpToolsProtocol):
+        """Records the verified client certificate (CN and role) of this connection."""
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             sslobj = transport.get_extra_info("ssl_object")
             peer = transport.get_extra_info("peername")
             if sslobj is not None and peer:
-                cert = sslobj.getpeercert() or {}
-                for rdn in cert.get("subject", ()):
-                    for k, v in rdn:
-                        if k == "commonName":
-                            PEERS[(peer[0], peer[1])] = v
+                who = peer_of_cert(sslobj.getpeercert() or {})
+                if who is not None:
+                    PEERS[(peer[0], peer[1])] = who
                 self._shoal_peer = (peer[0], peer[1])
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -39,29 +39,34 @@ def _protocol_class() -> type:
                 PEERS.pop(p, None)
             super().connection_lost(exc)
 
-    return PeerCNProtocol
+    return PeerProtocol
 
 
 def make_provider(s: ControllerSettings, url: str) -> Any:
+    from shoal.fleet.cleanenv import program_env
+
     if s.provider == "local":
         from shoal.core.config import shoal_home
         from shoal.fleet.providers import LocalProvider, default_local_argv
 
         return LocalProvider(
-            shoal_home() / "local-provider", default_local_argv(url, s.tls_path()), s.tls_path()
+            shoal_home() / "local-provider",
+            default_local_argv(url, s.tls_path()),
+            s.tls_path(),
+            grace=s.stop_grace,
         )
     if s.provider == "command":
         from shoal.fleet.providers import CommandProvider
 
         if not s.provider_command:
             raise ConfigError("provider=command needs provider_command")
-        return CommandProvider(s.provider_command)
+        return CommandProvider(s.provider_command, env=program_env(s.provider_env))
     if s.provider == "libcloud":
         from shoal.fleet.providers import LibcloudProvider
 
         if s.libcloud_config is None:
             raise ConfigError("provider=libcloud needs libcloud_config (a TOML file)")
-        return LibcloudProvider(s.libcloud_config)
+        return LibcloudProvider(s.libcloud_config, env=program_env(s.provider_env))
     return None
 
 
@@ -81,10 +86,15 @@ async def serve(s: ControllerSettings, ready: Any = None) -> None:
     try:
         await ctl.start()
     except Exception as e:
-        raise ServiceError(f"cannot open the database: {str(e).splitlines()[0][:300]}") from e
+        with contextlib.suppress(Exception):
+            await ctl.engine.dispose()
+        raise ServiceError(f"cannot open the database: {brief(e)}") from e
     kw: dict[str, Any] = {}
     if s.insecure:
-        log.warning("INSECURE: the controller API is plain HTTP without authentication")
+        log.warning(
+            "INSECURE: the controller API is plain HTTP without authentication:"
+            " anyone who can reach it may change the fleet and run commands on it"
+        )
     else:
         d = s.tls_path()
         paths = [d / "ca.crt", d / f"{s.cert_name}.crt", d / f"{s.cert_name}.key"]

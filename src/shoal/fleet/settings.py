@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic_settings import SettingsConfigDict
 
-from shoal.core.config import shoal_home
+from shoal.core.config import config_path, read_toml, shoal_home
 from shoal.core.sections import Section
+
+# SHOAL_CONTROLLER_* names that are not the controller's settings: the client's
+# controller URL, the Statuspage metric mapping (statuspage.METRIC_MAP_ENV)
+READ_ELSEWHERE = frozenset({"url", "statuspage_metrics"})
 
 
 class ControllerSettings(Section):
@@ -30,6 +35,10 @@ class ControllerSettings(Section):
     provider: Literal["none", "local", "command", "libcloud"] = "none"
     provider_command: str = ""  # for provider=command
     libcloud_config: Path | None = None  # for provider=libcloud: driver, credentials, node
+    # controller environment variables a provider program needs (it gets nothing else
+    # of the controller's environment); in SHOAL_CONTROLLER_PROVIDER_ENV as JSON
+    provider_env: list[str] = []
+    stop_grace: float = 5.0  # provider=local: SIGTERM, then SIGKILL after this many seconds
     max_concurrent: int = 2  # K
     max_pool_percent: float = 20.0  # P % of the pool per window
     window: float = 3600.0
@@ -37,6 +46,8 @@ class ControllerSettings(Section):
     breaker_fraction: float = 0.3  # this share of the fleet silent together -> hold
     breaker_min_nodes: int = 4
     executor: str = ""  # program prefix for jobs, default "python -m shoal.cli.main"
+    max_body: int = 1024 * 1024  # bytes: a longer request body is refused (413)
+    db_timeout: float = 5.0  # a database call that takes longer is an outage (503)
     # heartbeats
     flush_interval: float = 1.0
     naive_heartbeats: bool = False  # reference practice: one UPDATE per heartbeat (bench only)
@@ -45,6 +56,26 @@ class ControllerSettings(Section):
     statuspage_page_id: str = ""
     statuspage_api_key_file: Path | None = None  # or SHOAL_CONTROLLER_STATUSPAGE_API_KEY
     statuspage_api_key: str = ""
+
+    @classmethod
+    def load(cls, **flags: Any) -> Self:
+        """As Section.load, but a misspelt setting is an error, not a default."""
+        from shoal.errors import ConfigError
+
+        env = [
+            (k, k.removeprefix("SHOAL_CONTROLLER_").lower())
+            for k in os.environ
+            if k.startswith("SHOAL_CONTROLLER_")
+        ]
+        path = config_path()
+        table = read_toml(path).get("controller", {}) if path.exists() else {}
+        given = [(k, k) for k in table] if isinstance(table, dict) else []
+        for where, (raw, name) in [("environment", e) for e in env] + [
+            (f"[controller] in {path}", g) for g in given
+        ]:
+            if name not in cls.model_fields and name not in READ_ELSEWHERE:
+                raise ConfigError(f"unknown controller setting {raw} (in the {where})")
+        return super().load(**flags)
 
     def db_url(self) -> str:
         return self.db or f"sqlite:///{shoal_home() / 'fleet.db'}"
