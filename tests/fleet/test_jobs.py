@@ -1,7 +1,7 @@
 """Cron jobs through the real controller and real fan-out: validation, runs,
 skip, coalescing, persistence.
 
-Jobs run `shoal run --json` / `shoal ping --json` (the executor's CLI contract)
+Jobs run through the fan-out API in a process of their own (fleet/jobproc.py)
 against a local cluster of real agents that shares the test's SHOAL_HOME, so a
 job's record is what the nodes really answered.
 """

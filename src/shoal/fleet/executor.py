@@ -1,9 +1,9 @@
 """The seam to fan-out: jobs run through an Executor.
 
-``CliExecutor`` calls the stable CLI contract, ``shoal run --json -w NODES
--- CMD`` / ``shoal ping --json -w NODES``, whose JSON is {"nodes": {name:
-{"state": "PASS"|"FAILED"|...}}, ...}: a job's run is its own process, so a
-hung or crashing fan-out never takes the controller with it.
+``ProcessExecutor`` runs each job's fan-out through the library API in a
+process of its own (``python -m shoal.fleet.jobproc``), so a hung or crashing
+fan-out never takes the controller with it. The child answers in NodeState's
+vocabulary; the fleet's job runs record it as the words below.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import asyncio
 import json
 import sys
 from typing import Protocol
+
+from shoal.core.states import NodeState
 
 
 class Executor(Protocol):
@@ -22,17 +24,18 @@ class Executor(Protocol):
         ...
 
 
-# the summary labels `shoal run --json` prints -> the wire's node states
+# a node's state -> the word a job run records for it
 STATES = {
-    "PASS": "ok",
-    "FAILED": "failed",
-    "TIMEOUT": "timeout",
-    "UNREACHABLE": "unreachable",
-    "REFUSED": "refused",
+    NodeState.PASS: "ok",
+    NodeState.FAILED: "failed",
+    NodeState.OOM: "oom",
+    NodeState.TIMEOUT: "timeout",
+    NodeState.UNREACHABLE: "unreachable",
+    NodeState.REFUSED: "refused",
 }
 
 
-class CliExecutor:
+class ProcessExecutor:
     def __init__(
         self,
         argv0: list[str] | None = None,
@@ -41,23 +44,19 @@ class CliExecutor:
     ) -> None:
         from shoal.fleet.cleanenv import job_env
 
-        self.argv0 = argv0 or [sys.executable, "-m", "shoal.cli.main"]
+        self.argv0 = argv0 or [sys.executable, "-m", "shoal.fleet.jobproc"]
         self.timeout = timeout
         self.env = job_env() if env is None else env  # none of the controller's own
 
     async def run(
         self, nodes: str, command: str | None, action: str, exclude: str = ""
     ) -> dict[str, str]:
-        nodes_args = ["-w", nodes, *(["-x", exclude] if exclude else [])]
+        if action not in ("command", "ping", "facts"):
+            raise ValueError(f"unknown action {action}")
+        argv = [*self.argv0, action, "-w", nodes, *(["-x", exclude] if exclude else [])]
         if action == "command":
             # one argument: the agent runs it through /bin/sh -c verbatim, quotes and all
-            argv = [*self.argv0, "run", "--json", *nodes_args, "--", command or ""]
-        elif action == "ping":
-            argv = [*self.argv0, "ping", "--json", *nodes_args]
-        elif action == "facts":
-            argv = [*self.argv0, "facts", "--json", *nodes_args]
-        else:
-            raise ValueError(f"unknown action {action}")
+            argv += ["--", command or ""]
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -73,7 +72,9 @@ class CliExecutor:
             return {"*": "timeout"}
         try:
             data = json.loads(out)
-            return {n: STATES.get(str(r.get("state")), "failed") for n, r in data["nodes"].items()}
+            if "error" in data:
+                return {"*": f"failed: {data['error']}"}
+            return {n: STATES.get(NodeState(s), "failed") for n, s in data["nodes"].items()}
         except (ValueError, KeyError, AttributeError, TypeError):
             msg = err.decode(errors="replace").strip().splitlines()
             return {"*": "failed: " + (msg[-1] if msg else f"exit {proc.returncode}")}

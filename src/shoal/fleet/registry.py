@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, update
 
 from shoal.fleet.db import Event, Node, make_engine, utcnow
 from shoal.fleet.dbhealth import DB_ERRORS, IDLE, WROTE, DbHealth, brief
-from shoal.fleet.executor import CliExecutor, Executor
+from shoal.fleet.executor import Executor, ProcessExecutor
 from shoal.fleet.providers import Provider
 from shoal.fleet.settings import ControllerSettings
 
@@ -45,7 +45,9 @@ class Registry:
         if executor is None:
             import shlex
 
-            executor = CliExecutor(shlex.split(settings.executor) if settings.executor else None)
+            executor = ProcessExecutor(
+                shlex.split(settings.executor) if settings.executor else None
+            )
         self.executor = executor
         self.pending_hb: dict[str, dt.datetime] = {}
         self.last_hb: dict[str, dt.datetime] = {}

@@ -45,7 +45,7 @@ class ControllerSettings(Section):
     backoff: float = 60.0  # per host, doubled per consecutive failure
     breaker_fraction: float = 0.3  # this share of the fleet silent together -> hold
     breaker_min_nodes: int = 4
-    executor: str = ""  # program prefix for jobs, default "python -m shoal.cli.main"
+    executor: str = ""  # program prefix for jobs, default "python -m shoal.fleet.jobproc"
     max_body: int = 1024 * 1024  # bytes: a longer request body is refused (413)
     db_timeout: float = 5.0  # a database call that takes longer is an outage (503)
     # heartbeats
