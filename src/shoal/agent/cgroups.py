@@ -34,6 +34,10 @@ from shoal.agent.sandbox import (
 log = logging.getLogger("shoal.agent.sandbox")
 
 V2_CONTROLLERS = ("cpuset", "cpu", "memory", "pids")
+# v1 hierarchies every sandbox joins (kill, CPU time, peak memory); the others
+# only when a limit asks for them: joining a hierarchy is a kernel write each
+ALWAYS_V1 = ("freezer", "cpuacct", "memory")
+POOL = 16  # emptied limit-free v1 sandboxes kept for reuse (mkdir/rmdir cost)
 NEEDED = {"memory": "--mem", "cpuset": "--cpus/--mems", "cpu": "--cpu-quota", "pids": "--pids"}
 
 
@@ -44,6 +48,7 @@ class Host:
         self.why = why  # what is missing, said once at start
         self.instance = _instance()
         self._seq = itertools.count(1)
+        self._pool: list[Sandbox] = []
 
     @classmethod
     def none(cls, why: str) -> Host:
@@ -127,17 +132,20 @@ class Host:
         for ctrl, flag in NEEDED.items():
             if _asks(req, ctrl) and ctrl not in self.bases:
                 raise SandboxError(f"{flag}: this node has no {ctrl} controller ({self.why})")
+        if self._pool and not req.any_limit():
+            return self._pool.pop()
         name = f"{self.instance}-{next(self._seq)}"
         if self.version == 2:
             dirs = {"": self.bases[""] / name}
         else:
-            dirs = {c: b / name for c, b in self.bases.items()}
+            wanted = {c for c in ALWAYS_V1} | {c for c in NEEDED if _asks(req, c)}
+            dirs = {c: b / name for c, b in self.bases.items() if c in wanted}
         made: list[Path] = []
         try:
             for d in dict.fromkeys(dirs.values()):
                 d.mkdir()
                 made.append(d)
-            box = Sandbox(dirs, self.version, limited=req.memory > 0)
+            box = Sandbox(dirs, self.version, limited=req.any_limit())
             self._limit(box, req)
         except SandboxError:
             for d in reversed(made):
@@ -150,6 +158,31 @@ class Host:
                     d.rmdir()
             raise SandboxError(f"cannot make a sandbox: {e}") from e
         return box
+
+    def release(self, box: Sandbox) -> None:
+        """An emptied sandbox back: kept for the next command when it carries no
+        limit and its counters could be reset (v1), else removed."""
+        if self.version == 1 and not box.limited and len(self._pool) < POOL:
+            try:
+                for ctrl, f in (
+                    ("cpuacct", "cpuacct.usage"),
+                    ("memory", "memory.max_usage_in_bytes"),
+                ):
+                    d = box.by_controller.get(ctrl)
+                    if d is not None:
+                        _write(d / f, "0")
+            except OSError:
+                box.remove()
+                return
+            self._pool.append(box)
+            return
+        box.remove()
+
+    def close(self) -> None:
+        """Agent stop: remove the kept sandboxes."""
+        pool, self._pool = self._pool, []
+        for box in pool:
+            box.remove()
 
     def _limit(self, box: Sandbox, req: Request) -> None:
         v2 = self.version == 2

@@ -9,8 +9,8 @@ limit that cannot be enforced is refused, never ignored.
 A sandbox is made under the agent's own cgroup, in ``shoal/``, named after
 the agent process (pid and start time) so that after a crash the next agent
 finds and removes what the dead one left (``Host.sweep``). The command's
-first process puts itself into the sandbox before it execs the command (a
-two-line /bin/sh prologue), so nothing it forks is ever outside. The end, in
+first process puts itself into the sandbox before it runs the command (a
+one-line /bin/sh prologue), so nothing it forks is ever outside. The end, in
 every way it can come (exit, time limit, cancel, agent stop), is the same:
 freeze, SIGKILL every member, thaw, wait until empty, read the accounting,
 remove.
@@ -32,8 +32,9 @@ log = logging.getLogger("shoal.agent.sandbox")
 
 V1_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "freezer")
 # $0 is the command; the rest are cgroup.procs files. The shell puts itself in
-# each, then becomes the command's own shell (same pid, nothing forked before).
-PROLOGUE = 'for f; do echo $$ > "$f" || exit 125; done; exec /bin/sh -c "$0"'
+# each, then runs the command itself (an exec of a second shell costs a third
+# of a command's start): the command sees no arguments, and $0 is its text.
+PROLOGUE = 'for f; do echo $$ > "$f" || exit 125; done; set --; eval "$0"'
 EMPTY_WAIT = 10.0  # seconds a killed sandbox may take to empty
 
 
@@ -112,7 +113,7 @@ class Sandbox:
         self.by_controller = dirs
         self.dirs = list(dict.fromkeys(dirs.values()))
         self.version = version
-        self.limited = limited  # a memory limit was set: failcnt means OOM
+        self.limited = limited  # a limit was set (a memory one: failcnt means OOM)
 
     def argv(self, command: str) -> list[str]:
         return ["/bin/sh", "-c", PROLOGUE, command, *(str(d / "cgroup.procs") for d in self.dirs)]

@@ -293,6 +293,7 @@ async def serve(
         await runs.cancel_all()
         await asyncio.gather(*(s.stop(grace=1.0) for s, _, _ in started), return_exceptions=True)
         tasks.kill_all()
+        host.close()
         for _, ch, _ in started:
             with contextlib.suppress(Exception):
                 await ch.close()

@@ -139,8 +139,8 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
             await asyncio.shield(proc.wait())
         LIVE_GROUPS.discard(proc.pid)
     usage = box.usage() if box is not None else None
-    if box is not None:
-        box.remove()
+    if box is not None and host is not None:
+        host.release(box)
     code = proc.returncode if proc.returncode is not None else -9
     if usage is not None and usage.oom:
         state = pb.STATE_OOM
