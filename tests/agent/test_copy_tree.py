@@ -24,7 +24,7 @@ from shoal.agent.files import FilesService
 from shoal.agent.gate import Gate
 from shoal.agent.source import open_source
 from shoal.core.wire import fpb, frpc, pb
-from shoal.fanout.copy import SourceOrigin
+from shoal.fanout.broadcast import SourceOrigin
 
 
 @dataclass
@@ -278,7 +278,7 @@ async def test_vanished_client_spools_expire_after_the_adoption_window(
 async def test_gather_lands_one_verified_copy_per_node(
     nodes: dict[str, Node], tmp_path: Path
 ) -> None:
-    from shoal.fanout.gather import check_dest, gather
+    from shoal.fanout.fetch import check_dest, gather
 
     for i, name in enumerate(("n1", "n2", "n3")):
         (nodes[name].root / "dest" / "bench.log").write_text(f"log of {name}\n" * (i + 1))
@@ -311,7 +311,7 @@ async def test_gather_lands_one_verified_copy_per_node(
 
 def test_gather_destination_that_is_a_file_is_refused(tmp_path: Path) -> None:
     from shoal.errors import UsageError
-    from shoal.fanout.gather import check_dest
+    from shoal.fanout.fetch import check_dest
 
     (tmp_path / "logs").write_text("I am a file")
     with pytest.raises(UsageError, match="not a directory"):

@@ -27,7 +27,7 @@ from shoal.agent.files import FilesService
 from shoal.agent.gate import Gate
 from shoal.agent.source import open_source
 from shoal.core.wire import fpb, frpc, pb
-from shoal.fanout.copy import SourceOrigin
+from shoal.fanout.broadcast import SourceOrigin
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="private /tmp per process needs root")
 SHOAL = [sys.executable, "-m", "shoal.cli.main"]

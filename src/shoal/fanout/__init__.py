@@ -21,7 +21,18 @@ from shoal.fanout.api import (
     run_async,
 )
 from shoal.fanout.report import NodeResult, Report
-from shoal.fanout.transfer import copy, copy_async, gather, gather_async
+
+_TRANSFER = ("copy", "copy_async", "gather", "gather_async")
+
+
+def __getattr__(name: str) -> object:
+    # copy and gather on first use: `shoal run` need not import the copy machinery
+    if name in _TRANSFER:
+        from shoal.fanout import transfer
+
+        return getattr(transfer, name)
+    raise AttributeError(f"module 'shoal.fanout' has no attribute {name!r}")
+
 
 __all__ = [
     "Job",

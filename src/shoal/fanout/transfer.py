@@ -19,10 +19,10 @@ from shoal.core.config import Settings
 from shoal.core.wire import pb
 from shoal.errors import UsageError
 from shoal.fanout.api import Job, NodeSets, OnEvent, targets_of
+from shoal.fanout.broadcast import broadcast
 from shoal.fanout.client import client_credentials, client_signer
-from shoal.fanout.copy import broadcast
-from shoal.fanout.gather import DEFAULT_FAN_IN, Gathered, check_dest
-from shoal.fanout.gather import gather as fetch_all
+from shoal.fanout.fetch import DEFAULT_FAN_IN, Gathered, check_dest
+from shoal.fanout.fetch import gather as fetch_all
 from shoal.fanout.report import Report
 
 
