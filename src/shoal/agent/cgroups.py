@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 from pathlib import Path
 
 from shoal.agent.sandbox import (
@@ -147,15 +146,12 @@ class Host:
                 made.append(d)
             box = Sandbox(dirs, self.version, limited=req.any_limit())
             self._limit(box, req)
-        except SandboxError:
+        except (SandboxError, OSError) as e:
             for d in reversed(made):
                 with contextlib.suppress(OSError):
                     d.rmdir()
-            raise
-        except OSError as e:
-            for d in reversed(made):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+            if isinstance(e, SandboxError):
+                raise
             raise SandboxError(f"cannot make a sandbox: {e}") from e
         return box
 
@@ -232,34 +228,22 @@ class Host:
     def sweep(self) -> tuple[int, int]:
         """Remove sandboxes of agent processes that are gone (and kill what is
         left in them): (sandboxes removed, processes killed)."""
-        removed: set[str] = set()
-        killed = 0
-        for base in dict.fromkeys(self.bases.values()):
+        stale: dict[str, dict[str, Path]] = {}  # name -> controller -> its directory
+        for ctrl, base in self.bases.items():
             for d in sorted(base.iterdir()) if base.is_dir() else []:
                 inst = d.name.rsplit("-", 1)[0]
-                if not d.is_dir() or inst == self.instance or _alive(inst):
-                    continue
-                for _ in range(100):
-                    try:
-                        pids = [int(x) for x in _read(d / "cgroup.procs").split()]
-                    except OSError:
-                        break
-                    if not pids:
-                        break
-                    for pid in pids:
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.kill(pid, signal.SIGKILL)
-                            killed += 1
-                    if (d / "freezer.state").exists():
-                        with contextlib.suppress(OSError):
-                            _write(d / "freezer.state", "THAWED")
-                    os.sched_yield()
-                try:
-                    d.rmdir()
-                    removed.add(d.name)
-                except OSError as e:
-                    log.warning("cannot remove a stale sandbox %s: %s", d, e.strerror)
-        return len(removed), killed
+                if d.is_dir() and inst != self.instance and not _alive(inst):
+                    stale.setdefault(d.name, {})[ctrl] = d
+        killed = 0
+        for dirs in stale.values():
+            box = Sandbox(dirs, self.version, limited=False)
+            for _ in range(100):  # SIGKILLed processes fork no more: this converges
+                if not box.members():
+                    break
+                killed += box.kill_now()
+                os.sched_yield()
+            box.remove()
+        return len(stale), killed
 
 
 def _asks(req: Request, controller: str) -> bool:

@@ -128,14 +128,18 @@ class Sandbox:
                 pids.update(int(x) for x in _read(d / "cgroup.procs").split())
         return pids
 
-    def kill_now(self) -> None:
-        """One pass of kill without waiting (agent shutdown)."""
+    def kill_now(self) -> int:
+        """One pass of kill without waiting (agent shutdown, the start's sweep);
+        how many processes were signalled."""
         if self.version == 2:
             with contextlib.suppress(OSError):
                 _write(self.dirs[0] / "cgroup.kill", "1")
+        n = 0
         for pid in self.members():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+                n += 1
+        return n
 
     async def kill(self) -> None:
         """Kill every member and wait until none is left."""
