@@ -80,6 +80,17 @@ def targets_of(nodes: NodeSets, exclude: NodeSets | None, settings: Settings) ->
     return resolve(_list(nodes), _list(exclude), settings)
 
 
+def recorder(report: Report, on_event: OnEvent | None) -> Callable[[pb.TaskEvent], None]:
+    """What a fan-out calls per event: into the report, then to the caller."""
+
+    def on(ev: pb.TaskEvent) -> None:
+        r = report.add(ev)
+        if r is not None and on_event is not None:
+            on_event(ev, r)
+
+    return on
+
+
 def tree_job(
     task: pb.TaskRequest,
     nodes: NodeSets,
@@ -100,10 +111,7 @@ def tree_job(
     creds = client_credentials(s)  # a missing certificate: TLSError now, not mid-run
     signer = client_signer(s)
 
-    def on(ev: pb.TaskEvent) -> None:
-        r = report.add(ev)
-        if r is not None and on_event is not None:
-            on_event(ev, r)
+    on = recorder(report, on_event)
 
     async def work() -> None:
         report.sent_ns = time.monotonic_ns()

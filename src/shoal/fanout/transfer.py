@@ -18,7 +18,7 @@ from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.core.config import Settings
 from shoal.core.wire import pb
 from shoal.errors import UsageError
-from shoal.fanout.api import Job, NodeSets, OnEvent, targets_of
+from shoal.fanout.api import Job, NodeSets, OnEvent, recorder, targets_of
 from shoal.fanout.broadcast import broadcast
 from shoal.fanout.client import client_credentials, client_signer
 from shoal.fanout.fetch import DEFAULT_FAN_IN, Gathered, check_dest
@@ -64,12 +64,7 @@ def copy_job(nodes: NodeSets, source: str | Path, dest: str, **opts: Unpack[Copy
     targets = targets_of(nodes, opts.get("exclude"), s)
     creds, signer = client_credentials(s), client_signer(s)
     report = Report(targets.nodes, 0)
-    on_event = opts.get("on_event")
-
-    def on(ev: pb.TaskEvent) -> None:
-        r = report.add(ev)
-        if r is not None and on_event is not None:
-            on_event(ev, r)
+    on = recorder(report, opts.get("on_event"))
 
     async def work() -> None:
         await broadcast(
