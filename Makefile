@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint demo bench bench-fanout bench-broadcast bench-controller bench-gateway bench-soak proto clean
+.PHONY: venv test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak proto clean
 
 venv: $(STAMP)
 
@@ -19,34 +19,34 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 demo: $(STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
-# Each writes bench/results/NAME.{json,md}; run them on an otherwise idle machine.
-bench: bench-fanout bench-broadcast bench-controller bench-gateway bench-soak
+# Each writes benchmarks/results/NAME.{json,md}; run them on an otherwise idle machine.
+benchmarks: bench-fanout bench-broadcast bench-controller bench-gateway bench-soak
 
 bench-fanout: $(STAMP)
 	@bash scripts/bench-deps.sh
-	$(PY) bench/run_fanout.py
+	$(PY) benchmarks/run_fanout.py
 
 bench-broadcast: $(STAMP)  # root: network namespaces and tc
 	@bash scripts/bench-deps.sh
-	$(PY) bench/broadcast.py --rate 50mbit
+	$(PY) benchmarks/broadcast.py --rate 50mbit
 
 bench-controller: $(STAMP)
-	$(PY) bench/controller.py
+	$(PY) benchmarks/controller.py
 
 bench-gateway: $(STAMP)
 	@bash scripts/bench-gateway-deps.sh
-	$(PY) bench/gateway.py
+	$(PY) benchmarks/gateway.py
 
 bench-soak: $(STAMP)  # 10 minutes: a quiet command while fan-outs run every 30 s
-	$(PY) bench/soak.py
+	$(PY) benchmarks/soak.py
 
 proto: $(STAMP)
 	$(PY) -m shoal.core.protogen

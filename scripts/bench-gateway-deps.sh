@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# nginx for bench/gateway.py only (round-robin baseline); started there with
+# nginx for benchmarks/gateway.py only (round-robin baseline); started there with
 # its own generated config on a free port, never the system one.
 set -euo pipefail
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && exit 0

@@ -1,6 +1,6 @@
 """Controller benchmark: simulated agents heartbeating against one controller process.
 
-    .venv/bin/python bench/controller.py [--nodes 10000] [--period 10] [--duration 30]
+    .venv/bin/python benchmarks/controller.py [--nodes 10000] [--period 10] [--duration 30]
 
 For each database (SQLite file, PostgreSQL at 127.0.0.1:5432 when reachable) and
 each heartbeat mode (shoal's batched writes; the reference practice of one
@@ -14,7 +14,7 @@ p99, controller CPU (cores), and the watchdog pass time over NODES nodes.
 The controller runs with --insecure here: simulating 10,000 node identities
 needs 10,000 client certificates, and with keep-alive connections the TLS
 handshake is not on the per-heartbeat path. Results go to
-bench/results/controller.{json,md}.
+benchmarks/results/controller.{json,md}.
 """
 
 from __future__ import annotations

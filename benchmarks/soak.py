@@ -1,14 +1,14 @@
 """Soak (issue 10): hours-long work must not be torn down, and a quiet stream
 must not make healthy nodes look dead.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--every 30]
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--every 30]
 
 A 4-node local cluster (separate agent processes, default keepalive). One
 `shoal run -W 2 -- 'sleep M*60; echo done'` stays quiet for the whole soak,
 through a relay; meanwhile, every E seconds, a `shoal run`, a `shoal ping`
 and a `shoal copy` of a small file go through the relays' reused channels
 after an idle pause. Every node is up the whole time, so any UNREACHABLE (or
-any non-PASS) is false. Writes bench/results/soak.json and .md.
+any non-PASS) is false. Writes benchmarks/results/soak.json and .md.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from shoal.agent.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOAL = str(Path(sys.executable).parent / "shoal")
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "benchmarks" / "results"
 NODES = "node[1-4]"
 
 
@@ -133,7 +133,7 @@ def markdown(r: dict[str, Any]) -> str:
     for x in r["rounds"]:
         per_kind.setdefault(x["kind"], []).append(x["wall_ms"])
     lines = [
-        "# Soak (bench/soak.py)",
+        "# Soak (benchmarks/soak.py)",
         "",
         f"{r['when']}, {r['machine']['cpus']} CPUs, Python {r['machine']['python']}. "
         f"4 agent processes, default keepalive; a quiet `shoal run -W 2 -- 'sleep "

@@ -3,7 +3,7 @@ clients, each doing a fixed number of runs; side by side in one run:
 shoal gateway (p2c), shoal gateway --balance random, nginx round-robin, and
 one backend directly. Then a backend killed under load.
 
-    bash scripts/bench-gateway-deps.sh && .venv/bin/python bench/gateway.py
+    bash scripts/bench-gateway-deps.sh && .venv/bin/python benchmarks/gateway.py
 
 The backends are tests/gateway/jobe_backend.py in --echo mode: a run holds
 a slot for --delay seconds (500 ms; 1.5 s on the slow one, about a compile
@@ -207,13 +207,13 @@ def _cpu(p: Proc) -> float:
 
 
 def write(res: dict[str, Any]) -> None:
-    out = ROOT / "bench" / "results"
+    out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "gateway.json").write_text(json.dumps(res, indent=2) + "\n")
     rows = res["rows"]
     cfg = res["config"]
     lines = [
-        "# Gateway benchmark (bench/gateway.py)",
+        "# Gateway benchmark (benchmarks/gateway.py)",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores. Three echo"
         f" backends with {cfg['slots']} slots each; a run holds a slot {cfg['delay_ms']:.0f} ms"

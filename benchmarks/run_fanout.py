@@ -1,7 +1,7 @@
 """Fan-out benchmark (issue 2, Performance): shoal against the practice it
 replaces, in one run, on this machine.
 
-    .venv/bin/python bench/run_fanout.py [--quick]
+    .venv/bin/python benchmarks/run_fanout.py [--quick]
 
 Measures, as a user runs them (the installed `shoal` and `clush` commands):
   * side by side at 64 nodes, interleaved round-robin, median of 9 rounds:
@@ -17,7 +17,7 @@ Measures, as a user runs them (the installed `shoal` and `clush` commands):
 CPU: the client's from getrusage(RUSAGE_CHILDREN) around each command (it
 includes ssh clients that clush reaps); the agents' (or sshd's) from psutil
 cpu_times of their processes, own plus reaped children, before and after.
-Writes bench/results/run_fanout.json and .md.
+Writes benchmarks/results/run_fanout.json and .md.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHOAL = str(BIN / "shoal")
 CLUSH = str(BIN / "clush")
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "benchmarks" / "results"
 
 SETTLE = 1.0  # seconds between interleaved commands (64 sshd sessions take a while to go)
 
@@ -338,7 +338,7 @@ def markdown(r: dict[str, Any]) -> str:
     ssh_x, exec_x = ra["clush_ssh_over_shoal_run"], ra["shoal_run_over_clush_exec"]
     ok = lambda b: "met" if b else "**missed**"  # noqa: E731
     lines = [
-        "# Fan-out benchmark (bench/run_fanout.py)",
+        "# Fan-out benchmark (benchmarks/run_fanout.py)",
         "",
         f"{r['date']}, {mc['cpus']} CPUs, Python {mc['python']}, kernel {mc['kernel']},"
         f" root={mc['root']}. 64 nodes: median wall time of {r['shoal_run_64']['runs']} rounds"

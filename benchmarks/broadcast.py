@@ -8,12 +8,12 @@ rate as a share of R, time against the limit size/R, agents' peak RSS.
 
 Part "loopback": 16 local agents (one process each), the same file into each
 node's own /tmp: shoal copy vs clush --copy over a private sshd vs a loop of
-scp (see bench/sshd.py), with broadcast efficiency (time to 1 node / time to
+scp (see benchmarks/sshd.py), with broadcast efficiency (time to 1 node / time to
 N nodes).
 
-    .venv/bin/python bench/broadcast.py [--size-mib 256] [--rate 100mbit] [--quick]
+    .venv/bin/python benchmarks/broadcast.py [--size-mib 256] [--rate 100mbit] [--quick]
 
-Needs root (namespaces, tc). Writes bench/results/broadcast.{json,md}.
+Needs root (namespaces, tc). Writes benchmarks/results/broadcast.{json,md}.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from shoal.agent.netns import NetnsHosts  # noqa: E402
 from shoal.core import tls  # noqa: E402
 
-WORK = ROOT / "bench" / "work" / "broadcast"
-RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "benchmarks" / "work" / "broadcast"
+RESULTS = ROOT / "benchmarks" / "results"
 PY = sys.executable
 SHOAL = [PY, "-m", "shoal.cli.main"]
 
@@ -396,7 +396,7 @@ def main() -> None:
     ap.add_argument("--loopback-nodes", type=int, default=16)
     args = ap.parse_args()
     if os.geteuid() != 0:
-        sys.exit("bench/broadcast.py needs root (network namespaces, tc)")
+        sys.exit("benchmarks/broadcast.py needs root (network namespaces, tc)")
     WORK.mkdir(parents=True, exist_ok=True)
     size = args.size_mib << 20
     src = WORK / f"payload-{args.size_mib}m.bin"
