@@ -1,0 +1,1 @@
+"""shoal.deploy: local clusters, netns hosts and agent launch."""

@@ -1,0 +1,1 @@
+"""shoal.tree: the tree engine."""
