@@ -55,6 +55,24 @@ class WireError(ShoalError):
     """A peer sent something that does not follow shoal.v1."""
 
 
+class PeerError(ShoalError):
+    """A node could not be reached in time, or refused us (TLS, role, grant)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+class TransferError(ShoalError):
+    """This node cannot complete a copy or gather; the reason is its alone."""
+
+
+class Claimed(TransferError):
+    """Another writer (another agent on this filesystem) holds this transfer's part."""
+
+
 class ServiceError(ShoalError):
     """A service shoal depends on is unavailable or answered with an error."""
 

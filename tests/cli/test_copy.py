@@ -106,7 +106,7 @@ def test_gather_into_a_file_is_refused(shoal_home: Path, tmp_path: Path) -> None
 
 
 def _size(p: Path) -> int:
-    """-1 for a file gone meanwhile (a claim's transient name, agent/claim.py)."""
+    """-1 for a file gone meanwhile (a claim's transient name, tree/claim.py)."""
     try:
         return p.stat().st_size
     except FileNotFoundError:

@@ -29,13 +29,15 @@ import grpc
 from shoal.agent import tasks
 from shoal.agent.cgroups import Host
 from shoal.agent.gate import Gate
-from shoal.agent.relay import Channels, Relay, result_event
 from shoal.agent.runs import Execution, Runs
 from shoal.core import tls
 from shoal.core.grant import WINDOW, body_of
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import frpc, pb, rpc
 from shoal.errors import ConfigError
+from shoal.tree.channels import Channels
+from shoal.tree.relay import Relay
+from shoal.tree.subtree import result_event
 
 log = logging.getLogger("shoal.agent")
 
