@@ -89,6 +89,7 @@ class Settings:
     cert: Path | None = None  # default: $SHOAL_HOME/tls/client.crt
     key: Path | None = None  # default: $SHOAL_HOME/tls/client.key
     insecure: bool = False
+    controller_url: str = "https://127.0.0.1:8443"  # the fleet controller's API
     port: int = DEFAULT_PORT
     connect_timeout: float = 5.0
     width: int = 8  # fan-out tree width; chosen by benchmarks/run_fanout.py

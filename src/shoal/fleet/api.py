@@ -254,6 +254,7 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
         from shoal.fleet.metrics import render
 
         acc.caller(request)
-        return PlainTextResponse(await render(ctl), media_type="text/plain; version=0.0.4")
+        text = render(await ctl.snapshot())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app

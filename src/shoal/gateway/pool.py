@@ -20,11 +20,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shoal.errors import UpstreamError
 from shoal.gateway.balancer import Balancer
 from shoal.gateway.config import BackendConfig, GatewaySettings
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.shared import Shared, Unavailable
-from shoal.gateway.upstream import Upstream, UpstreamError
+from shoal.gateway.upstream import Upstream
 
 
 @dataclass

@@ -22,16 +22,14 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from shoal.errors import UpstreamError
+
 # s an idle connection is reused: under Apache's default KeepAliveTimeout (5 s),
 # so a server's close is rarely met in flight, and a NAT's silent drop never
 IDLE_MAX = 4.0
 MAX_IDLE = 32  # idle connections kept per backend (each may hold an Apache worker)
 MAX_HEAD = 64 * 1024  # bytes of status line and headers
 MAX_ANSWER = 64 * 1024 * 1024  # bytes of body: a backend gone mad cannot fill our memory
-
-
-class UpstreamError(Exception):
-    pass
 
 
 class _Abort(Exception):
