@@ -220,14 +220,6 @@ class Registry:
         self.last_hb[name] = now
         self.counters["heartbeats"] += 1
 
-    async def write_heartbeat_now(self, name: str) -> None:
-        """The reference practice (one UPDATE per heartbeat), kept for the benchmark."""
-        now = utcnow()
-        async with self.session() as sess, sess.begin():
-            await sess.execute(update(Node).where(Node.name == name).values(last_heartbeat=now))
-        self.last_hb[name] = now
-        self.counters["heartbeats"] += 1
-
     async def flush(self) -> int:
         """Write the buffered heartbeats: WROTE, or IDLE when there were none."""
         if not self.pending_hb:

@@ -47,7 +47,6 @@ class ControllerSettings(Section):
     db_timeout: float = 5.0  # a database call that takes longer is an outage (503)
     # heartbeats
     flush_interval: float = 1.0
-    naive_heartbeats: bool = False  # reference practice: one UPDATE per heartbeat (bench only)
     # statuspage
     statuspage_url: str = "https://api.statuspage.io"
     statuspage_page_id: str = ""
