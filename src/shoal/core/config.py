@@ -7,8 +7,8 @@ each capability reads its own table (``[gateway]``, ``[controller]``...)
 through a subclass of ``shoal.core.sections.Section``.
 
 The core's settings are read on every `shoal run`, so they are a dataclass
-with a small loader: pydantic-settings costs about 110 ms of import, a third
-of a command's start-up. The long-running services use ``Section``.
+with a small loader: importing pydantic-settings is a large share of a
+command's start-up. The long-running services use ``Section``.
 """
 
 from __future__ import annotations
