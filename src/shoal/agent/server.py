@@ -158,9 +158,15 @@ def _bind(add_port: Callable[[str], int], addr: str) -> int:
     return port
 
 
-async def _start(
-    spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host
-) -> tuple[grpc.aio.Server, Channels, int]:
+@dataclass
+class _Running:
+    server: grpc.aio.Server
+    channels: Channels
+    files: Any  # FilesService
+    port: int
+
+
+async def _start(spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host) -> _Running:
     from shoal.agent.files import FilesService
 
     creds = tls.channel_credentials(spec.identity) if spec.identity else None
@@ -202,7 +208,7 @@ async def _start(
         port,
         "plain text" if spec.identity is None else "mutual TLS",
     )
-    return server, channels, port
+    return _Running(server, channels, files, port)
 
 
 def _sandboxes() -> Host:
@@ -261,13 +267,13 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    started: list[tuple[grpc.aio.Server, Channels, int]] = []
+    started: list[_Running] = []
     heartbeats: list[asyncio.Task[Any]] = []
     try:
         for spec in specs:
             started.append(await _start(spec, keepalive, runs, host))
         if on_ready is not None:
-            on_ready([p for _, _, p in started])
+            on_ready([r.port for r in started])
         if controller is not None:
             from shoal.agent.registration import run_registration
 
@@ -293,11 +299,12 @@ async def serve(
                 t.cancel()
         tasks.kill_all()
         await runs.cancel_all()
-        await asyncio.gather(*(s.stop(grace=1.0) for s, _, _ in started), return_exceptions=True)
+        await asyncio.gather(*(r.server.stop(grace=1.0) for r in started), return_exceptions=True)
         tasks.kill_all()
         host.close()
-        for _, ch, _ in started:
+        for r in started:
+            await r.files.close()  # no transfer is left half-written
             with contextlib.suppress(Exception):
-                await ch.close()
+                await r.channels.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
