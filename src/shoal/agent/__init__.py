@@ -4,13 +4,11 @@ gathers; ``serve`` runs one or more agents in this process."""
 
 from shoal.core.lazy import exports
 
-_EXPORTS = {
-    "AgentSpec": "server",
-    "ControllerLink": "server",
-    "Host": "cgroups",
-    "Request": "sandbox",
-    "Sandbox": "sandbox",
-    "serve": "server",
-}
-__getattr__ = exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __all__ = exports(
+    __name__,
+    """
+    cgroups: Host
+    sandbox: Request Sandbox
+    server: AgentSpec ControllerLink serve
+    """,
+)

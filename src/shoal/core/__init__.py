@@ -4,21 +4,16 @@ and work grants, and the node states every report speaks."""
 
 from shoal.core.lazy import exports
 
-_EXPORTS = {
-    "Address": "inventory",
-    "Identity": "tls",
-    "Inventory": "inventory",
-    "Keepalive": "keepalive",
-    "NodeState": "states",
-    "Section": "sections",
-    "Settings": "config",
-    "Signer": "grant",
-    "Verifier": "grant",
-    "fold": "nodeset",
-    "parse_address": "inventory",
-    "parse_listen": "inventory",
-    "select": "nodeset",
-    "shoal_home": "config",
-}
-__getattr__ = exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __all__ = exports(
+    __name__,
+    """
+    config: Settings shoal_home
+    grant: Signer Verifier
+    inventory: Address Inventory parse_address parse_listen
+    keepalive: Keepalive
+    nodeset: fold select
+    sections: Section
+    states: NodeState
+    tls: Identity
+    """,
+)

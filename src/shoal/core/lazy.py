@@ -7,13 +7,18 @@ import importlib
 from collections.abc import Callable
 
 
-def exports(package: str, names: dict[str, str]) -> Callable[[str], object]:
-    """A module ``__getattr__`` giving names[NAME] (a module of package) .NAME."""
+def exports(package: str, face: str) -> tuple[Callable[[str], object], list[str]]:
+    """(``__getattr__``, ``__all__``) for a package; face: one "module: names"
+    line per module of it."""
+    where = {}
+    for line in face.strip().splitlines():
+        module, _, names = line.partition(":")
+        where.update(dict.fromkeys(names.split(), module.strip()))
 
     def __getattr__(name: str) -> object:
-        module = names.get(name)
+        module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(f"{package}.{module}"), name)
 
-    return __getattr__
+    return __getattr__, sorted(where)

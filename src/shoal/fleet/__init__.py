@@ -5,11 +5,12 @@ Statuspage; ``serve`` runs it behind its HTTPS API."""
 
 from shoal.core.lazy import exports
 
-_EXPORTS = {
-    "Controller": "controller",
-    "ControllerSettings": "settings",
-    "build_app": "api",
-    "serve": "server",
-}
-__getattr__ = exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __all__ = exports(
+    __name__,
+    """
+    api: build_app
+    controller: Controller
+    server: serve
+    settings: ControllerSettings
+    """,
+)

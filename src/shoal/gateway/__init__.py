@@ -4,11 +4,11 @@ available on the chosen backend, shared state in Redis when several run)."""
 
 from shoal.core.lazy import exports
 
-_EXPORTS = {
-    "Gateway": "app",
-    "GatewayConfig": "config",
-    "load_config": "config",
-    "serve": "server",
-}
-__getattr__ = exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __all__ = exports(
+    __name__,
+    """
+    app: Gateway
+    config: GatewayConfig load_config
+    server: serve
+    """,
+)

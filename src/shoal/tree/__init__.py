@@ -7,18 +7,15 @@ each child subtree over ``Channels`` and adopts what a dead child leaves;
 
 from shoal.core.lazy import exports
 
-_EXPORTS = {
-    "Channels": "channels",
-    "Feed": "feed",
-    "Meta": "spool",
-    "Relay": "relay",
-    "Source": "source",
-    "Spool": "spool",
-    "SpoolDirs": "claim",
-    "names": "subtree",
-    "open_source": "source",
-    "result_event": "subtree",
-    "walk": "subtree",
-}
-__getattr__ = exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __all__ = exports(
+    __name__,
+    """
+    channels: Channels
+    claim: SpoolDirs
+    feed: Feed
+    relay: Relay
+    source: Source open_source
+    spool: Meta Spool
+    subtree: names result_event walk
+    """,
+)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -59,33 +60,16 @@ class Meta:
 
     @classmethod
     def from_header(cls, h: fpb.CopyHeader, preserve: bool | None = None) -> Meta:
-        """The sender's word, checked; preserve: the receiver's choice (gather)."""
+        """The sender's word, checked; preserve: the receiver's choice (gather).
+        Meta's fields are the header's of the same names."""
         if h.kind not in ("file", "tar") or not h.name or "/" in h.name:
             raise TransferError(f"bad copy header (kind {h.kind!r}, name {h.name!r})")
-        return cls(
-            name=h.name,
-            kind=h.kind,
-            size=h.size,
-            mode=h.mode,
-            mtime_ns=h.mtime_ns,
-            uid=h.uid,
-            gid=h.gid,
-            preserve=h.preserve if preserve is None else preserve,
-        )
+        meta = cls(**{f.name: getattr(h, f.name) for f in dataclasses.fields(cls)})
+        return meta if preserve is None else dataclasses.replace(meta, preserve=preserve)
 
     def to_header(self, **fields: Any) -> fpb.CopyHeader:
         """A header saying this; fields: the transfer's own (dest, chunk_size...)."""
-        return fpb.CopyHeader(
-            name=self.name,
-            kind=self.kind,
-            size=self.size,
-            mode=self.mode,
-            mtime_ns=self.mtime_ns,
-            uid=self.uid,
-            gid=self.gid,
-            preserve=self.preserve,
-            **fields,
-        )
+        return fpb.CopyHeader(**dataclasses.asdict(self), **fields)
 
 
 def resolve_target(dest: str, meta: Meta) -> Path:
