@@ -76,6 +76,95 @@ def test_directory_copy_keeps_links_and_modes(nodes: Nodes, tmp_path: Path) -> N
         assert (got / "sub" / "data").stat().st_mode & 0o777 == 0o640
 
 
+def _tree(d: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(text)
+    return d
+
+
+def _files(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): p.read_text() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_directory_copy_merges_into_an_existing_one(nodes: Nodes, tmp_path: Path) -> None:
+    """As cp -r and scp -r: the source's files replace theirs, the others stay."""
+    src = _tree(tmp_path / "srcdir", {"a.txt": "new a", "sub/b.txt": "b"})
+    for n in ("n1", "n2"):
+        _tree(nodes.roots[n] / "dest" / "srcdir", {"a.txt": "old a", "keep.txt": n, "sub/c": "c"})
+    r = shoal("copy", "-w", "n[1-2]", "-r", str(src), "/dest/")
+    assert r.returncode == 0, r.stderr
+    for n in ("n1", "n2"):
+        got = _files(nodes.roots[n] / "dest" / "srcdir")
+        assert got == {"a.txt": "new a", "keep.txt": n, "sub/b.txt": "b", "sub/c": "c"}
+        assert temp_leftovers(nodes.roots[n]) == []
+
+
+def test_delete_mirrors_the_source_directory(nodes: Nodes, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "srcdir", {"a.txt": "new a"})
+    _tree(nodes.roots["n1"] / "dest" / "srcdir", {"a.txt": "old a", "stale.txt": "x"})
+    r = shoal("copy", "-w", "n1", "-r", "--delete", str(src), "/dest/")
+    assert r.returncode == 0, r.stderr
+    assert _files(nodes.roots["n1"] / "dest" / "srcdir") == {"a.txt": "new a"}
+    r = shoal("copy", "-w", "n1", "--delete", str(src / "a.txt"), "/dest/")
+    assert r.returncode == 2 and "needs -r" in r.stderr
+
+
+def test_a_merge_that_would_replace_a_directory_with_a_file_changes_nothing(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    src = _tree(tmp_path / "srcdir", {"a.txt": "new", "sub": "a file here"})
+    there = _tree(nodes.roots["n1"] / "dest" / "srcdir", {"a.txt": "old", "sub/x": "x"})
+    r = shoal("copy", "-w", "n[1-2]", "-r", str(src), "/dest/")
+    assert r.returncode == 1 and "FAILED: n1" in r.stdout and "PASS: n2" in r.stdout
+    assert "srcdir/sub is a directory where the source has another kind" in r.stderr
+    assert _files(there) == {"a.txt": "old", "sub/x": "x"}  # not half-merged
+    assert temp_leftovers(nodes.roots["n1"]) == []
+    assert all("Traceback" not in a.log_text() for a in nodes.agents.started)
+
+
+def test_a_file_copy_never_widens_the_mode(nodes: Nodes, tmp_path: Path) -> None:
+    key = tmp_path / "id_key"
+    key.write_text("secret")
+    key.chmod(0o600)
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o750)
+    for f in (key, script):
+        r = shoal("copy", "-w", "n[1-2]", str(f), "/dest/")
+        assert r.returncode == 0, r.stderr
+    for n in ("n1", "n2"):
+        assert (nodes.roots[n] / "dest" / "id_key").stat().st_mode & 0o777 == 0o600
+        assert (nodes.roots[n] / "dest" / "tool").stat().st_mode & 0o777 == 0o750
+
+
+def test_absolute_and_outward_symlinks_stay_links(nodes: Nodes, tmp_path: Path) -> None:
+    d = _tree(tmp_path / "etcish", {"hosts": "127.0.0.1 localhost"})
+    (d / "passwd").symlink_to("/etc/passwd")
+    (d / "up").symlink_to("../../elsewhere")
+    (d / "etc").symlink_to("/etc")  # a link to a directory: not followed
+    r = shoal("copy", "-w", "n[1-2]", "-r", str(d), "/dest/")
+    assert r.returncode == 0, r.stderr
+    for n in ("n1", "n2"):
+        got = nodes.roots[n] / "dest" / "etcish"
+        assert os.readlink(got / "passwd") == "/etc/passwd"
+        assert os.readlink(got / "up") == "../../elsewhere"
+        assert os.readlink(got / "etc") == "/etc"
+        assert (got / "hosts").read_text() == "127.0.0.1 localhost"
+
+
+def test_gather_reads_what_a_file_holds_whatever_its_size_says(
+    agents: Agents, tmp_path: Path
+) -> None:
+    """/proc/loadavg says size 0 and holds a line: it is gathered as read."""
+    agents.start("g1")  # files root "/": the node's real /proc
+    agents.inventory()
+    r = shoal("gather", "-w", "g1", "/proc/loadavg", str(tmp_path / "logs"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "logs" / "loadavg.g1").read_text()
+    assert len(text.split()) == 5 and text.endswith("\n")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from shoal.tree.source import open_source
 from shoal.tree.spool import PART_SUFFIX, Meta, Spool, TransferError, resolve_target, sweep
@@ -20,9 +23,17 @@ def leftovers(d: Path) -> list[str]:
 
 
 async def receive(
-    src: str, dest: str, *, recursive: bool = False, preserve: bool = False, corrupt: bool = False
+    src: str,
+    dest: str,
+    *,
+    recursive: bool = False,
+    preserve: bool = False,
+    mirror: bool = False,
+    corrupt: bool = False,
 ) -> Path:
-    source = open_source(src, recursive=recursive, preserve=preserve, chunk_size=4096)
+    source = open_source(
+        src, recursive=recursive, preserve=preserve, mirror=mirror, chunk_size=4096
+    )
     target = resolve_target(dest, source.meta)
     spool = Spool(target, source.meta, uuid.uuid4().hex)
     try:
@@ -93,17 +104,20 @@ async def test_directory_with_symlinks_and_modes(tmp_path: Path) -> None:
     assert leftovers(dest) == []
 
 
-async def test_directory_replaces_existing_one_only_when_verified(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mirror", [False, True], ids=["merge", "mirror"])
+async def test_directory_lands_in_an_existing_one_only_when_verified(
+    tmp_path: Path, mirror: bool
+) -> None:
     src = tmp_path / "dataset"
     make_tree(src)
     dest = tmp_path / "scratch"
     (dest / "dataset").mkdir(parents=True)
     (dest / "dataset" / "stale").write_text("old")
     with pytest.raises(TransferError):
-        await receive(str(src), str(dest), recursive=True, corrupt=True)
+        await receive(str(src), str(dest), recursive=True, mirror=mirror, corrupt=True)
     assert (dest / "dataset" / "stale").read_text() == "old"
-    await receive(str(src), str(dest), recursive=True)
-    assert not (dest / "dataset" / "stale").exists()
+    await receive(str(src), str(dest), recursive=True, mirror=mirror)
+    assert (dest / "dataset" / "stale").exists() is not mirror
     assert (dest / "dataset" / "a.txt").read_text() == "alpha"
     assert leftovers(dest) == []
 
@@ -176,3 +190,49 @@ def test_sweep_removes_stale_spools(tmp_path: Path) -> None:
     (tmp_path / "keep").write_text("data")
     assert [(p.name, n) for p, n in sweep(tmp_path)] == [(f".x.abc{PART_SUFFIX}", 4)]
     assert [p.name for p in tmp_path.iterdir()] == ["keep"]
+
+
+def _archive(members: list[tarfile.TarInfo]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            tar.addfile(m, io.BytesIO(b"x" * m.size) if m.isreg() else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.type, m.linkname, m.mode = kind, link, 0o755 if kind == tarfile.DIRTYPE else 0o644
+    m.size = 1 if kind == tarfile.REGTYPE else 0
+    return m
+
+
+@pytest.mark.parametrize(
+    ("evil", "why"),
+    [
+        ([_member("top/../../escaped")], "outside"),
+        ([_member("top/out", tarfile.SYMTYPE, "/tmp"), _member("top/out/escaped")], "outside"),
+        ([_member("top/hard", tarfile.LNKTYPE, "../escaped")], "outside"),
+    ],
+    ids=["dotdot", "through-a-link", "hard-link-out"],
+)
+async def test_an_archive_escaping_the_destination_is_refused(
+    tmp_path: Path, evil: list[tarfile.TarInfo], why: str
+) -> None:
+    """A sender (a compromised relay) cannot write outside the destination,
+    even though links themselves may point anywhere."""
+    data = _archive([_member("top", tarfile.DIRTYPE), *evil])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    meta = Meta(name="top", kind="tar")
+    spool = Spool(dest / "top", meta, uuid.uuid4().hex)
+    try:
+        await spool.write(data)
+        h = xxhash.xxh3_128()
+        h.update(data)
+        with pytest.raises(TransferError, match=why):
+            await spool.finish(h.hexdigest())
+    finally:
+        spool.close()
+    assert not (tmp_path / "escaped").exists() and not Path("/tmp/escaped").exists()
+    assert sorted(p.name for p in dest.iterdir()) == []

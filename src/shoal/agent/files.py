@@ -23,6 +23,7 @@ with the reason and closes its stream, so its parent adopts its children.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -354,8 +355,10 @@ class FilesService(frpc.FilesServicer):
         except ShoalError as e:
             yield fpb.FetchChunk(error=pb.Result(state=pb.STATE_FAILED, reason=e.message))
             return
-        m = src.meta
-        yield fpb.FetchChunk(header=m.to_header(chunk_size=src.chunk_size))
+        # What the file holds when read (/proc files, a growing log), not its
+        # stat size: the end says how much was sent and its hash.
+        unknown = dataclasses.replace(src.meta, size=-1)
+        yield fpb.FetchChunk(header=unknown.to_header(chunk_size=src.chunk_size))
         try:
             for chunk in src.chunks():
                 yield fpb.FetchChunk(data=chunk)

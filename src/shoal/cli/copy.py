@@ -67,6 +67,14 @@ def copy(
     preserve: Annotated[
         bool, typer.Option("-p", "--preserve", help="Keep mode, mtime (owner when root).")
     ] = False,
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete",
+            help="With -r: make the destination directory a mirror of the source "
+            "(files only the destination has are removed). Default: merge.",
+        ),
+    ] = False,
     chunk: Annotated[str, typer.Option("--chunk-size", help="Chunk size.")] = "512K",
     stall_timeout: Annotated[
         float,
@@ -85,7 +93,8 @@ def copy(
 
     The source is read once; every agent writes each chunk and forwards it to
     its children as soon as it has it. Each node lands the copy under a
-    temporary name and renames it only after the end-to-end hash matched.
+    temporary name and puts it in place only after the end-to-end hash
+    matched; a directory merges into an existing one (--delete: mirrors it).
     """
     from shoal.fanout.transfer import copy_job
 
@@ -111,6 +120,7 @@ def copy(
         on_event=on_event,
         recursive=recursive,
         preserve=preserve,
+        delete=delete,
         width=width,
         chunk_size=chunk_size,
         stall_timeout=stall_timeout,

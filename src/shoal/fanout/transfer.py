@@ -36,6 +36,7 @@ class FileOptions(TypedDict, total=False):
 
 
 class CopyOptions(FileOptions, total=False):
+    delete: bool  # a directory replaces the destination's (mirror) instead of merging
     width: int  # tree width, default 2 (1: a pipelined chain)
     chunk_size: int
     stall_timeout: float  # seconds a child may take nothing before it is adopted around
@@ -59,6 +60,7 @@ def copy_job(nodes: NodeSets, source: str | Path, dest: str, **opts: Unpack[Copy
         str(source),
         recursive=opts.get("recursive", False),
         preserve=opts.get("preserve", False),
+        mirror=opts.get("delete", False),
         chunk_size=opts.get("chunk_size", DEFAULT_CHUNK),
     )
     s = opts.get("settings") or Settings.load()

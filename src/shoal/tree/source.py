@@ -55,6 +55,7 @@ def open_source(
     *,
     recursive: bool = False,
     preserve: bool = False,
+    mirror: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Source:
     """Check that src can be sent; raise UsageError before anything is contacted."""
@@ -80,6 +81,8 @@ def open_source(
         kind, size = "file", st.st_size
     else:
         raise UsageError(f"{src} is not a regular file or a directory")
+    if mirror and kind != "tar":
+        raise UsageError("--delete mirrors a directory: it needs -r and a directory")
     meta = Meta(
         name=name,
         kind=kind,
@@ -89,6 +92,7 @@ def open_source(
         uid=st.st_uid,
         gid=st.st_gid,
         preserve=preserve,
+        mirror=mirror,
     )
     return Source(path=path, meta=meta, chunk_size=chunk_size)
 

@@ -27,9 +27,10 @@ import os
 import shutil
 import tarfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import xxhash
 
@@ -57,6 +58,7 @@ class Meta:
     uid: int = -1
     gid: int = -1
     preserve: bool = False  # apply mode/mtime (and owner when root)
+    mirror: bool = False  # a directory replaces the destination instead of merging
 
     @classmethod
     def from_header(cls, h: fpb.CopyHeader, preserve: bool | None = None) -> Meta:
@@ -191,8 +193,8 @@ class Spool:
     def _install_file(self) -> None:
         if self.meta.preserve:
             self._apply_meta(self.part, self._fd)
-        else:
-            os.fchmod(self._fd, 0o666 & ~_umask())
+        else:  # the source's permission bits, never wider (as scp)
+            os.fchmod(self._fd, self.meta.mode & 0o777 & ~_umask())
         os.replace(self.part, self.target)
         # The open fd still reads the same inode: children keep being fed.
         self.part = self.target
@@ -204,13 +206,16 @@ class Spool:
             with open(self.part, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
                 tar.extractall(tmpdir, filter=_tar_filter(self.meta.preserve))
             root = tmpdir / self.meta.name
-            if not root.is_dir():
+            if not root.is_dir() or root.is_symlink():
                 raise TransferError(f"archive for {self.target} has no top directory")
             if self.target.is_dir() and not self.target.is_symlink():
-                old = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex[:8]}.old")
-                os.rename(self.target, old)
-                os.rename(root, self.target)
-                shutil.rmtree(old, ignore_errors=True)
+                if self.meta.mirror:
+                    old = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex[:8]}.old")
+                    os.rename(self.target, old)
+                    os.rename(root, self.target)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    merge(root, self.target, self.meta.preserve)
             elif self.target.exists() or self.target.is_symlink():
                 raise TransferError(f"{self.target} exists and is not a directory")
             else:
@@ -273,7 +278,58 @@ def _umask() -> int:
     return mask
 
 
-def _tar_filter(preserve: bool) -> Literal["tar", "data"]:
-    # "data" refuses absolute paths, links out of the tree and device files;
-    # "tar" additionally keeps modes and owners, which we want only with -p.
-    return "tar" if preserve else "data"
+def merge(src: Path, dest: Path, preserve: bool) -> None:
+    """Move the tree src into the existing directory dest, as `cp -r` does:
+    each file or link of src replaces dest's (atomically), directories merge,
+    what only dest has stays. A type clash (a file where dest has a
+    directory, a directory where it has a file or a link) refuses the whole
+    merge before anything is moved: dest's links are never followed."""
+    clashes: list[str] = []
+    moves: list[tuple[Path, Path]] = []
+
+    def plan(s: Path, d: Path) -> None:
+        for entry in sorted(os.scandir(s), key=lambda e: e.name):
+            there = d / entry.name
+            mine_dir = entry.is_dir(follow_symlinks=False)
+            if not os.path.lexists(there):
+                moves.append((Path(entry.path), there))
+            elif mine_dir and there.is_dir() and not there.is_symlink():
+                plan(Path(entry.path), there)
+                if preserve:
+                    moves.append((Path(entry.path), there))  # its mode and mtime, after
+            elif not mine_dir and not (there.is_dir() and not there.is_symlink()):
+                moves.append((Path(entry.path), there))
+            else:
+                clashes.append(str(there))
+
+    plan(src, dest)
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        what = "a directory" if Path(clashes[0]).is_dir() else "a file or a link"
+        raise TransferError(
+            f"{clashes[0]} is {what} where the source has another kind{more};"
+            " nothing was changed (--delete replaces the whole directory)"
+        )
+    for s, d in moves:
+        if s.is_dir() and not s.is_symlink() and d.is_dir():
+            shutil.copystat(s, d, follow_symlinks=False)  # -p: a merged directory's own
+        else:
+            os.replace(s, d)
+    if preserve:
+        shutil.copystat(src, dest, follow_symlinks=False)
+
+
+def _tar_filter(preserve: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """tarfile's "data" filter (or "tar", which keeps modes and owners, with -p),
+    except that symlinks stay links whatever they point at, as cp and scp
+    keep them. What would land outside the destination is refused: a name
+    that escapes (absolute, "..", through a link), a hard link out of the tree."""
+    base = tarfile.tar_filter if preserve else tarfile.data_filter
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        if not member.issym():
+            return base(member, dest)
+        inside = base(member.replace(linkname=".", deep=False), dest)  # checks the name
+        return None if inside is None else inside.replace(linkname=member.linkname, deep=False)
+
+    return keep

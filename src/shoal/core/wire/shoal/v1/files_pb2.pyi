@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CopyHeader(_message.Message):
-    __slots__ = ("tree", "connect_timeout", "transfer_id", "dest", "name", "kind", "size", "mode", "mtime_ns", "uid", "gid", "preserve", "chunk_size", "stall_timeout", "signed")
+    __slots__ = ("tree", "connect_timeout", "transfer_id", "dest", "name", "kind", "size", "mode", "mtime_ns", "uid", "gid", "preserve", "chunk_size", "stall_timeout", "signed", "mirror")
     TREE_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class CopyHeader(_message.Message):
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     STALL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
+    MIRROR_FIELD_NUMBER: _ClassVar[int]
     tree: _agent_pb2.Subtree
     connect_timeout: float
     transfer_id: str
@@ -38,7 +39,8 @@ class CopyHeader(_message.Message):
     chunk_size: int
     stall_timeout: float
     signed: _agent_pb2.Signed
-    def __init__(self, tree: _Optional[_Union[_agent_pb2.Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., transfer_id: _Optional[str] = ..., dest: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., preserve: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stall_timeout: _Optional[float] = ..., signed: _Optional[_Union[_agent_pb2.Signed, _Mapping]] = ...) -> None: ...
+    mirror: bool
+    def __init__(self, tree: _Optional[_Union[_agent_pb2.Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., transfer_id: _Optional[str] = ..., dest: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., preserve: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stall_timeout: _Optional[float] = ..., signed: _Optional[_Union[_agent_pb2.Signed, _Mapping]] = ..., mirror: _Optional[bool] = ...) -> None: ...
 
 class CopyChunk(_message.Message):
     __slots__ = ("offset", "data")
