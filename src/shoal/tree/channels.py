@@ -1,8 +1,9 @@
 """Channels to children, kept and reused across requests, and dialling them.
 
-A dial either gives a ready channel or raises PeerError: refused at once
-when the TLS handshake fails (it will not get better), unreachable after the
-connect timeout.
+A dial either gives a ready channel or raises PeerError. What will not get
+better is said at once: a refused connection and a name that does not
+resolve (unreachable), a failed TLS handshake (refused, with the certificate
+problem in one line). Only silence waits for the connect timeout.
 """
 
 from __future__ import annotations
@@ -45,16 +46,9 @@ class Channels:
             async with asyncio.timeout(timeout if timeout > 0 else None):
                 while (state := ch.get_state(try_to_connect=True)) != READY:
                     if state == TRANSIENT_FAILURE:
-                        why = await _last_error(ch)
-                        if is_tls(why):
-                            raise PeerError(f"refused: {why}", refused=True)
-                        if self._credentials is not None and "socket closed" in why.lower():
-                            # TLS 1.3: a server that rejects our certificate just closes.
-                            raise PeerError(
-                                f"refused: the peer closed the TLS handshake ({why}); "
-                                "is our certificate from its CA?",
-                                refused=True,
-                            )
+                        failed = _final(await _last_error(ch), tree, self._credentials is not None)
+                        if failed is not None:
+                            raise failed
                     await ch.wait_for_state_change(state)
             return ch
         except (TimeoutError, PeerError) as e:
@@ -81,6 +75,36 @@ class Channels:
 
 READY = grpc.ChannelConnectivity.READY
 TRANSIENT_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+
+def _final(why: str, tree: pb.Subtree, tls: bool) -> PeerError | None:
+    """The error a connection attempt that will not get better gives, or None."""
+    text = why.lower()
+    host = tree.address.rpartition(":")[0].strip("[]") or tree.address
+    if "connection refused" in text:
+        return PeerError(f"unreachable: connection refused by {tree.address} (no agent there)")
+    if any(
+        w in text for w in ("dns resolution failed", "errors resolving", "domain name not found")
+    ):
+        return PeerError(f"unreachable: name does not resolve: {host}")
+    if "hostname verification" in text or ("peer name" in text and "not in peer cert" in text):
+        return PeerError(
+            f"refused: TLS: the node's certificate is not for {tree.name}", refused=True
+        )
+    if any(w in text for w in ("certificate_verify_failed", "certificate verify failed",
+                               "certificate signature failure", "unknown ca")):  # fmt: skip
+        return PeerError(
+            "refused: TLS: the node's certificate is not signed by our CA", refused=True
+        )
+    if is_tls(why):
+        return PeerError(f"refused: TLS handshake failed: {why}", refused=True)
+    if tls and "socket closed" in text:
+        # TLS 1.3: a server that rejects our certificate just closes.
+        return PeerError(
+            "refused: TLS: the node closed the handshake: is our certificate from its CA?",
+            refused=True,
+        )
+    return None
 
 
 def dial_state(e: PeerError) -> int:
