@@ -62,3 +62,24 @@ def test_output_into_a_closed_pipe_is_quiet(agents: Agents) -> None:
     assert r.stdout == "n1: 1\nn1: 2\n"
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
     assert r.returncode == 141  # 128 + SIGPIPE, as cat; not 1, which means FAILED
+
+
+def test_ctrl_c_at_any_moment_is_one_line_and_130(agents: Agents) -> None:
+    """While the CLI imports typer and rich, and once the command runs."""
+    import signal
+    import time
+
+    agents.start("n1")
+    inv = agents.inventory()
+    for delay in (0.1, 0.15, 0.2, 0.3, 0.5, 1.5):
+        p = subprocess.Popen(
+            [sys.executable, "-m", "shoal.cli.main", "run", "--inventory", str(inv), "-w", "n1",
+             "--", "sleep 30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 130, (delay, err)
+        assert "Traceback" not in err and err.count("\n") == 1, (delay, err)
+        assert err.startswith("shoal: error: interrupted"), (delay, err)

@@ -14,10 +14,26 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    code = _main(argv)
+    import signal
+
+    # Ctrl-C before a command takes it over (while typer, rich... import): one
+    # line and 130, never a traceback nor click's "Aborted!" and 1.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted)
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        print("shoal: error: interrupted", file=sys.stderr)
+        code = 130
     if argv is None and "grpc" in sys.modules:
         _exit_now(code)
     return code
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    from shoal.errors import Interrupted
+
+    raise Interrupted("interrupted")
 
 
 def _exit_now(code: int) -> None:
