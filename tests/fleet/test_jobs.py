@@ -212,3 +212,25 @@ def test_jobs_leave_drained_nodes_alone(start_controller, cluster, until) -> Non
         )
         assert done[0]["status"] == "ok"
         assert done[0]["detail"]["nodes"] == {"cn1": "ok"}
+
+
+def test_a_bad_node_set_is_refused_before_it_is_stored(start_controller) -> None:
+    import subprocess
+    import sys
+
+    ctl = start_controller()
+    env = {**ctl.env, "SHOAL_CONTROLLER_URL": ctl.url}
+
+    def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "shoal.cli.main", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+    for bad in ("node[1-", "@nosuchgroup", "node[3-1]"):
+        r = shoal("jobs", "add", "--name", "j", "--cron", "@every 1s", "-w", bad, "--", "true")
+        assert r.returncode == 2, (bad, r.stderr)
+        assert r.stderr.count("\n") == 1, r.stderr
+        assert "node set" in r.stderr or "unknown group @nosuchgroup" in r.stderr, r.stderr
+    with ctl.client() as c:
+        assert c.get("/v1/jobs").json() == []
+    r = shoal("jobs", "history", "nosuch")
+    assert r.returncode == 2 and "no job nosuch" in r.stderr

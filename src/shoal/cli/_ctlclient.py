@@ -27,7 +27,9 @@ def request(
         with httpx.Client(base_url=url, verify=verify, timeout=30, trust_env=False) as c:
             r = c.request(method, path, **kw)
     except httpx.HTTPError as e:
-        raise ServiceError(f"controller {url} unreachable: {type(e).__name__}: {e}") from e
+        default = controller is None and url == Settings().controller_url
+        hint = " (the default: give --controller or SHOAL_CONTROLLER_URL)" if default else ""
+        raise ServiceError(f"controller {url}{hint} unreachable: {type(e).__name__}: {e}") from e
     if r.status_code >= 400:
         try:
             detail = r.json().get("detail")

@@ -30,6 +30,16 @@ State = Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")]
 NodeName = Annotated[str | None, Query(pattern=NAME)]
 
 
+def check_nodes(pattern: str) -> None:
+    """A job's node set must parse against the inventory its runs will use."""
+    from shoal.core.config import Settings
+    from shoal.core.inventory import Inventory
+    from shoal.core.nodeset import select as select_nodes
+
+    s = Settings.load()
+    select_nodes([pattern], [], Inventory.load(s.inventory_path(), s.port))
+
+
 def node_json(n: Node, ctl: Controller, full: bool = False) -> dict[str, Any]:
     hb = max(filter(None, [n.last_heartbeat, ctl.last_hb.get(n.name)]), default=None)
     d: dict[str, Any] = {
@@ -171,6 +181,8 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
             raise HTTPException(422, "a command job needs a command")
         if body.action in ("command", "ping", "facts") and not body.nodes:
             raise HTTPException(422, "this job needs a node set (-w)")
+        if body.nodes:
+            check_nodes(body.nodes)  # NodeSetError -> 400, before anything is stored
         now = dt.datetime.now(dt.UTC)
         async with ctl.session() as sess, sess.begin():
             j = await sess.get(Job, body.name)
@@ -224,6 +236,9 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
         acc.reader(request)
         async with ctl.session() as sess:
             q = select(JobRun).where(JobRun.job == name).order_by(JobRun.id.desc()).limit(limit)
+            found = (await sess.execute(q)).scalars().all()
+            if not found and await sess.get(Job, name) is None:
+                raise HTTPException(404, f"no job {name}")
             return [
                 {
                     "id": r.id,
@@ -234,7 +249,7 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
                     "coalesced": r.coalesced,
                     "detail": r.detail,
                 }
-                for r in (await sess.execute(q)).scalars()
+                for r in found
             ]
 
     @app.get("/healthz", summary="200 when the database answers and takes writes, 503 otherwise")
