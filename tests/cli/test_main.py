@@ -83,3 +83,22 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(agents: Agents) -> None:
         assert p.returncode == 130, (delay, err)
         assert "Traceback" not in err and err.count("\n") == 1, (delay, err)
         assert err.startswith("shoal: error: interrupted"), (delay, err)
+
+
+def test_ca_issue_never_overwrites_and_expands_node_sets(shoal_home: Path) -> None:
+    assert shoal("ca", "init").returncode == 0
+    r = shoal("ca", "issue", "node[1-3]")
+    assert r.returncode == 0, r.stderr
+    tls_dir = shoal_home / "tls"
+    assert sorted(p.name for p in tls_dir.glob("node*.crt")) == [
+        "node1.crt",
+        "node2.crt",
+        "node3.crt",
+    ]
+    assert not (tls_dir / "node[1-3].crt").exists()
+    key = (tls_dir / "node2.key").read_bytes()
+    r = shoal("ca", "issue", "node[2-4]")
+    assert r.returncode == 5 and "node2.crt already exists: pass --force" in r.stderr
+    assert (tls_dir / "node2.key").read_bytes() == key and not (tls_dir / "node4.crt").exists()
+    assert shoal("ca", "issue", "node2", "--force").returncode == 0
+    assert (tls_dir / "node2.key").read_bytes() != key

@@ -37,7 +37,10 @@ def init(
 
 @app.command("issue")
 def issue(
-    name: Annotated[str, typer.Argument(help="Node or client name (the certificate's CN).")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Node or client name (the certificate's CN), or a node set: one each."),
+    ],
     dir: TlsDir = None,
     san: Annotated[
         list[str] | None, typer.Option("--san", help="Extra DNS name or IP (repeatable).")
@@ -50,9 +53,23 @@ def issue(
             " fleet controller) or node (an agent: serves and relays, commands nothing)."
         ),
     ] = "node",
+    force: Annotated[bool, typer.Option(help="Replace an existing certificate and key.")] = False,
 ) -> None:
-    """Issue a certificate for an agent or a client, signed by the cluster CA."""
+    """Issue a certificate for an agent or a client, signed by the cluster CA
+    (`shoal ca issue 'cn[1-64]'` issues one per node)."""
     from shoal.core import tls
+    from shoal.core.nodeset import parse
+    from shoal.errors import UsageError
 
-    ident = tls.issue(_tls_dir(dir), name, sans=san or [], out_dir=out, role=role)
-    print(f"{ident.cert}\n{ident.key}\nrole: {role}")
+    d = _tls_dir(dir)
+    names = list(parse(name))
+    if len(names) > 1 and san:
+        raise UsageError("--san names one host: issue a node set without it")
+    if not force:
+        where = out or d
+        there = [p for n in names for p in (where / f"{n}.crt", where / f"{n}.key") if p.exists()]
+        if there:
+            raise tls.TLSError(f"{there[0]} already exists: pass --force to replace it")
+    for n in names:
+        ident = tls.issue(d, n, sans=san or [], out_dir=out, role=role)
+        print(f"{ident.cert}\n{ident.key}\nrole: {role}")
