@@ -134,6 +134,28 @@ def test_a_misspelt_setting_is_an_error_not_a_default(shoal_home, tmp_path) -> N
     assert "Traceback" not in r.stderr
 
 
+def test_a_port_in_use_is_one_line_and_creates_nothing(shoal_home, tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    db = tmp_path / "fleet.db"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for tls_flag in (["--insecure"], []):
+            argv = [sys.executable, "-m", "shoal.cli.main", "controller", *tls_flag]
+            argv += ["--db", f"sqlite:///{db}", "--listen", f"127.0.0.1:{port}"]
+            env = {"SHOAL_HOME": str(shoal_home), "PATH": "/usr/bin:/bin"}
+            r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 5, r.stderr
+            errors = [x for x in r.stderr.splitlines() if not x.startswith("WARNING: --insecure")]
+            assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+            assert not db.exists()
+    assert "cannot listen on 127.0.0.1" in r.stderr or "not found" in r.stderr
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_bad_heartbeat_bodies_are_4xx(start_controller) -> None:
     ctl = start_controller()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -71,7 +72,39 @@ def make_provider(s: ControllerSettings, url: str) -> Any:
     return None
 
 
-async def serve(s: ControllerSettings, ready: Any = None) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, made before anything else (the database included):
+    a port in use is one line and exit 5 with nothing created."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host or "0.0.0.0", port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    return sock
+
+
+def _tls(s: ControllerSettings) -> dict[str, Any]:
+    if s.insecure:  # `shoal controller --insecure` says so, loudly
+        return {}
+    d = s.tls_path()
+    paths = [d / "ca.crt", d / f"{s.cert_name}.crt", d / f"{s.cert_name}.key"]
+    for p in paths:
+        if not p.exists():
+            raise ConfigError(
+                f"{p} not found: run `shoal ca issue {s.cert_name} --san HOST` or pass --insecure"
+            )
+    return {
+        "ssl_ca_certs": str(paths[0]),
+        "ssl_certfile": str(paths[1]),
+        "ssl_keyfile": str(paths[2]),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+
+
+async def serve(s: ControllerSettings) -> None:
     import uvicorn
 
     from shoal.fleet.api import build_app
@@ -79,47 +112,31 @@ async def serve(s: ControllerSettings, ready: Any = None) -> None:
 
     listen = parse_listen(s.listen, ConfigError)
     host, port = listen.host, listen.port
-    scheme = "http" if s.insecure else "https"
-    ctl = Controller(s, provider=make_provider(s, f"{scheme}://{host}:{port}"))
+    kw = _tls(s)
+    sock = _bind(host, port)
     try:
-        await ctl.start()
-    except Exception as e:
-        with contextlib.suppress(Exception):
-            await ctl.engine.dispose()
-        raise ServiceError(f"cannot open the database: {brief(e)}") from e
-    kw: dict[str, Any] = {}
-    if s.insecure:
-        log.warning(
-            "INSECURE: the controller API is plain HTTP without authentication:"
-            " anyone who can reach it may change the fleet and run commands on it"
+        scheme = "http" if s.insecure else "https"
+        ctl = Controller(s, provider=make_provider(s, f"{scheme}://{host}:{port}"))
+        try:
+            await ctl.start()
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                await ctl.engine.dispose()
+            raise ServiceError(f"cannot open the database: {brief(e)}") from e
+        config = uvicorn.Config(
+            build_app(ctl, insecure=s.insecure),
+            host=host,
+            port=port,
+            http=_protocol_class(),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            **kw,
         )
-    else:
-        d = s.tls_path()
-        paths = [d / "ca.crt", d / f"{s.cert_name}.crt", d / f"{s.cert_name}.key"]
-        for p in paths:
-            if not p.exists():
-                raise ConfigError(
-                    f"{p} not found: run `shoal ca issue {s.cert_name} --san HOST`"
-                    " or pass --insecure"
-                )
-        kw = {
-            "ssl_ca_certs": str(paths[0]),
-            "ssl_certfile": str(paths[1]),
-            "ssl_keyfile": str(paths[2]),
-            "ssl_cert_reqs": ssl.CERT_REQUIRED,
-        }
-    config = uvicorn.Config(
-        build_app(ctl, insecure=s.insecure),
-        host=host,
-        port=port,
-        http=_protocol_class(),
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        **kw,
-    )
-    server = uvicorn.Server(config)
-    try:
-        await server.serve()
+        server = uvicorn.Server(config)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await ctl.stop()
     finally:
-        await ctl.stop()
+        sock.close()
