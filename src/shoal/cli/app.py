@@ -11,6 +11,7 @@ import typer
 from shoal import __version__
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help and user text are printed as written: [[backend]] stays
     name="shoal",
     help="Run work across a fleet of Linux nodes.",
     no_args_is_help=True,

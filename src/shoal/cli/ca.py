@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Create the cluster CA and issue certificates.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Create the cluster CA and issue certificates.",
+    no_args_is_help=True,
+)
 
 TlsDir = Annotated[
     Path | None,

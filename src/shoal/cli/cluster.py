@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Start and stop a local cluster of agents.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Start and stop a local cluster of agents.",
+    no_args_is_help=True,
+)
 
 
 @app.command("up")

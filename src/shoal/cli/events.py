@@ -17,10 +17,8 @@ def events(
     insecure: Insecure = False,
 ) -> None:
     """Events: state transitions, replacements, circuit breaker, jobs."""
-    from rich.console import Console
-    from rich.table import Table
-
     from shoal.cli._ctlclient import parse_since, print_json, request
+    from shoal.cli.tables import row, show, table
 
     params: dict[str, str | float] = {"since": parse_since(since)}
     if node:
@@ -29,9 +27,10 @@ def events(
     if json:
         print_json(data)
         return
-    t = Table("WHEN", "NODE", "EVENT", "FROM", "TO", "BY", "WHY")
+    t = table("WHEN", "NODE", "EVENT", "FROM", "TO", "BY", "WHY")
     for e in data:
-        t.add_row(
+        row(
+            t,
             e["at"][:19],
             e["node"] or "",
             e["kind"],
@@ -40,4 +39,4 @@ def events(
             e["actor"],
             e["reason"],
         )
-    Console().print(t)
+    show(t)

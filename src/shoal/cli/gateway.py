@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    help="Serve the Jobe REST API in front of many Jobe servers.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Serve the Jobe REST API in front of many Jobe servers.",
+    no_args_is_help=True,
 )
 
 
@@ -50,8 +52,8 @@ def status(
 
     import httpx
     from rich.console import Console
-    from rich.table import Table
 
+    from shoal.cli.tables import row, table
     from shoal.errors import ConfigError, ServiceError
 
     headers = {"X-API-KEY": key} if key else {}
@@ -78,13 +80,12 @@ def status(
         title += "  redis=AWAY (going on alone)"
     elif data.get("redis"):
         title += f"  redis={data['redis']}"
-    t = Table(title=title)
     cols = ("backend", "state", "weight", "in flight", "runs", "latency", "ejections", "languages")
-    for col in cols:
-        t.add_column(col)
+    t = table(*cols, title=title)
     for b in data["backends"]:
         state = "live" if b["live"] else f"ejected ({b['readmit_in']}s)"
-        t.add_row(
+        row(
+            t,
             b["url"],
             state,
             f"{b['weight']:g}",

@@ -8,7 +8,11 @@ import typer
 
 from shoal.cli.nodes import Ctl, Insecure, Json
 
-app = typer.Typer(help="Cron jobs (robfig/cron syntax, seconds first).", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Cron jobs (robfig/cron syntax, seconds first).",
+    no_args_is_help=True,
+)
 
 
 @app.command("add", context_settings={"allow_extra_args": True})
@@ -54,21 +58,19 @@ def add(
 @app.command("list")
 def list_(controller: Ctl = None, json: Json = False, insecure: Insecure = False) -> None:
     """Jobs and their next run."""
-    from rich.console import Console
-    from rich.table import Table
-
     from shoal.cli._ctlclient import print_json, request
+    from shoal.cli.tables import row, show, table
 
     data = request("GET", "/v1/jobs", controller, insecure)
     if json:
         print_json(data)
         return
-    t = Table("NAME", "CRON", "ACTION", "NODES", "NEXT", "RUNNING")
+    t = table("NAME", "CRON", "ACTION", "NODES", "NEXT", "RUNNING")
     for j in data:
         what = j["command"] if j["action"] == "command" else j["action"]
         nxt = j["next"][:19] if j.get("next") else f"never: {j.get('error') or '?'}"
-        t.add_row(j["name"], j["cron"], what, j["nodes"], nxt, "yes" if j["running"] else "")
-    Console().print(t)
+        row(t, j["name"], j["cron"], what, j["nodes"], nxt, "yes" if j["running"] else "")
+    show(t)
 
 
 @app.command("history")
@@ -80,16 +82,14 @@ def history(
     limit: int = 50,
 ) -> None:
     """A job's runs, newest first."""
-    from rich.console import Console
-    from rich.table import Table
-
     from shoal.cli._ctlclient import print_json, request
+    from shoal.cli.tables import row, show, table
 
     data = request("GET", f"/v1/jobs/{name}/runs", controller, insecure, params={"limit": limit})
     if json:
         print_json(data)
         return
-    t = Table("SCHEDULED", "STATUS", "COALESCED", "FINISHED", "DETAIL")
+    t = table("SCHEDULED", "STATUS", "COALESCED", "FINISHED", "DETAIL")
     for r in data:
         d = r["detail"] or {}
         summary = (
@@ -97,14 +97,15 @@ def history(
             or d.get("reason")
             or ", ".join(f"{k}={v}" for k, v in sorted((d.get("nodes") or {}).items())[:5])
         )
-        t.add_row(
+        row(
+            t,
             r["scheduled_at"][:19],
             r["status"],
             str(r["coalesced"] or ""),
             (r["finished_at"] or "")[:19],
             summary,
         )
-    Console().print(t)
+    show(t)
 
 
 @app.command("rm")

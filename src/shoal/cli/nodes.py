@@ -6,7 +6,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Nodes known to the controller.", invoke_without_command=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Nodes known to the controller.",
+    invoke_without_command=True,
+)
 
 Ctl = Annotated[str | None, typer.Option("--controller", help="URL [$SHOAL_CONTROLLER_URL]")]
 Json = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
@@ -28,10 +32,8 @@ def nodes(
     """Table: name, state, CPUs, memory, address, last heartbeat."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.console import Console
-    from rich.table import Table
-
     from shoal.cli._ctlclient import ago, print_json, request
+    from shoal.cli.tables import row, show, table
 
     data = request(
         "GET", "/v1/nodes", controller, insecure, params={"state": state} if state else {}
@@ -39,9 +41,10 @@ def nodes(
     if json:
         print_json(data)
         return
-    t = Table("NAME", "STATE", "CPUS", "MEMORY", "ADDRESS", "HEARTBEAT", "POOL")
+    t = table("NAME", "STATE", "CPUS", "MEMORY", "ADDRESS", "HEARTBEAT", "POOL")
     for n in data:
-        t.add_row(
+        row(
+            t,
             n["name"],
             n["state"],
             str(n["cpus"] or "-"),
@@ -50,22 +53,20 @@ def nodes(
             ago(n["last_heartbeat"]),
             n["pool"],
         )
-    Console().print(t)
+    show(t)
 
 
 @app.command("show")
 def show(name: str, controller: Ctl = None, json: Json = False, insecure: Insecure = False) -> None:
     """All facts and the node's event history."""
-    from rich.console import Console
-    from rich.table import Table
-
     from shoal.cli._ctlclient import print_json, request
+    from shoal.cli.tables import field, row, show, table
 
     d = request("GET", f"/v1/nodes/{name}", controller, insecure)
     if json:
         print_json(d)
         return
-    c = Console()
+    lines = []
     for k in (
         "name",
         "state",
@@ -78,21 +79,21 @@ def show(name: str, controller: Ctl = None, json: Json = False, insecure: Insecu
         "created_at",
         "generation",
     ):
-        c.print(f"[bold]{k:15}[/] {d.get(k)}")
+        lines.append(field(k, d.get(k)))
     f = d.get("facts") or {}
     for k, v in f.items():
         if k == "interfaces":
             for itf in v:
-                c.print(
-                    f"[bold]{'interface':15}[/] {itf.get('name')} {itf.get('mac') or ''}"
-                    f" {' '.join(itf.get('addresses') or [])}"
+                addrs = " ".join(itf.get("addresses") or [])
+                lines.append(
+                    field("interface", f"{itf.get('name')} {itf.get('mac') or ''} {addrs}")
                 )
         else:
-            c.print(f"[bold]{k:15}[/] {v}")
-    t = Table("WHEN", "EVENT", "FROM", "TO", "BY", "WHY", title="events")
+            lines.append(field(k, v))
+    t = table("WHEN", "EVENT", "FROM", "TO", "BY", "WHY", title="events")
     for e in reversed(d["events"]):
-        t.add_row(e["at"][:19], e["kind"], e["from"] or "", e["to"] or "", e["actor"], e["reason"])
-    c.print(t)
+        row(t, e["at"][:19], e["kind"], e["from"] or "", e["to"] or "", e["actor"], e["reason"])
+    show(*lines, t)
 
 
 def _drain(
