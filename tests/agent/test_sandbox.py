@@ -98,6 +98,10 @@ def test_bad_requests_are_refused_on_the_node_with_its_range(agents: Agents) -> 
     nodes = _json(agents, "-w", "n1", "--cpus", "0-4095", "--", "true")
     assert nodes["n1"]["state"] == "REFUSED"
     assert f"CPUs 0-4095 not on this node: it has {have}" in nodes["n1"]["reason"]
+    mems = Path("/sys/fs/cgroup/cpuset/cpuset.effective_mems").read_text().strip()
+    nodes = _json(agents, "-w", "n1", "--mems", "0-63", "--", "true")
+    assert nodes["n1"]["state"] == "REFUSED"
+    assert f"memory nodes 0-63 not on this node: it has {mems}" in nodes["n1"]["reason"]
     nodes = _json(agents, "-w", "n1", "--cpus", "three", "--", "true")
     assert nodes["n1"]["state"] == "REFUSED" and "not a list" in nodes["n1"]["reason"]
     cp = shoal("run", "--inventory", str(agents.inventory()), "-w", "n1", "--mem", "lots", "--",

@@ -17,6 +17,7 @@ import platform
 import signal
 import socket
 import time
+from pathlib import Path
 
 from shoal import __version__
 from shoal.agent.cgroups import Host
@@ -72,16 +73,27 @@ def clean_env(node: str, extra: dict[str, str]) -> dict[str, str]:
 
 def request_of(task: pb.ExecTask) -> Request:
     r = task.resources
-    return Request(r.cpus, r.mems, r.memory, r.cpu_quota, r.pids)
+    return Request(r.cpus, r.mems, r.memory, r.cpu_quota, r.pids, r.scratch)
+
+
+async def _drop_scratch(host: Host, scratch: Path | None) -> None:
+    if scratch is not None:  # a big tree takes a while: off the event loop
+        await asyncio.shield(asyncio.to_thread(host.scratches.remove, scratch))
 
 
 async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     env = clean_env(node, dict(task.env))
     req = request_of(task)
+    host = host or Host.none("no host")
+    scratch = None
     try:
-        box = host.sandbox(req) if host is not None else Host.none("no host").sandbox(req)
+        if req.scratch:
+            scratch = host.scratches.make(req.scratch)
+            env["TMPDIR"] = env["SHOAL_SCRATCH"] = str(scratch)
+        box = host.sandbox(req)
     except SandboxError as e:
+        await _drop_scratch(host, scratch)
         await emit(result_event(node, pb.STATE_REFUSED, f"refused: {e.message}", start, 0))
         return
     argv = box.argv(task.command) if box is not None else ["/bin/sh", "-c", task.command]
@@ -98,6 +110,7 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
     except OSError as e:
         if box is not None:
             box.remove()
+        await _drop_scratch(host, scratch)
         await emit(result_event(node, pb.STATE_FAILED, f"cannot start: {e}", start, 127))
         return
     LIVE_GROUPS.add(proc.pid)
@@ -138,9 +151,10 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
         if stop:
             await asyncio.shield(proc.wait())
         LIVE_GROUPS.discard(proc.pid)
-    usage = box.usage() if box is not None else None
-    if box is not None and host is not None:
-        host.release(box)
+        usage = box.usage() if box is not None else None
+        if box is not None:  # here, so that a cancelled run leaves no cgroup either
+            host.release(box)
+        await _drop_scratch(host, scratch)  # nothing is left to write in it
     code = proc.returncode if proc.returncode is not None else -9
     if usage is not None and usage.oom:
         state = pb.STATE_OOM
@@ -197,7 +211,7 @@ def collect_facts() -> pb.Facts:
     return f
 
 
-async def run_facts(node: str, emit: Emit) -> None:
+async def run_facts(node: str, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     try:
         f = collect_facts()

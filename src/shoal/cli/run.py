@@ -107,6 +107,19 @@ def run(
         float, typer.Option("--cpu-quota", help="Sandbox: CPU time in cores (1.5).")
     ] = 0.0,
     pids: Annotated[int, typer.Option("--pids", help="Sandbox: most processes at once.")] = 0,
+    scratch: Annotated[
+        str,
+        typer.Option(
+            "--scratch",
+            help="Sandbox: a fresh private directory under DIR ($TMPDIR, $SHOAL_SCRATCH),"
+            " removed when the command ends.",
+            metavar="DIR",
+        ),
+    ] = "",
+    acct: Annotated[
+        bool,
+        typer.Option("--acct", help="With -l/-b: wall time, CPU time and peak memory per node."),
+    ] = False,
     inventory: Inv = None,
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
@@ -126,6 +139,8 @@ def run(
 
     if sum((lines, blocks, json_out)) > 1:
         raise UsageError("-l, -b and --json exclude each other")
+    if acct and not (lines or blocks):
+        raise UsageError("--acct goes with -l or -b (--json always carries the accounting)")
     envd: dict[str, str] = {}
     for kv in env or []:
         k, sep, v = kv.partition("=")
@@ -137,7 +152,8 @@ def run(
     settings = _settings(inventory, insecure, connect_timeout)
     gather = lines or blocks or json_out
     streamer = None if gather else LineStreamer()
-    resources = Resources(cpus, mems, parse_size(mem, "--mem") if mem else 0, cpu_quota, pids)
+    memory = parse_size(mem, "--mem") if mem else 0
+    resources = Resources(cpus, mems, memory, cpu_quota, pids, scratch)
 
     def on_event(ev: Any, _: Any) -> None:
         if streamer is not None:
@@ -163,9 +179,9 @@ def run(
     if streamer is not None:
         streamer.flush()
     if lines:
-        report.render_lines(sys.stdout.buffer)
+        report.render_lines(sys.stdout.buffer, acct=acct)
     elif blocks:
-        report.render_blocks(sys.stdout.buffer)
+        report.render_blocks(sys.stdout.buffer, acct=acct)
     sys.stdout.flush()
     if json_out:
         report.write_json(sys.stdout)

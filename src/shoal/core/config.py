@@ -95,6 +95,8 @@ class Settings:
     output_cap: int = 1 << 20  # bytes of output kept per node when gathering
     keepalive_interval: float = 5.0  # seconds between pings on a quiet connection
     keepalive_timeout: float = 5.0  # seconds an unanswered ping takes to mean a dead peer
+    # the agent: False runs commands without cgroups (benchmarks), loudly
+    sandbox: bool = True
 
     @classmethod
     def load(cls, **flags: Any) -> Self:

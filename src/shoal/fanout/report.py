@@ -53,6 +53,25 @@ class NodeResult:
     def ok(self) -> bool:
         return self.state is NodeState.PASS
 
+    @property
+    def wall_s(self) -> float:
+        """On the node: from the task's start to its result."""
+        return (self.end_ns - self.start_ns) / 1e9 if self.end_ns else 0.0
+
+
+def _span(values: list[float], unit: str, fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}{unit}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}{unit}"
+
+
+def acct_text(results: list[NodeResult]) -> str:
+    """ "wall 5.02s cpu 4.98s peak 12.3MiB"; over several nodes, each a range."""
+    return (
+        f"wall {_span([r.wall_s for r in results], 's', '.2f')}"
+        f" cpu {_span([r.cpu_ns / 1e9 for r in results], 's', '.2f')}"
+        f" peak {_span([r.peak_memory / 2**20 for r in results], 'MiB', '.1f')}"
+    )
+
 
 class Report:
     """One fan-out's results: a NodeResult per node, in node-list order."""
@@ -147,19 +166,21 @@ class Report:
             body += note.encode() + b"\n"
         return body
 
-    def render_lines(self, w: IO[bytes]) -> None:
-        """-l: per node, in node-list order."""
+    def render_lines(self, w: IO[bytes], acct: bool = False) -> None:
+        """-l: per node, in node-list order; acct: its accounting in the header."""
         for n in self.order:
             r = self.nodes[n]
             if r.state is None:  # interrupted before it reported
                 continue
-            w.write(f">>> {n} [{r.state}]\n".encode())
+            extra = f" {acct_text([r])}" if acct else ""
+            w.write(f">>> {n} [{r.state}]{extra}\n".encode())
             w.write(self._body(r))
             if r.state != "PASS" and r.reason:
                 w.write(f"({r.reason})\n".encode())
 
-    def render_blocks(self, w: IO[bytes]) -> None:
-        """-b: identical output and status printed once under a folded header."""
+    def render_blocks(self, w: IO[bytes], acct: bool = False) -> None:
+        """-b: identical output and status printed once under a folded header;
+        acct: the group's accounting in it (a range over its nodes)."""
         groups: dict[tuple[bytes, NodeState, int, str], list[str]] = {}
         for n in self.order:
             r = self.nodes[n]
@@ -170,8 +191,9 @@ class Report:
             groups.setdefault(key, []).append(n)
         for (body, state, code, reason), names in groups.items():
             extra = f" exit {code}" if code else ""
+            usage = f" {acct_text([self.nodes[n] for n in names])}" if acct else ""
             w.write(b"---------------\n")
-            w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]\n".encode())
+            w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]{usage}\n".encode())
             w.write(b"---------------\n")
             w.write(body)
             if reason:
