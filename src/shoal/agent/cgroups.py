@@ -28,6 +28,7 @@ from shoal.agent.sandbox import (
     _read,
     _under,
     _write,
+    format_list,
     parse_list,
 )
 from shoal.core.config import shoal_home
@@ -62,6 +63,23 @@ class Host:
     def controllers(self) -> list[str]:
         """The controllers this agent's sandboxes may use."""
         return sorted(c for c in self.bases if c)
+
+    def allowed(self) -> tuple[str, str]:
+        """The CPUs and memory nodes a --cpus or --mems list may name: those of
+        the cpuset sandboxes are made in, else this process's affinity."""
+        base = self.bases.get("cpuset")
+        if base is not None:
+            v2 = self.version == 2
+            with contextlib.suppress(OSError):
+                return (
+                    _read(base / ("cpuset.cpus.effective" if v2 else "cpuset.effective_cpus")),
+                    _read(base / ("cpuset.mems.effective" if v2 else "cpuset.effective_mems")),
+                )
+        try:
+            mems = _read(Path("/sys/devices/system/node/has_memory"))
+        except OSError:
+            mems = ""
+        return format_list(os.sched_getaffinity(0)), mems
 
     @classmethod
     def detect(cls, state: Path | None = None) -> Host:

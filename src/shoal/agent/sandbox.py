@@ -80,6 +80,20 @@ def parse_list(text: str) -> set[int]:
     return out
 
 
+def format_list(items: set[int]) -> str:
+    """A set as a kernel list: {0, 1, 2, 3, 8} -> "0-3,8"."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in sorted(items):
+        if run and i != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(i)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
 def _read(p: Path) -> str:
     return p.read_text().strip()
 

@@ -296,6 +296,7 @@ async def serve(
                         controller.interval,
                         stop,
                         pool=controller.pool,
+                        host=host,
                     )
                 )
                 heartbeats.append(t)

@@ -1,4 +1,4 @@
-"""The local part of a task on one node: exec, ping, facts.
+"""The local part of a task on one node: exec, ping, facts (agent/facts.py).
 
 Exec runs `/bin/sh -c CMD` in its own session (so its process group is the
 unit we kill), streams stdout and stderr in chunks through `emit` (which
@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import platform
 import signal
-import socket
 import time
 from pathlib import Path
 
-from shoal import __version__
 from shoal.agent.cgroups import Host
+from shoal.agent.facts import collect_facts
 from shoal.agent.relay import Emit, result_event
 from shoal.agent.sandbox import Request, Sandbox, SandboxError
 from shoal.core.wire import pb
@@ -177,44 +175,10 @@ async def run_ping(node: str, emit: Emit) -> None:
     await emit(result_event(node, pb.STATE_OK, "", time.time_ns()))
 
 
-def _os_name() -> str:
-    try:
-        rel = platform.freedesktop_os_release()
-        return str(rel.get("PRETTY_NAME") or rel.get("NAME") or platform.system())
-    except OSError:
-        return platform.system()
-
-
-def collect_facts() -> pb.Facts:
-    import psutil
-
-    vm = psutil.virtual_memory()
-    f = pb.Facts(
-        hostname=socket.gethostname(),
-        cpus_logical=psutil.cpu_count(logical=True) or 0,
-        cpus_physical=psutil.cpu_count(logical=False) or 0,
-        memory_total=vm.total,
-        memory_available=vm.available,
-        os=_os_name(),
-        kernel=platform.release(),
-        boot_time=int(psutil.boot_time()),
-        agent_version=__version__,
-    )
-    link = getattr(psutil, "AF_LINK", socket.AF_PACKET)
-    for name, addrs in sorted(psutil.net_if_addrs().items()):
-        iface = f.interfaces.add(name=name)
-        for a in addrs:
-            if a.family == link:
-                iface.mac = a.address
-            elif a.family in (socket.AF_INET, socket.AF_INET6):
-                iface.addresses.append(a.address)
-    return f
-
-
 async def run_facts(node: str, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     try:
-        f = collect_facts()
+        f = collect_facts(host)
     except Exception as e:  # a fact source failing is this node's failure, not the agent's
         await emit(result_event(node, pb.STATE_FAILED, f"facts: {e}", start))
         return

@@ -225,18 +225,20 @@ def facts(
     exclude: Exclude = None,
     width: Width = None,
     json_out: Json = False,
+    cpus: Annotated[
+        bool, typer.Option("--cpus", help="Also each node's CPUs: core, package, NUMA, L3.")
+    ] = False,
     inventory: Inv = None,
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
 ) -> None:
-    """Hardware and OS facts of every node, as a table (or --json)."""
+    """Hardware and OS facts of every node, as a table (or --json, topology included)."""
     _quiet_grpc()
     import json
-    from datetime import UTC, datetime
 
-    from google.protobuf.json_format import MessageToDict
-
+    from shoal.agent.facts import plain
     from shoal.fanout.api import FACTS, tree_job
+    from shoal.fanout.report import facts_tables
 
     settings = _settings(inventory, insecure, connect_timeout)
     job = tree_job(FACTS, nodes, exclude=exclude, width=width, settings=settings, output_cap=0)
@@ -247,39 +249,15 @@ def facts(
             for k in ("stdout", "stderr", "stdout_dropped", "stderr_dropped"):
                 d.pop(k)
             f = report.nodes[n].facts
-            d["facts"] = (
-                MessageToDict(f, preserving_proto_field_name=True) if f is not None else None
-            )
+            d["facts"] = plain(f) if f is not None else None
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         from rich.console import Console
-        from rich.table import Table
 
-        t = Table(
-            "node", "hostname", "CPUs (log/phys)", "memory", "OS", "kernel", "boot", "addresses"
-        )
-        for n in report.order:
-            r = report.nodes[n]
-            f = r.facts
-            if f is None:
-                t.add_row(n, f"[{r.state}] {r.reason}", "", "", "", "", "", "")
-                continue
-            addrs = ", ".join(
-                f"{i.name}={'/'.join(i.addresses)}" for i in f.interfaces if i.addresses
-            )
-            boot = datetime.fromtimestamp(f.boot_time, UTC).strftime("%Y-%m-%d %H:%M")
-            t.add_row(
-                n,
-                f.hostname,
-                f"{f.cpus_logical}/{f.cpus_physical}",
-                f"{f.memory_total / 2**30:.1f} GiB",
-                f.os,
-                f.kernel,
-                boot,
-                addrs,
-            )
         # piped: wide enough that nothing is cut for scripts and logs
-        Console(width=None if sys.stdout.isatty() else 240).print(t)
+        console = Console(width=None if sys.stdout.isatty() else 240)
+        for t in facts_tables(report, cpus):
+            console.print(t)
         _summary(report)
     _finish(report)

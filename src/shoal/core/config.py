@@ -97,6 +97,12 @@ class Settings:
     keepalive_timeout: float = 5.0  # seconds an unanswered ping takes to mean a dead peer
     # the agent: False runs commands without cgroups (benchmarks), loudly
     sandbox: bool = True
+    # the agent at registration: cloud metadata services; "off" skips one
+    metadata: bool = True  # False: ask none
+    metadata_alibaba: str = "http://100.100.100.200"
+    metadata_aws: str = "http://169.254.169.254"
+    metadata_gcp: str = "http://metadata.google.internal"
+    metadata_azure: str = "http://169.254.169.254"
 
     @classmethod
     def load(cls, **flags: Any) -> Self:

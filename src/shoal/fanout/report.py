@@ -226,6 +226,70 @@ class Report:
         w.write("\n")
 
 
+def _sizes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def topology_text(t: pb.Topology) -> str:
+    """ "2 packages, 32 cores, 64 threads, 2 L3"."""
+    cores = {(c.package, c.core) for c in t.cpus}
+    l3 = {c.l3 for c in t.cpus if c.l3 >= 0}
+    packages = {c.package for c in t.cpus}
+    return (
+        f"{len(packages)} package(s), {len(cores)} core(s), {len(t.cpus)} thread(s), {len(l3)} L3"
+    )
+
+
+def numa_text(t: pb.Topology) -> str:
+    """Per node: "0: 0-31 251.9 GiB, 2M x0 1G x0"."""
+    parts = []
+    for m in t.nodes:
+        huge = " ".join(
+            f"{h.size >> 20}M x{h.total}" if h.size < 1 << 30 else f"{h.size >> 30}G x{h.total}"
+            for h in m.hugepages
+        )
+        parts.append(f"{m.node}: {m.cpus} {_sizes(m.memory_total)}" + (f", {huge}" if huge else ""))
+    return "; ".join(parts)
+
+
+def facts_tables(report: Report, cpus: bool = False) -> list[Any]:
+    """`shoal facts`: one row per node (rich tables); cpus: each node's CPUs too."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    t = Table("node", "hostname", "CPUs (log/phys)", "memory", "OS", "kernel", "boot", "addresses")
+    topo = Table("node", "topology", "NUMA nodes (CPUs, memory, hugepages)", "THP", "sandboxes")
+    per_cpu: list[Any] = []
+    for n in report.order:
+        r = report.nodes[n]
+        f = r.facts
+        if f is None:
+            t.add_row(n, f"[{r.state}] {r.reason}", "", "", "", "", "", "")
+            continue
+        addrs = ", ".join(f"{i.name}={'/'.join(i.addresses)}" for i in f.interfaces if i.addresses)
+        boot = datetime.fromtimestamp(f.boot_time, UTC).strftime("%Y-%m-%d %H:%M")
+        t.add_row(
+            n, f.hostname, f"{f.cpus_logical}/{f.cpus_physical}", _sizes(f.memory_total),
+            f.os, f.kernel, boot, addrs,
+        )  # fmt: skip
+        tp = f.topology
+        v = tp.cgroup_version
+        boxes = (
+            f"cgroup v{v}: {','.join(tp.cgroup_controllers)}; cpus {tp.cpus_allowed}"
+            f" mems {tp.mems_allowed}"
+            if v
+            else "none (process-group kill only)"
+        )
+        topo.add_row(n, topology_text(tp), numa_text(tp), tp.thp, boxes)
+        if cpus:
+            c = Table("CPU", "core", "package", "NUMA", "SMT siblings", "L3 group", title=n)
+            for x in tp.cpus:
+                c.add_row(*(str(v) for v in (x.cpu, x.core, x.package, x.node, x.siblings, x.l3)))
+            per_cpu.append(c)
+    return [t, topo, *per_cpu]
+
+
 class LineStreamer:
     """Default mode: print lines as they arrive, prefixed `node: `.
 
