@@ -158,3 +158,26 @@ def test_the_sweep_removes_only_what_shoal_made(tmp_path: Path) -> None:
     assert Scratches(state, "2.2").sweep()[0] == 1
     assert (other / "f").read_text() == "keep" and live.is_dir() and not gone.exists()
     assert sorted(p.name for p in state.iterdir()) == sorted([live.name, "unrelated"])
+
+
+def test_scratch_is_gone_after_ctrl_c_and_after_the_agent_stops(
+    agents: Agents, where: Path
+) -> None:
+    import signal
+
+    a = agents.start("n1")
+    argv = [sys.executable, "-m", "shoal.cli.main", "run", "--inventory", str(agents.inventory()),
+            "-w", "n1", "--scratch", str(where), "--", "touch $TMPDIR/f; sleep 600"]  # fmt: skip
+    for stop in ("ctrl-c", "agent stop"):
+        client = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: len(list(where.glob("*/f"))) == 1, "the command writing its scratch")
+            if stop == "ctrl-c":
+                client.send_signal(signal.SIGINT)
+                assert client.wait(timeout=30) == 130
+                wait_for(lambda: list(where.iterdir()) == [], "the scratch gone after Ctrl-C")
+            else:
+                a.kill(signal.SIGTERM)  # returns once the agent has exited
+                assert list(where.iterdir()) == []
+        finally:
+            client.kill()
