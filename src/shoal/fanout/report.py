@@ -59,6 +59,9 @@ class NodeResult:
         return (self.end_ns - self.start_ns) / 1e9 if self.end_ns else 0.0
 
 
+NEVER_RAN = (NodeState.UNREACHABLE, NodeState.REFUSED)  # no accounting to show
+
+
 def _span(values: list[float], unit: str, fmt: str) -> str:
     lo, hi = min(values), max(values)
     return f"{lo:{fmt}}{unit}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}{unit}"
@@ -172,7 +175,7 @@ class Report:
             r = self.nodes[n]
             if r.state is None:  # interrupted before it reported
                 continue
-            extra = f" {acct_text([r])}" if acct else ""
+            extra = f" {acct_text([r])}" if acct and r.state not in NEVER_RAN else ""
             w.write(f">>> {n} [{r.state}]{extra}\n".encode())
             w.write(self._body(r))
             if r.state != "PASS" and r.reason:
@@ -191,7 +194,8 @@ class Report:
             groups.setdefault(key, []).append(n)
         for (body, state, code, reason), names in groups.items():
             extra = f" exit {code}" if code else ""
-            usage = f" {acct_text([self.nodes[n] for n in names])}" if acct else ""
+            ran = acct and state not in NEVER_RAN
+            usage = f" {acct_text([self.nodes[n] for n in names])}" if ran else ""
             w.write(b"---------------\n")
             w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]{usage}\n".encode())
             w.write(b"---------------\n")
