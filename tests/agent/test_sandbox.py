@@ -190,6 +190,10 @@ def test_acct_puts_the_accounting_in_the_l_and_b_headers(agents: Agents) -> None
     assert re.search(header, cp.stdout, re.M), cp.stdout
     cp = shoal("run", "--inventory", inv, "-w", "n1", "-l", "--", "true")
     assert ">>> n1 [PASS]\n" in cp.stdout  # opt-in: the header is as before without it
+    cp = shoal(
+        "run", "--inventory", inv, "-w", "n1", "-l", "--acct", "--cpus", "4095", "--", "true"
+    )
+    assert ">>> n1 [REFUSED]\n" in cp.stdout  # it never ran: nothing to account
     cp = shoal("run", "--inventory", inv, "-w", "n1", "--acct", "--", "true")
     assert cp.returncode == 2 and "--acct goes with -l or -b" in cp.stderr
 
