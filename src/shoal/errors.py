@@ -1,6 +1,22 @@
 """One exception hierarchy for shoal. The CLI turns any ShoalError into a
 one-line message on stderr and the exit code it carries (documented in the
-README, "Exit status")."""
+README, "Exit status").
+
+    ShoalError                  1  EXIT_FAILED
+    ├── UsageError              2  EXIT_USAGE: bad input, nothing ran
+    │   ├── NodeSetError           a malformed node set or unknown @group
+    │   └── RequestError           an HTTP request body a service refuses (status)
+    ├── ConfigError             5  EXIT_CONFIG: config, inventory, certificate, state
+    │   └── TLSError               certificates or keys missing or not matching
+    ├── PeerError               4  EXIT_UNREACHABLE: a node unreachable, or refusing us
+    │   └── GrantError             a work grant that does not hold
+    ├── TransferError           1  a copy or gather one node cannot complete
+    │   └── Claimed                another writer holds the transfer's part
+    ├── ServiceError            6  EXIT_SERVICE: a service shoal needs failed
+    │   ├── ProviderError          the fleet's host provider failed
+    │   └── UpstreamError          a gateway backend gave no usable answer
+    └── Interrupted           130  Ctrl-C: the work was cancelled everywhere
+"""
 
 from __future__ import annotations
 
@@ -41,6 +57,14 @@ class NodeSetError(UsageError):
     """A malformed node set or an unknown @group."""
 
 
+class RequestError(UsageError):
+    """A client's HTTP request body a service refuses, with the HTTP status it gets."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ConfigError(ShoalError):
     """A configuration file, inventory or certificate is missing or invalid."""
 
@@ -51,14 +75,43 @@ class TLSError(ConfigError):
     """Certificates or keys are missing, unreadable or do not match."""
 
 
-class WireError(ShoalError):
-    """A peer sent something that does not follow shoal.v1."""
+class PeerError(ShoalError):
+    """A node could not be reached in time, or refused us (TLS, role, grant)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+class GrantError(PeerError):
+    """A request whose grant does not hold; the text says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, refused=True)
+
+
+class TransferError(ShoalError):
+    """This node cannot complete a copy or gather; the reason is its alone."""
+
+
+class Claimed(TransferError):
+    """Another writer (another agent on this filesystem) holds this transfer's part."""
 
 
 class ServiceError(ShoalError):
     """A service shoal depends on is unavailable or answered with an error."""
 
     exit_code = EXIT_SERVICE
+
+
+class ProviderError(ServiceError):
+    """The fleet's host provider (a command, Libcloud, local hosts) failed."""
+
+
+class UpstreamError(ServiceError):
+    """A gateway backend gave no usable answer (refused, cut, truncated, garbled)."""
 
 
 class Interrupted(ShoalError):

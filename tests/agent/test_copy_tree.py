@@ -19,12 +19,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from shoal.agent.copyrelay import Feed
 from shoal.agent.files import FilesService
 from shoal.agent.gate import Gate
-from shoal.agent.source import open_source
 from shoal.core.wire import fpb, frpc, pb
 from shoal.fanout.broadcast import SourceOrigin
+from shoal.tree.feed import Feed
+from shoal.tree.source import open_source
 
 
 @dataclass

@@ -21,13 +21,13 @@ import grpc
 import pytest
 from agentproc import Agents, shoal
 
-from shoal.agent.claim import label, open_existing
-from shoal.agent.copyrelay import Feed
 from shoal.agent.files import FilesService
 from shoal.agent.gate import Gate
-from shoal.agent.source import open_source
 from shoal.core.wire import fpb, frpc, pb
 from shoal.fanout.broadcast import SourceOrigin
+from shoal.tree.claim import label, open_existing
+from shoal.tree.feed import Feed
+from shoal.tree.source import open_source
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="private /tmp per process needs root")
 SHOAL = [sys.executable, "-m", "shoal.cli.main"]

@@ -23,8 +23,8 @@ class Nodes:
     agents: Agents
     roots: dict[str, Path]
 
-    def kill(self, name: str) -> None:
-        next(a for a in self.agents.started if a.name == name).kill()
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        next(a for a in self.agents.started if a.name == name).kill(sig)
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_gather_into_a_file_is_refused(shoal_home: Path, tmp_path: Path) -> None
 
 
 def _size(p: Path) -> int:
-    """-1 for a file gone meanwhile (a claim's transient name, agent/claim.py)."""
+    """-1 for a file gone meanwhile (a claim's transient name, tree/claim.py)."""
     try:
         return p.stat().st_size
     except FileNotFoundError:
@@ -252,6 +252,21 @@ def test_relay_killed_mid_copy_its_part_is_swept_when_it_restarts(
     log = again.log_text()
     assert f"agent n2: swept 1 stale spool file(s) of transfers that died, {size} bytes" in log
     assert str(left) in log
+
+
+def test_an_agent_stopped_mid_copy_leaves_no_part(nodes: Nodes, tmp_path: Path) -> None:
+    """SIGTERM: the agent closes its transfers (FilesService.close) before it
+    exits, so nothing is left for a sweep; the others still get the file."""
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(50_000_000))
+    p = _copy_in_background("-w", "n[1-5]", "-W", "1", str(src), "/dest/")
+    _part_of(nodes.roots["n2"] / "dest", "big", 2_000_000)
+    nodes.kill("n2", signal.SIGTERM)
+    assert temp_leftovers(nodes.roots["n2"]) == []
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 4 and "UNREACHABLE: n2, SUM: 1" in out, err
+    assert "PASS: n[1,3-5], SUM: 4" in out
+    assert not (nodes.roots["n2"] / "dest" / "big").exists()
 
 
 def test_restart_sweep_keeps_the_part_a_live_agent_is_writing(

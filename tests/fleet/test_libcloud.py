@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fake_ec2 import FakeEC2
 
-from shoal.errors import ConfigError
-from shoal.fleet.providers import LibcloudProvider, ProviderError
+from shoal.errors import ConfigError, ProviderError
+from shoal.fleet.providers import LibcloudProvider
 
 KEY, SECRET = "AKIDSHOALTEST", "s3cret-signing-key"
 

@@ -48,3 +48,31 @@ def test_key_from_env_or_file(tmp_path: Path) -> None:
     assert read_key("envkey", f) == "envkey"
     with pytest.raises(ConfigError, match="no statuspage API key"):
         read_key("", None)
+
+
+def test_the_metrics_job_pushes_the_registry_snapshot(start_controller, until) -> None:
+    """The `metrics` action of a real controller: the mapped snapshot keys
+    reach Statuspage, an unknown one is reported in the run, not pushed."""
+    with FakeStatuspage("pg1", KEY) as sp:
+        ctl = start_controller(
+            statuspage_url=sp.url,
+            statuspage_page_id="pg1",
+            statuspage_api_key=KEY,
+            statuspage_metrics="running=m-run,heartbeats=m-hb,nope=m-x",
+        )
+        with ctl.client() as c:
+            job = {"name": "sp", "cron": "@every 1s", "nodes": "", "action": "metrics"}
+            c.post("/v1/jobs", json=job).raise_for_status()
+            runs = until(lambda: c.get("/v1/jobs/sp/runs").json() or None, timeout=60)
+            until(lambda: c.get("/v1/jobs/sp/runs").json()[-1]["status"] != "running", timeout=60)
+            run = c.get("/v1/jobs/sp/runs").json()[-1]
+        assert runs
+        assert run["detail"]["nodes"] == {
+            "running": "ok",
+            "heartbeats": "ok",
+            "nope": "failed: unknown metric",
+        }
+        assert run["status"] == "failed"  # one metric could not be pushed
+        pushed = {m: v for m, _, v in sp.points}
+        assert pushed["m-run"] == 0.0 and "m-x" not in pushed and "m-hb" in pushed
+    assert KEY not in ctl.log.read_text()

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from shoal.errors import UpstreamError
 from shoal.gateway import upstream
-from shoal.gateway.upstream import Upstream, UpstreamError
+from shoal.gateway.upstream import Upstream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

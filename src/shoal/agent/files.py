@@ -4,14 +4,14 @@ Copy: the first message is a header naming this node's subtree. The agent
 answers with the offset it already holds for that transfer (0 when new, more
 when an ancestor adopts it after its relay died), writes the chunks that
 follow to its spool, and feeds its children from the spool as it goes (see
-copyrelay). Its own result is sent once the end-to-end hash matched and the
+tree/feed.py). Its own result is sent once the end-to-end hash matched and the
 destination is in place; the stream closes when every node below has
 reported.
 
 Nodes that share a filesystem (agents of one process, local agents sharing
 /tmp, an NFS export) write a destination once: the first to claim its part
 file writes it, the others follow (agent/follow.py). Part files are locked by
-their writers, so the sweep at start removes only dead ones (agent/claim.py).
+their writers, so the sweep at start removes only dead ones (tree/claim.py).
 
 A transfer whose upstream breaks before the end keeps its spool for
 ADOPT_WINDOW seconds, waiting for an ancestor to resume it, then removes it.
@@ -32,16 +32,17 @@ from pathlib import Path
 
 import grpc
 
-from shoal.agent.claim import SpoolDirs
-from shoal.agent.copyrelay import DEFAULT_STALL, Dialer, Feed, result_event, subtree_names
 from shoal.agent.follow import Follower, open_spool
 from shoal.agent.gate import Gate
-from shoal.agent.source import DEFAULT_CHUNK, open_source
-from shoal.agent.spool import Meta, Spool, TransferError, resolve_target
 from shoal.core.config import shoal_home
 from shoal.core.grant import body_of
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import ShoalError
+from shoal.tree.claim import SpoolDirs
+from shoal.tree.feed import DEFAULT_STALL, Dialer, Feed, copy_result
+from shoal.tree.source import DEFAULT_CHUNK, open_source
+from shoal.tree.spool import Meta, Spool, TransferError, resolve_target
+from shoal.tree.subtree import names
 
 log = logging.getLogger("shoal.agent.files")
 
@@ -91,7 +92,7 @@ class SpoolOrigin:
 
 class FilesService(frpc.FilesServicer):
     def __init__(self, dial: Dialer, root: Path, gate: Gate, node: str | None = None) -> None:
-        """dial: see copyrelay. root: where absolute transfer paths start; "/" on
+        """dial: see tree/feed.py. root: where absolute transfer paths start; "/" on
         a real node, a per-node directory for local agents sharing one disk.
         gate: admits only work an operator signed (agent/gate.py).
         node: this agent's name; with it, the directories it spools in are
@@ -168,7 +169,7 @@ class FilesService(frpc.FilesServicer):
             if t is not None:
                 self._drop(h.transfer_id)
             yield fpb.CopyEvent(resume_offset=0)
-            yield result_event(me, pb.STATE_FAILED, e.message, started)
+            yield copy_result(me, pb.STATE_FAILED, e.message, started)
             return  # our parent adopts our children
         log.info(
             "copy %s to %s: from offset %d, %d child(ren)",
@@ -229,18 +230,7 @@ class FilesService(frpc.FilesServicer):
         return t
 
     def _spool(self, h: fpb.CopyHeader, resumed: bool = False) -> Spool | Follower:
-        meta = Meta(
-            name=h.name,
-            kind=h.kind,
-            size=h.size,
-            mode=h.mode,
-            mtime_ns=h.mtime_ns,
-            uid=h.uid,
-            gid=h.gid,
-            preserve=h.preserve,
-        )
-        if meta.kind not in ("file", "tar") or not meta.name or "/" in meta.name:
-            raise TransferError(f"bad copy header (kind {meta.kind!r}, name {meta.name!r})")
+        meta = Meta.from_header(h)
         if not os.path.isabs(h.dest):
             raise TransferError(f"destination {h.dest!r} is not absolute")
         target = resolve_target(self._local(h.dest), meta)
@@ -249,7 +239,7 @@ class FilesService(frpc.FilesServicer):
                 self._dirs.add(target.parent)
             except OSError as e:  # the copy matters more; a crash would leave the part
                 log.warning("cannot record %s in %s: %s", target.parent, self._dirs.path, e)
-        below = subtree_names(h.tree)[1:]
+        below = names(h.tree)[1:]
         patience = 3 * (h.stall_timeout or DEFAULT_STALL)  # a writer fsyncing is quiet too
         return open_spool(target, meta, h.transfer_id, h.tree.name, below, patience, resumed)
 
@@ -282,7 +272,7 @@ class FilesService(frpc.FilesServicer):
                     t.complete.set()
                     await t.spool.notify()
                     await t.spool.settle()
-                    t.result = result_event(me, pb.STATE_OK, t.spool.note, started)
+                    t.result = copy_result(me, pb.STATE_OK, t.spool.note, started)
                     await feed.out.put(t.result)
                     feed.reported.add(me)
                 elif kind == "abort":
@@ -292,7 +282,7 @@ class FilesService(frpc.FilesServicer):
                     return
         except TransferError as e:
             await t.spool.fail(e.message)
-            t.result = result_event(me, pb.STATE_FAILED, e.message, started)
+            t.result = copy_result(me, pb.STATE_FAILED, e.message, started)
             await feed.out.put(t.result)
             feed.reported.add(me)
             raise
@@ -365,18 +355,7 @@ class FilesService(frpc.FilesServicer):
             yield fpb.FetchChunk(error=pb.Result(state=pb.STATE_FAILED, reason=e.message))
             return
         m = src.meta
-        yield fpb.FetchChunk(
-            header=fpb.CopyHeader(
-                name=m.name,
-                kind=m.kind,
-                size=m.size,
-                mode=m.mode,
-                mtime_ns=m.mtime_ns,
-                uid=m.uid,
-                gid=m.gid,
-                chunk_size=src.chunk_size,
-            )
-        )
+        yield fpb.FetchChunk(header=m.to_header(chunk_size=src.chunk_size))
         try:
             for chunk in src.chunks():
                 yield fpb.FetchChunk(data=chunk)

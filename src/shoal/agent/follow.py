@@ -2,7 +2,7 @@
 
 When a node's part file for a transfer is already claimed by a live writer
 (another agent of the same `--per-process` process, local agents sharing
-/tmp, nodes on one NFS export; see agent/claim.py), writing the same bytes
+/tmp, nodes on one NFS export; see tree/claim.py), writing the same bytes
 to the same place again would cost disk and I/O for nothing and, done
 naively, collide. The node follows instead:
 
@@ -38,8 +38,8 @@ import uuid
 from collections.abc import Collection
 from pathlib import Path
 
-from shoal.agent.claim import PART_SUFFIX, held, label, open_existing, part_path, remove_if_dead
-from shoal.agent.spool import Claimed, Meta, Spool, TransferError, new_hasher
+from shoal.tree.claim import PART_SUFFIX, held, label, open_existing, part_path, remove_if_dead
+from shoal.tree.spool import Claimed, Meta, Spool, TransferError, new_hasher
 
 log = logging.getLogger("shoal.agent.files")
 

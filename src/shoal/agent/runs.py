@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from shoal.core.wire import pb
 
 if TYPE_CHECKING:
-    from shoal.agent.relay import Relay
+    from shoal.tree.relay import Relay
 
 log = logging.getLogger("shoal.agent")
 

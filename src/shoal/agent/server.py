@@ -29,13 +29,15 @@ import grpc
 from shoal.agent import tasks
 from shoal.agent.cgroups import Host
 from shoal.agent.gate import Gate
-from shoal.agent.relay import Channels, Relay, result_event
 from shoal.agent.runs import Execution, Runs
 from shoal.core import tls
 from shoal.core.grant import WINDOW, body_of
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import frpc, pb, rpc
 from shoal.errors import ConfigError
+from shoal.tree.channels import Channels
+from shoal.tree.relay import Relay
+from shoal.tree.subtree import result_event
 
 log = logging.getLogger("shoal.agent")
 
@@ -156,9 +158,15 @@ def _bind(add_port: Callable[[str], int], addr: str) -> int:
     return port
 
 
-async def _start(
-    spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host
-) -> tuple[grpc.aio.Server, Channels, int]:
+@dataclass
+class _Running:
+    server: grpc.aio.Server
+    channels: Channels
+    files: Any  # FilesService
+    port: int
+
+
+async def _start(spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host) -> _Running:
     from shoal.agent.files import FilesService
 
     creds = tls.channel_credentials(spec.identity) if spec.identity else None
@@ -200,7 +208,7 @@ async def _start(
         port,
         "plain text" if spec.identity is None else "mutual TLS",
     )
-    return server, channels, port
+    return _Running(server, channels, files, port)
 
 
 def _sandboxes(sandbox: bool, state: Path | None) -> Host:
@@ -277,13 +285,13 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    started: list[tuple[grpc.aio.Server, Channels, int]] = []
+    started: list[_Running] = []
     heartbeats: list[asyncio.Task[Any]] = []
     try:
         for spec in specs:
             started.append(await _start(spec, keepalive, runs, host))
         if on_ready is not None:
-            on_ready([p for _, _, p in started])
+            on_ready([r.port for r in started])
         if controller is not None:
             from shoal.agent.registration import run_registration
 
@@ -310,11 +318,12 @@ async def serve(
                 t.cancel()
         tasks.kill_all()
         await runs.cancel_all()
-        await asyncio.gather(*(s.stop(grace=1.0) for s, _, _ in started), return_exceptions=True)
+        await asyncio.gather(*(r.server.stop(grace=1.0) for r in started), return_exceptions=True)
         tasks.kill_all()
         host.close()
-        for _, ch, _ in started:
+        for r in started:
+            await r.files.close()  # no transfer is left half-written
             with contextlib.suppress(Exception):
-                await ch.close()
+                await r.channels.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

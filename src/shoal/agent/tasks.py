@@ -19,9 +19,10 @@ from pathlib import Path
 
 from shoal.agent.cgroups import Host
 from shoal.agent.facts import collect_facts
-from shoal.agent.relay import Emit, result_event
 from shoal.agent.sandbox import Request, Sandbox, SandboxError
 from shoal.core.wire import pb
+from shoal.tree.relay import Emit
+from shoal.tree.subtree import result_event
 
 CHUNK = 64 * 1024
 LIVE_GROUPS: set[int] = set()

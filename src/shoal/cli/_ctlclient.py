@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from shoal.errors import ServiceError, UsageError
@@ -12,21 +11,16 @@ from shoal.errors import ServiceError, UsageError
 def request(
     method: str, path: str, controller: str | None, insecure: bool = False, **kw: Any
 ) -> Any:
-    import ssl
-
     import httpx
 
     from shoal.core.config import Settings
-    from shoal.core.tls import CLIENT_NAME, Identity
+    from shoal.core.tls import CLIENT_NAME, Identity, client_context
 
-    url = controller or os.environ.get("SHOAL_CONTROLLER_URL") or "https://127.0.0.1:8443"
+    settings = Settings.load(controller_url=controller)
+    url = settings.controller_url
     verify: Any = True
     if url.startswith("https://"):
-        ident = Identity.in_dir(Settings.load().tls_dir, CLIENT_NAME)
-        ident.read()  # a clear TLSError when missing
-        ctx = ssl.create_default_context(cafile=str(ident.ca_cert))
-        ctx.load_cert_chain(str(ident.cert), str(ident.key))
-        verify = ctx
+        verify = client_context(Identity.in_dir(settings.tls_dir, CLIENT_NAME))
     elif not insecure:
         raise UsageError(f"{url} is plain HTTP: pass --insecure to talk to it without TLS")
     try:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shoal.core.inventory import parse_listen
 from shoal.errors import ConfigError, UsageError
 
 
@@ -25,13 +26,6 @@ def _identity(
         ident = tls.Identity.in_dir(tls_dir or Settings.load().tls_dir, name)
     ident.read()  # a missing file: one line naming `shoal ca`, exit 5
     return ident
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"--listen {listen!r}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _specs_from_file(path: Path) -> list[Any]:
@@ -132,7 +126,8 @@ def agent(
         specs = _specs_from_file(spec_file)
     else:
         name = name or socket.gethostname()
-        host, port = _split_listen(listen)
+        addr = parse_listen(listen)
+        host, port = addr.host or "0.0.0.0", addr.port
         ident = None if insecure else _identity(name, tls_dir, ca_cert, cert, key)
         specs = [AgentSpec(name, host, port, ident, files_root)]
     if not specs:

@@ -103,8 +103,8 @@ COMMANDS: dict[str, Callable[[], None]] = {
 
 def build(argv: list[str]) -> typer.Typer:
     """The app with only the command being run registered: Typer reads the
-    signature of every registered command at each start, ~20% of a 64-node
-    `shoal run`'s client CPU. Help, --version and a mistyped command get all."""
+    signature of every registered command at each start, a large share of a
+    short command's client CPU. Help, --version and a mistyped command get all."""
     first = next((a for a in argv if not a.startswith("-")), None)
     wanted = [COMMANDS[first]] if first in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for register in wanted:

@@ -1,7 +1,7 @@
 """Entry point: run the Typer app and turn ShoalError into one line + exit code.
 
-Keep this module and every cli/*.py light at import time: `shoal --version`
-must start in well under 150 ms, so heavy imports (grpc, ClusterShell,
+Keep this module and every cli/*.py light at import time (a command's
+start-up is part of every fan-out's latency), so heavy imports (grpc, ClusterShell,
 cryptography, databases) happen inside the commands.
 
 Typer reports its own usage errors (exit 2). Commands catch Ctrl-C
@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _exit_now(code: int) -> None:
     """End a command that talked gRPC without the interpreter's shutdown: grpc's
-    teardown of its threads and channels costs ~40 ms per command (10% of a
-    64-node `shoal run`), and by now the work is done and the output written."""
+    teardown of its threads and channels is a visible share of a short command,
+    and by now the work is done and the output written."""
     import logging
     import os
 

@@ -7,8 +7,8 @@ each capability reads its own table (``[gateway]``, ``[controller]``...)
 through a subclass of ``shoal.core.sections.Section``.
 
 The core's settings are read on every `shoal run`, so they are a dataclass
-with a small loader: pydantic-settings costs about 110 ms of import, a third
-of a command's start-up. The long-running services use ``Section``.
+with a small loader: importing pydantic-settings is a large share of a
+command's start-up. The long-running services use ``Section``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class Settings:
     cert: Path | None = None  # default: $SHOAL_HOME/tls/client.crt
     key: Path | None = None  # default: $SHOAL_HOME/tls/client.key
     insecure: bool = False
+    controller_url: str = "https://127.0.0.1:8443"  # the fleet controller's API
     port: int = DEFAULT_PORT
     connect_timeout: float = 5.0
     width: int = 8  # fan-out tree width; chosen by benchmarks/run_fanout.py

@@ -15,13 +15,10 @@ from typing import Any
 
 from shoal.core import tls
 from shoal.core.wire import pb
+from shoal.errors import GrantError as GrantError  # re-exported
 from shoal.errors import TLSError
 
 WINDOW = 300.0  # seconds a grant is fresh either side of its time (clock skew)
-
-
-class GrantError(Exception):
-    """A request whose grant does not hold; the text says why."""
 
 
 def body_of(msg: Any) -> bytes:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.core.config import DEFAULT_PORT, read_toml
-from shoal.errors import ConfigError, NodeSetError
+from shoal.errors import ConfigError, NodeSetError, ShoalError, UsageError
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ def parse_address(text: str, default_port: int) -> Address:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad port in address {text!r}")
     return Address(host, int(port))
+
+
+def parse_listen(text: str, error: type[ShoalError] = UsageError) -> Address:
+    """A listen address: 'HOST:PORT' or '[v6]:PORT'; port 0 picks a free one,
+    an empty host is the caller's default (host "")."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise error(f"listen address {text!r}: expected HOST:PORT")
+    return Address(host.strip("[]"), int(port))
 
 
 @dataclass
@@ -128,4 +137,4 @@ def _node_address(where: str, name: str, spec: Any, port: int) -> Address:
         raise ConfigError(f"{where}: node {name}: {e}") from e
 
 
-__all__ = ["Address", "Inventory", "NodeSetError", "parse_address"]
+__all__ = ["Address", "Inventory", "NodeSetError", "parse_address", "parse_listen"]

@@ -232,6 +232,17 @@ def channel_credentials(ident: Identity) -> Any:
     )
 
 
+def client_context(ident: Identity) -> Any:
+    """An ssl context for HTTPS to a shoal service: presents ident, trusts only
+    the cluster CA. A missing file raises TLSError."""
+    import ssl
+
+    ident.read()
+    ctx = ssl.create_default_context(cafile=str(ident.ca_cert))
+    ctx.load_cert_chain(str(ident.cert), str(ident.key))
+    return ctx
+
+
 def peer_name(auth_context: dict[str, list[bytes]]) -> str | None:
     """The verified common name of a gRPC peer, or None when it presented none."""
     names = auth_context.get("x509_common_name") or []

@@ -3,7 +3,7 @@
 The client is a root without a local copy: its origin is the source file
 itself (read back with pread, so each root link runs at its own pace), or
 for a directory an unlinked temporary file the tar stream is written into
-as it is produced. The feeders are the agents' own (copyrelay.Feed).
+as it is produced. The feeders are the agents' own (tree.feed.Feed).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from shoal.agent.copyrelay import Feed
-from shoal.agent.relay import Channels
-from shoal.agent.source import Source
 from shoal.core.grant import Signer, body_of
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import fpb, pb
 from shoal.fanout.client import Targets
 from shoal.fanout.plan import plan
+from shoal.tree.channels import Channels
+from shoal.tree.feed import Feed
+from shoal.tree.source import Source
 
 
 class SourceOrigin:
@@ -99,18 +99,9 @@ async def broadcast(
     Cancelling this coroutine (Ctrl-C) sends an abort down the tree, so every
     node drops its temporary file at once.
     """
-    m = source.meta
-    header = fpb.CopyHeader(
+    header = source.meta.to_header(
         transfer_id=uuid.uuid4().hex,
         dest=dest,
-        name=m.name,
-        kind=m.kind,
-        size=m.size,
-        mode=m.mode,
-        mtime_ns=m.mtime_ns,
-        uid=m.uid,
-        gid=m.gid,
-        preserve=m.preserve,
         chunk_size=source.chunk_size,
         connect_timeout=connect_timeout,
         stall_timeout=stall_timeout,

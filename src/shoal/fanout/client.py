@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.agent.relay import Channels, Relay
 from shoal.core import tls
 from shoal.core.config import Settings
 from shoal.core.grant import Signer, body_of
@@ -21,6 +20,8 @@ from shoal.core.keepalive import Keepalive
 from shoal.core.nodeset import select
 from shoal.core.wire import pb
 from shoal.fanout.plan import plan
+from shoal.tree.channels import Channels
+from shoal.tree.relay import Relay
 
 
 @dataclass

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import grpc
 
-from shoal.agent.copyrelay import Dialer
-from shoal.agent.spool import Meta, Spool, TransferError
 from shoal.core.grant import Signer, body_of
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import UsageError
+from shoal.tree.feed import Dialer
+from shoal.tree.spool import Meta, Spool, TransferError
 
 DEFAULT_FAN_IN = 8
 
@@ -107,19 +107,7 @@ async def _fetch(
                 break
             if kind == "header":
                 h = msg.header
-                meta = Meta(
-                    name=h.name,
-                    kind=h.kind,
-                    size=h.size,
-                    mode=h.mode,
-                    mtime_ns=h.mtime_ns,
-                    uid=h.uid,
-                    gid=h.gid,
-                    preserve=preserve,
-                )
-                if h.kind not in ("file", "tar") or not h.name or "/" in h.name:
-                    g.reason = f"bad header from the node ({h.kind!r}, {h.name!r})"
-                    break
+                meta = Meta.from_header(h, preserve)
                 spool = Spool(dest / f"{h.name}.{node.name}", meta, uuid.uuid4().hex)
             elif kind == "data" and spool is not None:
                 await spool.write(msg.data)

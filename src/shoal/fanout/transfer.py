@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict, Unpack
 
-from shoal.agent.relay import Channels, result_event
-from shoal.agent.source import DEFAULT_CHUNK, open_source
 from shoal.core.config import Settings
 from shoal.core.wire import pb
 from shoal.errors import UsageError
@@ -24,6 +22,9 @@ from shoal.fanout.client import client_credentials, client_signer
 from shoal.fanout.fetch import DEFAULT_FAN_IN, Gathered, check_dest
 from shoal.fanout.fetch import gather as fetch_all
 from shoal.fanout.report import Report
+from shoal.tree.channels import Channels
+from shoal.tree.source import DEFAULT_CHUNK, open_source
+from shoal.tree.subtree import result_event
 
 
 class FileOptions(TypedDict, total=False):

@@ -100,10 +100,7 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
             async with ctl.session() as sess:
                 if await sess.get(Node, body.name) is None:
                     raise HTTPException(404, f"node {body.name} is not registered")
-        if ctl.s.naive_heartbeats:
-            await ctl.write_heartbeat_now(body.name)
-        else:
-            ctl.heartbeat(body.name)
+        ctl.heartbeat(body.name)
         return {"ok": True}
 
     @app.get("/v1/nodes", summary="List nodes")
@@ -254,6 +251,7 @@ def build_api(ctl: Controller, insecure: bool = False) -> FastAPI:
         from shoal.fleet.metrics import render
 
         acc.caller(request)
-        return PlainTextResponse(await render(ctl), media_type="text/plain; version=0.0.4")
+        text = render(await ctl.snapshot())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app

@@ -7,10 +7,10 @@ answered 413 at once, so a 100 MiB body costs at most ``max_body`` of memory.
 A JSON body must be strict JSON (apimodels.check_json), or it is a 422.
 
 The steady-state heartbeat (a known node, sent as itself) is answered here
-without FastAPI's routing, validation and middleware: at 10,000 nodes every
-10 s those cost ~0.5 ms of the event loop per heartbeat, which queued every
-other request behind them. Anything else (an unknown node, a bad body, the
-wrong certificate, naive mode) goes to the FastAPI route, which owns the
+without FastAPI's routing, validation and middleware: at a fleet's heartbeat
+rate those queued every other request behind them
+(benchmarks/results/controller.md). Anything else (an unknown node, a bad body, the
+wrong certificate) goes to the FastAPI route, which owns the
 answers and the OpenAPI description.
 """
 
@@ -86,7 +86,7 @@ class Front:
             if not msg.get("more_body"):
                 break
         body = b"".join(chunks)
-        if scope["path"] == HEARTBEAT and not self.ctl.s.naive_heartbeats:
+        if scope["path"] == HEARTBEAT:
             # {"name": "<a known node>"} and nothing else: strict JSON by construction
             name = self._known_sender(scope, headers, body)
             if name is not None:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.core.config import read_toml
-from shoal.errors import ConfigError, ShoalError
-from shoal.fleet.providers import ProviderError
+from shoal.errors import ConfigError, ProviderError, ShoalError
 
 
 class LibcloudHosts:
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             hosts.delete(name)
             out = {"ok": True}
-    except (ShoalError, ProviderError) as e:
+    except ShoalError as e:
         out = {"ok": False, "error": str(e)}
     except Exception as e:  # the cloud's API error, with its message
         out = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from shoal.fleet import cronspec
 from shoal.fleet.db import Job, JobRun, Node, utcnow
 from shoal.fleet.registry import Registry, log
+from shoal.fleet.statuspage import StatuspagePusher, metric_map, push_snapshot, read_key
 
 
 class Cron(Registry):
@@ -25,6 +26,16 @@ class Cron(Registry):
     ``job-broken`` event and one log line; the others keep running."""
 
     broken_jobs: dict[str, str]  # job name -> why, while it is broken
+    _pusher: StatuspagePusher | None = None
+
+    def statuspage(self) -> StatuspagePusher:
+        """The pusher of the `metrics` action, made on first use (a missing
+        key fails that job run, not the controller's start)."""
+        if self._pusher is None:
+            s = self.s
+            key = read_key(s.statuspage_api_key, s.statuspage_api_key_file)
+            self._pusher = StatuspagePusher(s.statuspage_url, s.statuspage_page_id, key)
+        return self._pusher
 
     def next_run(self, j: Job) -> tuple[dt.datetime | None, str | None]:
         """A job's next fire time, or why it has none."""
@@ -94,9 +105,9 @@ class Cron(Registry):
         self.counters["job_runs"] += 1
         try:
             if action == "metrics":
-                from shoal.fleet.statuspage import push_from_controller
-
-                res = await push_from_controller(self)
+                res = await push_snapshot(
+                    self.statuspage(), metric_map(self.s.statuspage_metrics), await self.snapshot()
+                )
             else:
                 # drained nodes are out of service: jobs leave them alone
                 async with self.session() as sess:

@@ -25,9 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
-
-class ProviderError(Exception):
-    pass
+from shoal.errors import ProviderError
 
 
 class Provider(Protocol):

@@ -10,8 +10,8 @@ import time
 
 from sqlalchemy import func, select, update
 
+from shoal.errors import ProviderError
 from shoal.fleet.db import JobRun, Node, Operation, utcnow
-from shoal.fleet.providers import ProviderError
 from shoal.fleet.registry import IN_FLIGHT, Registry, log
 
 

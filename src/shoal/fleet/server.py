@@ -7,6 +7,7 @@ import logging
 import ssl
 from typing import Any
 
+from shoal.core.inventory import parse_listen
 from shoal.errors import ConfigError, ServiceError
 from shoal.fleet.dbhealth import brief
 from shoal.fleet.settings import ControllerSettings
@@ -15,7 +16,7 @@ log = logging.getLogger("shoal.fleet")
 
 
 def _protocol_class() -> type:
-    # httptools (C parser): h11 cost ~0.2 ms of the loop per heartbeat
+    # httptools (C parser): h11's pure-Python parsing is costly per heartbeat
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from shoal.fleet.access import PEERS, peer_of_cert
@@ -76,11 +77,8 @@ async def serve(s: ControllerSettings, ready: Any = None) -> None:
     from shoal.fleet.api import build_app
     from shoal.fleet.controller import Controller
 
-    host, _, port_s = s.listen.rpartition(":")
-    try:
-        port = int(port_s)
-    except ValueError as e:
-        raise ConfigError(f"--listen must be HOST:PORT, got {s.listen!r}") from e
+    listen = parse_listen(s.listen, ConfigError)
+    host, port = listen.host, listen.port
     scheme = "http" if s.insecure else "https"
     ctl = Controller(s, provider=make_provider(s, f"{scheme}://{host}:{port}"))
     try:

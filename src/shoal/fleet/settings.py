@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import ClassVar, Literal
 
 from pydantic_settings import SettingsConfigDict
 
-from shoal.core.config import config_path, read_toml, shoal_home
+from shoal.core.config import shoal_home
 from shoal.core.sections import Section
-
-# SHOAL_CONTROLLER_* names that are not the controller's settings: the client's
-# controller URL, the Statuspage metric mapping (statuspage.METRIC_MAP_ENV)
-READ_ELSEWHERE = frozenset({"url", "statuspage_metrics"})
 
 
 class ControllerSettings(Section):
     section: ClassVar[str] = "controller"
+    # SHOAL_CONTROLLER_URL is the client's (core Settings.controller_url)
+    elsewhere: ClassVar[frozenset[str]] = frozenset({"url"})
     model_config = SettingsConfigDict(env_prefix="SHOAL_CONTROLLER_", extra="ignore")
 
     db: str = ""  # default: sqlite:///$SHOAL_HOME/fleet.db
@@ -50,32 +47,12 @@ class ControllerSettings(Section):
     db_timeout: float = 5.0  # a database call that takes longer is an outage (503)
     # heartbeats
     flush_interval: float = 1.0
-    naive_heartbeats: bool = False  # reference practice: one UPDATE per heartbeat (bench only)
     # statuspage
     statuspage_url: str = "https://api.statuspage.io"
     statuspage_page_id: str = ""
     statuspage_api_key_file: Path | None = None  # or SHOAL_CONTROLLER_STATUSPAGE_API_KEY
     statuspage_api_key: str = ""
-
-    @classmethod
-    def load(cls, **flags: Any) -> Self:
-        """As Section.load, but a misspelt setting is an error, not a default."""
-        from shoal.errors import ConfigError
-
-        env = [
-            (k, k.removeprefix("SHOAL_CONTROLLER_").lower())
-            for k in os.environ
-            if k.startswith("SHOAL_CONTROLLER_")
-        ]
-        path = config_path()
-        table = read_toml(path).get("controller", {}) if path.exists() else {}
-        given = [(k, k) for k in table] if isinstance(table, dict) else []
-        for where, (raw, name) in [("environment", e) for e in env] + [
-            (f"[controller] in {path}", g) for g in given
-        ]:
-            if name not in cls.model_fields and name not in READ_ELSEWHERE:
-                raise ConfigError(f"unknown controller setting {raw} (in the {where})")
-        return super().load(**flags)
+    statuspage_metrics: str = ""  # running=<metric id>,down=<id>,... (Registry.snapshot keys)
 
     def db_url(self) -> str:
         return self.db or f"sqlite:///{shoal_home() / 'fleet.db'}"

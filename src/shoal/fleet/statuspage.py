@@ -89,34 +89,22 @@ def read_key(env_value: str, key_file: Path | None) -> str:
     raise ConfigError("no statuspage API key (SHOAL_CONTROLLER_STATUSPAGE_API_KEY or key file)")
 
 
-# metric name (from metrics.snapshot) -> statuspage metric id, set in settings/job
-METRIC_MAP_ENV = "SHOAL_CONTROLLER_STATUSPAGE_METRICS"
+def metric_map(text: str) -> dict[str, str]:
+    """``running=abc123,down=def456``: snapshot key -> Statuspage metric id."""
+    pairs = [kv.split("=", 1) for kv in text.split(",") if kv.strip()]
+    bad = [kv[0] for kv in pairs if len(kv) != 2 or not kv[0].strip() or not kv[1].strip()]
+    if bad:
+        raise ConfigError(f"statuspage_metrics: {bad[0]!r} is not NAME=METRIC_ID")
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
-async def push_from_controller(ctl: Any) -> dict[str, str]:
-    """The `metrics` job action: push running-node count etc. to Statuspage.
-
-    Mapping comes from $SHOAL_CONTROLLER_STATUSPAGE_METRICS, e.g.
-    ``running=abc123,down=def456,heartbeat_age_max=ghi789``.
-    """
-    import os
+async def push_snapshot(
+    pusher: StatuspagePusher, mapping: dict[str, str], snap: dict[str, Any]
+) -> dict[str, str]:
+    """The `metrics` job action: one point per mapped metric of a snapshot
+    (Registry.snapshot); per metric "ok" or why not."""
     import time
 
-    from shoal.fleet.metrics import snapshot
-
-    s = ctl.s
-    pusher = getattr(ctl, "_statuspage", None)
-    if pusher is None:
-        pusher = StatuspagePusher(
-            s.statuspage_url,
-            s.statuspage_page_id,
-            read_key(s.statuspage_api_key, s.statuspage_api_key_file),
-        )
-        ctl._statuspage = pusher
-    mapping = dict(
-        kv.split("=", 1) for kv in os.environ.get(METRIC_MAP_ENV, "").split(",") if "=" in kv
-    )
-    snap = await snapshot(ctl)
     now = time.time()
     out: dict[str, str] = {}
     for name, metric_id in mapping.items():

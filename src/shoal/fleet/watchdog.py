@@ -22,8 +22,8 @@ class Watchdog(Replacer):
         up = (now - self.started_at).total_seconds()  # listening for this long
         async with self.session() as sess, sess.begin():
             # Only rows that may need action, as light tuples: a pass runs in the
-            # event loop, and reading all 10,000 rows held heartbeats ~0.2 s (their
-            # p99). A running node whose stored heartbeat is fresh needs nothing;
+            # event loop, and reading every row held the heartbeats behind it.
+            # A running node whose stored heartbeat is fresh needs nothing;
             # the in-memory heartbeats are newer still, so this is a superset.
             stale = now - dt.timedelta(seconds=s.suspect_after)
             cols = (Node.name, Node.state, Node.pool, Node.state_since, Node.last_heartbeat)

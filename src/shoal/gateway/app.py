@@ -21,8 +21,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
+from shoal.errors import RequestError, UpstreamError
 from shoal.gateway.accesslog import AccessLog
-from shoal.gateway.bodies import BodyError, parse_json, read_body
+from shoal.gateway.bodies import parse_json, read_body
 from shoal.gateway.config import GatewayConfig
 from shoal.gateway.conns import ConnGuard, plan
 from shoal.gateway.files import DiskFiles, FileStore, RedisFiles, valid_id
@@ -30,7 +31,7 @@ from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
 from shoal.gateway.shared import Shared
-from shoal.gateway.upstream import MAX_IDLE, Upstream, UpstreamError
+from shoal.gateway.upstream import MAX_IDLE, Upstream
 
 API = "/jobe/index.php/restapi"
 MAX_JOB_ID = 200  # characters of X-CodeRunner-Job-Id kept for affinity
@@ -130,7 +131,7 @@ class Gateway:
             return err(400, "put: illegal file id (1 to 200 letters and digits)")
         try:
             body = parse_json(await read_body(request, self.s.max_file_body, "put"), "put")
-        except BodyError as bad:
+        except RequestError as bad:
             return refuse(bad)
         contents = body.get("file_contents") if isinstance(body, dict) else None
         if not isinstance(contents, str):
@@ -164,7 +165,7 @@ class Gateway:
         try:
             raw = await read_body(request, self.s.max_run_body, "runs_post")
             body = parse_json(raw, "runs_post", invalid_status=500)  # as Jobe: 500
-        except BodyError as bad:
+        except RequestError as bad:
             return refuse(bad)
         spec = body.get("run_spec") if isinstance(body, dict) else None
         if not isinstance(spec, dict):
@@ -340,8 +341,8 @@ class Gateway:
             Route("/metrics", self.metrics_view, methods=["GET"]),
             Route("/shoal/status", self.status, methods=["GET"]),
         ]
-        # A bare Router, not Starlette(): its two exception middlewares cost ~10% of
-        # a proxied run's CPU; uvicorn answers 500 for an uncaught error just the same.
+        # A bare Router, not Starlette(): its two exception middlewares cost CPU on
+        # every proxied run; uvicorn answers 500 for an uncaught error just the same.
         return AccessLog(Router(routes, lifespan=self.lifespan), self.metrics)
 
 
@@ -350,7 +351,7 @@ def err(status: int, message: str) -> Response:
     return JSONResponse(message, status_code=status)
 
 
-def refuse(e: BodyError) -> Response:
+def refuse(e: RequestError) -> Response:
     """A refused body; after a 413 the connection is closed, the rest unread."""
     headers = {"Connection": "close"} if e.status == 413 else None
     return JSONResponse(e.message, status_code=e.status, headers=headers)

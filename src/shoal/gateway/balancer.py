@@ -41,8 +41,8 @@ class Balancer:
             return cands[next(self._rr) % len(cands)]
         # power of two choices on expected latency ("peak EWMA", as Finagle and
         # Linkerd do): a backend's recent run time, raised as its slots fill.
-        # Least-outstanding alone evens out in-flight counts, so a backend 3x
-        # slower still gets ~1/7 of the runs and sets the p99; with latency in
+        # Least-outstanding alone evens out in-flight counts, so a slow backend
+        # still gets its share of the runs and sets the p99; with latency in
         # the cost it is used only when the fast ones are nearly full.
         known = [c.latency for c in cands if c.latency is not None]
         fresh = min(known) if known else 1.0  # untried: as good as the best

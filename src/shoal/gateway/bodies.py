@@ -19,23 +19,16 @@ from typing import Any
 
 from starlette.requests import Request
 
+from shoal.errors import RequestError
+
 MAX_DEPTH = 512  # PHP json_decode's default depth, as Jobe decodes
 
 
-class BodyError(Exception):
-    """A client's body the gateway refuses: ``status`` and a Jobe-style message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 async def read_body(request: Request, limit: int, what: str) -> bytes:
-    """The body, at most ``limit`` bytes; BodyError(413) beyond that."""
+    """The body, at most ``limit`` bytes; RequestError(413) beyond that."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyError(
+        raise RequestError(
             413, f"{what}: request body of {int(declared)} bytes exceeds the limit of {limit} bytes"
         )
     chunks: list[bytes] = []
@@ -43,21 +36,21 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyError(413, f"{what}: request body exceeds the limit of {limit} bytes")
+            raise RequestError(413, f"{what}: request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def parse_json(raw: bytes, what: str, invalid_status: int = 400) -> Any:
-    """The decoded body; BodyError for one that is not JSON (``invalid_status``)
+    """The decoded body; RequestError for one that is not JSON (``invalid_status``)
     or that nests more than MAX_DEPTH levels (400)."""
-    too_deep = BodyError(400, f"{what}: JSON nested more than {MAX_DEPTH} levels deep")
+    too_deep = RequestError(400, f"{what}: JSON nested more than {MAX_DEPTH} levels deep")
     try:
         value = json.loads(raw)
     except RecursionError:
         raise too_deep from None
     except ValueError:  # UnicodeDecodeError included
-        raise BodyError(invalid_status, "Body is not valid JSON") from None
+        raise RequestError(invalid_status, "Body is not valid JSON") from None
     if _deeper_than(value, MAX_DEPTH):
         raise too_deep
     return value

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from shoal.core.config import read_toml, shoal_home
+from shoal.core.inventory import parse_listen
 from shoal.core.sections import Section
 from shoal.errors import ConfigError
 
@@ -92,10 +92,9 @@ def load_config(path: Path | None, **flags: Any) -> GatewayConfig:
     """Read backends and keys from ``path``; settings from flags, env, ``path``."""
     if path is not None:
         data = read_toml(path, "gateway configuration file")
-        os.environ["SHOAL_CONFIG"] = str(path)  # the [gateway] table of this file
     else:
         data = {}
-    settings = GatewaySettings.load(**flags)
+    settings = GatewaySettings.load(path, **flags)  # the [gateway] table of this file
     where = path or Path("(no --config)")
     backends = _items(data, "backend", BackendConfig, where)
     if not backends:
@@ -104,6 +103,5 @@ def load_config(path: Path | None, **flags: Any) -> GatewayConfig:
         if not b.url.startswith(("http://", "https://")):
             raise ConfigError(f"{where}: backend url {b.url!r} must start with http:// or https://")
     keys = _items(data, "key", KeyConfig, where)
-    if settings.listen.rpartition(":")[2].isdigit() is False:
-        raise ConfigError(f"listen {settings.listen!r} must be HOST:PORT")
+    parse_listen(settings.listen, ConfigError)
     return GatewayConfig(settings=settings, backends=backends, keys=keys)

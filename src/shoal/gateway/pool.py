@@ -20,11 +20,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shoal.errors import UpstreamError
 from shoal.gateway.balancer import Balancer
 from shoal.gateway.config import BackendConfig, GatewaySettings
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.shared import Shared, Unavailable
-from shoal.gateway.upstream import Upstream, UpstreamError
+from shoal.gateway.upstream import Upstream
 
 
 @dataclass
@@ -294,8 +295,8 @@ class Pool:
         """Hand free slots to waiters, oldest first (synchronous: no await, so
         no waiter can time out half-served). After a release or an arrival
         (full=False) the scan stops once no live backend has a free slot: the
-        rest of the line can only wait, and scanning 200 waiters on every
-        release cost ~4% of the gateway's CPU. A change of liveness, languages
+        rest of the line can only wait, and scanning every waiter on every
+        release showed in the gateway's CPU profile. A change of liveness, languages
         or peers scans it all: it may also leave a waiter no backend can serve."""
         for w in list(self._line):
             if not full and not self._free_anywhere():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from shoal.core.inventory import parse_listen
+from shoal.errors import ConfigError
 from shoal.gateway.config import GatewayConfig
 
 
@@ -32,14 +34,14 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
         from shoal.gateway.shared import check
 
         asyncio.run(check(cfg.settings.redis))
-    host, _, port = cfg.settings.listen.rpartition(":")
+    listen = parse_listen(cfg.settings.listen, ConfigError)
     raise_nofile()  # then max_connections, by default, is what it allows
     gw = Gateway(cfg)
     app = gw.asgi()
     uvicorn.run(
         app,
-        host=host or "127.0.0.1",
-        port=int(port),
+        host=listen.host or "127.0.0.1",
+        port=listen.port,
         access_log=False,
         log_level="warning",
         lifespan="on",

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from shoal.agent.claim import PART_SUFFIX, SpoolDirs, claim, held, label, open_existing, sweep
+from shoal.tree.claim import PART_SUFFIX, SpoolDirs, claim, held, label, open_existing, sweep
 
 HOLDER = """
 import os, sys, time
 from pathlib import Path
-from shoal.agent.claim import claim
+from shoal.tree.claim import claim
 fd = claim(Path(sys.argv[1]), "t" * 32, "holder")
 os.write(fd, b"x" * 1000)
 print("holding", flush=True)

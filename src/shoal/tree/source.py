@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.agent.spool import Meta, new_hasher
 from shoal.errors import UsageError
+from shoal.tree.spool import Meta, new_hasher
 
 DEFAULT_CHUNK = 512 * 1024
 _BLOCK = tarfile.BLOCKSIZE

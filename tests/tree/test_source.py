@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.agent.source import open_source
 from shoal.errors import UsageError
+from shoal.tree.source import open_source
 
 
 def test_missing_source(tmp_path: Path) -> None:

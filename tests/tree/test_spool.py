@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.agent.source import open_source
-from shoal.agent.spool import PART_SUFFIX, Meta, Spool, TransferError, resolve_target, sweep
+from shoal.tree.source import open_source
+from shoal.tree.spool import PART_SUFFIX, Meta, Spool, TransferError, resolve_target, sweep
 
 
 def leftovers(d: Path) -> list[str]:

@@ -12,7 +12,7 @@ A transfer is either a single file (the spool is renamed into place) or a
 directory streamed as a tar archive (extracted into a temporary directory
 next to the destination, then swapped in).
 
-The spool file is claimed and locked by its writer (agent/claim.py), so a
+The spool file is claimed and locked by its writer (tree/claim.py), so a
 dead transfer's spool can be swept and nodes sharing a filesystem write a
 destination once (agent/follow.py).
 """
@@ -28,22 +28,16 @@ import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import xxhash
 
-from shoal.agent.claim import DIR_SUFFIX, claim, part_path, set_label
-from shoal.agent.claim import PART_SUFFIX as PART_SUFFIX  # re-exported
-from shoal.agent.claim import sweep as sweep  # re-exported
-from shoal.errors import ShoalError
-
-
-class TransferError(ShoalError):
-    """This node cannot complete the transfer; the reason is reported for it alone."""
-
-
-class Claimed(TransferError):
-    """Another writer (another agent on this filesystem) holds this transfer's part."""
+from shoal.core.wire import fpb
+from shoal.errors import Claimed as Claimed  # re-exported
+from shoal.errors import TransferError as TransferError  # re-exported
+from shoal.tree.claim import DIR_SUFFIX, claim, part_path, set_label
+from shoal.tree.claim import PART_SUFFIX as PART_SUFFIX  # re-exported
+from shoal.tree.claim import sweep as sweep  # re-exported
 
 
 def new_hasher() -> xxhash.xxh3_128:
@@ -62,6 +56,36 @@ class Meta:
     uid: int = -1
     gid: int = -1
     preserve: bool = False  # apply mode/mtime (and owner when root)
+
+    @classmethod
+    def from_header(cls, h: fpb.CopyHeader, preserve: bool | None = None) -> Meta:
+        """The sender's word, checked; preserve: the receiver's choice (gather)."""
+        if h.kind not in ("file", "tar") or not h.name or "/" in h.name:
+            raise TransferError(f"bad copy header (kind {h.kind!r}, name {h.name!r})")
+        return cls(
+            name=h.name,
+            kind=h.kind,
+            size=h.size,
+            mode=h.mode,
+            mtime_ns=h.mtime_ns,
+            uid=h.uid,
+            gid=h.gid,
+            preserve=h.preserve if preserve is None else preserve,
+        )
+
+    def to_header(self, **fields: Any) -> fpb.CopyHeader:
+        """A header saying this; fields: the transfer's own (dest, chunk_size...)."""
+        return fpb.CopyHeader(
+            name=self.name,
+            kind=self.kind,
+            size=self.size,
+            mode=self.mode,
+            mtime_ns=self.mtime_ns,
+            uid=self.uid,
+            gid=self.gid,
+            preserve=self.preserve,
+            **fields,
+        )
 
 
 def resolve_target(dest: str, meta: Meta) -> Path:
@@ -97,7 +121,7 @@ class Spool:
         writer: str = "",
         part: Path | None = None,
     ) -> None:
-        """Claims the part file (agent/claim.py; part: another name than this
+        """Claims the part file (tree/claim.py; part: another name than this
         transfer's own); raises Claimed when another writer holds it,
         TransferError when it cannot be made."""
         self.target = target

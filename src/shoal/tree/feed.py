@@ -25,12 +25,15 @@ from typing import Any, Protocol
 import grpc
 
 from shoal.core.wire import fpb, frpc, pb
+from shoal.errors import PeerError
+from shoal.tree.channels import dial_state
+from shoal.tree.subtree import names, result_event
 
 DEFAULT_STALL = 10.0  # seconds without progress before a child is taken for dead
 ABORT_GRACE = 3.0  # seconds feeders get to pass an abort on before being cancelled
 
-# Dial a child: returns a ready channel or raises ConnectionError (the
-# channel cache and TLS live with the caller).
+# Dial a child: returns a ready channel or raises PeerError (the channel
+# cache and TLS live with the caller: tree.channels.Channels.get).
 Dialer = Callable[[pb.Subtree, float], Awaitable[grpc.aio.Channel]]
 
 
@@ -46,19 +49,8 @@ class Origin(Protocol):
         ...
 
 
-def subtree_names(tree: pb.Subtree) -> list[str]:
-    out = [tree.name]
-    for c in tree.children:
-        out.extend(subtree_names(c))
-    return out
-
-
-def result_event(node: str, state: int, reason: str = "", start_ns: int = 0) -> fpb.CopyEvent:
-    now = time.time_ns()
-    res = pb.Result(state=state, reason=reason)  # type: ignore[arg-type]
-    res.timing.start_ns = start_ns or now
-    res.timing.end_ns = now
-    return fpb.CopyEvent(event=pb.TaskEvent(node=node, result=res))
+def copy_result(node: str, state: int, reason: str = "", start_ns: int = 0) -> fpb.CopyEvent:
+    return fpb.CopyEvent(event=result_event(node, state, reason, start_ns))
 
 
 @dataclass
@@ -111,21 +103,20 @@ class Feed:
     async def _feed(self, child: pb.Subtree) -> None:
         started = time.time_ns()
         timeout = self.header.connect_timeout or 5.0
-        reason, state = "", pb.STATE_UNREACHABLE
+        reason, state = "", int(pb.STATE_UNREACHABLE)
         try:
             channel = await self.dial(child, timeout)
-        except ConnectionError as e:
-            reason = str(e)
-            state = getattr(e, "state", pb.STATE_UNREACHABLE)
+        except PeerError as e:
+            reason, state = e.message, dial_state(e)
         else:
             reason = await self._stream(channel, child)
         if self.aborted is not None:
             return
         # Repair: report the child if it said nothing, adopt what is left under it.
         if child.name not in self.reported:
-            await self._emit(result_event(child.name, state, reason, started))
+            await self._emit(copy_result(child.name, state, reason, started))
         for grandchild in child.children:
-            if any(n not in self.reported for n in subtree_names(grandchild)):
+            if any(n not in self.reported for n in names(grandchild)):
                 self.start(grandchild)
 
     async def _stream(self, channel: grpc.aio.Channel, child: pb.Subtree) -> str:

@@ -25,131 +25,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import grpc
 
-from shoal.core.keepalive import Keepalive
 from shoal.core.wire import pb, rpc
+from shoal.errors import PeerError
+from shoal.tree.channels import Channels, dial_state, is_tls
+from shoal.tree.subtree import result_event, walk
 
 Emit = Callable[[pb.TaskEvent], Awaitable[None]]
 CANCEL_TIMEOUT = 2.0  # seconds a Cancel to a child may take before we just drop it
-
-
-class DialError(ConnectionError):
-    def __init__(self, reason: str, state: int = pb.STATE_UNREACHABLE) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.state = state
-
-
-def walk(tree: pb.Subtree) -> Iterator[pb.Subtree]:
-    yield tree
-    for c in tree.children:
-        yield from walk(c)
-
-
-def result_event(
-    node: str, state: int, reason: str = "", start_ns: int = 0, exit_code: int = 0
-) -> pb.TaskEvent:
-    now = time.time_ns()
-    res = pb.Result(state=state, reason=reason, exit_code=exit_code)  # type: ignore[arg-type]
-    res.timing.start_ns = start_ns or now
-    res.timing.end_ns = now
-    return pb.TaskEvent(node=node, result=res)
-
-
-class Channels:
-    """Open channels to children, kept and reused across requests.
-
-    Keyed by (name, address): the name is the TLS target the peer must prove.
-    """
-
-    def __init__(self, credentials: Any | None, keepalive: Keepalive | None = None) -> None:
-        self._credentials = credentials  # None: plain text (--insecure)
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
-        self.keepalive = keepalive or Keepalive()
-
-    def _open(self, name: str, address: str) -> grpc.aio.Channel:
-        opts: list[tuple[str, Any]] = self.keepalive.channel_options()
-        if self._credentials is None:
-            return grpc.aio.insecure_channel(address, options=opts)
-        opts.append(("grpc.ssl_target_name_override", name))
-        return grpc.aio.secure_channel(address, self._credentials, options=opts)
-
-    async def get(self, tree: pb.Subtree, timeout: float) -> grpc.aio.Channel:
-        """A ready channel to tree's node, or DialError: REFUSED at once when the
-        TLS handshake fails (it will not get better), UNREACHABLE after timeout."""
-        key = (tree.name, tree.address)
-        ch = self._channels.get(key)
-        if ch is None:
-            ch = self._channels[key] = self._open(tree.name, tree.address)
-        try:
-            async with asyncio.timeout(timeout if timeout > 0 else None):
-                while (state := ch.get_state(try_to_connect=True)) != READY:
-                    if state == TRANSIENT_FAILURE:
-                        why = await _last_error(ch)
-                        if _is_tls(why):
-                            raise DialError(f"refused: {why}", pb.STATE_REFUSED)
-                        if self._credentials is not None and "socket closed" in why.lower():
-                            # TLS 1.3: a server that rejects our certificate just closes.
-                            raise DialError(
-                                f"refused: the peer closed the TLS handshake ({why}); "
-                                "is our certificate from its CA?",
-                                pb.STATE_REFUSED,
-                            )
-                    await ch.wait_for_state_change(state)
-            return ch
-        except (TimeoutError, DialError) as e:
-            # Forget it: a later request should dial afresh (the peer may be back).
-            if isinstance(e, DialError):
-                err = e
-            else:
-                why = await _last_error(ch)
-                err = DialError(f"cannot connect to {tree.address} within {timeout:g}s: {why}")
-            self._channels.pop(key, None)
-            await ch.close()
-            raise err from None
-
-    async def forget(self, tree: pb.Subtree) -> None:
-        ch = self._channels.pop((tree.name, tree.address), None)
-        if ch is not None:
-            await ch.close()
-
-    async def close(self) -> None:
-        chans, self._channels = list(self._channels.values()), {}
-        for ch in chans:
-            await ch.close(grace=None)
-
-
-READY = grpc.ChannelConnectivity.READY
-TRANSIENT_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE
-
-
-def _is_tls(text: str) -> bool:
-    t = text.lower()
-    return any(w in t for w in ("handshake", "ssl_error", "certificate"))
-
-
-async def _last_error(ch: grpc.aio.Channel) -> str:
-    """Why a channel is not connected: a call that does not wait for ready
-    fails at once with the channel's last error (an agent that gets it
-    through a race answers INVALID_ARGUMENT: it carries no task)."""
-    try:
-        async for _ in rpc.AgentStub(ch).Run(pb.TaskRequest(), wait_for_ready=False, timeout=2):
-            pass
-    except grpc.aio.AioRpcError as e:
-        text = e.details() or e.code().name
-        return text.removeprefix("failed to connect to all addresses; last error: ")
-    return "unknown"
 
 
 def _refused(e: grpc.aio.AioRpcError) -> bool:
     return e.code() in (
         grpc.StatusCode.UNAUTHENTICATED,
         grpc.StatusCode.PERMISSION_DENIED,
-    ) or _is_tls(e.details() or "")
+    ) or is_tls(e.details() or "")
 
 
 class Relay:
@@ -211,8 +104,8 @@ class Relay:
         start = time.time_ns()
         try:
             channel = await self.chans.get(child, req.connect_timeout)
-        except DialError as e:
-            await self.emit(result_event(child.name, e.state, e.reason, start))
+        except PeerError as e:
+            await self.emit(result_event(child.name, dial_state(e), e.message, start))
             await self.serve(req, [c for c in child.children if self._unreported(c)])
             return
         sub = pb.TaskRequest()

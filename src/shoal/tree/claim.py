@@ -39,7 +39,7 @@ from pathlib import Path
 log = logging.getLogger("shoal.agent.files")
 
 PART_SUFFIX = ".shoal-part"
-DIR_SUFFIX = ".shoal-dir"  # a directory transfer being extracted (agent/spool.py)
+DIR_SUFFIX = ".shoal-dir"  # a directory transfer being extracted (tree/spool.py)
 LABEL = "user.shoal.copy"
 _NO_LINK = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV)
 

@@ -1,0 +1,106 @@
+"""Channels to children, kept and reused across requests, and dialling them.
+
+A dial either gives a ready channel or raises PeerError: refused at once
+when the TLS handshake fails (it will not get better), unreachable after the
+connect timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from shoal.core.keepalive import Keepalive
+from shoal.core.wire import pb, rpc
+from shoal.errors import PeerError
+
+
+class Channels:
+    """Open channels to children, kept and reused across requests.
+
+    Keyed by (name, address): the name is the TLS target the peer must prove.
+    """
+
+    def __init__(self, credentials: Any | None, keepalive: Keepalive | None = None) -> None:
+        self._credentials = credentials  # None: plain text (--insecure)
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
+        self.keepalive = keepalive or Keepalive()
+
+    def _open(self, name: str, address: str) -> grpc.aio.Channel:
+        opts: list[tuple[str, Any]] = self.keepalive.channel_options()
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(address, options=opts)
+        opts.append(("grpc.ssl_target_name_override", name))
+        return grpc.aio.secure_channel(address, self._credentials, options=opts)
+
+    async def get(self, tree: pb.Subtree, timeout: float) -> grpc.aio.Channel:
+        """A ready channel to tree's node, or PeerError (see the module docstring)."""
+        key = (tree.name, tree.address)
+        ch = self._channels.get(key)
+        if ch is None:
+            ch = self._channels[key] = self._open(tree.name, tree.address)
+        try:
+            async with asyncio.timeout(timeout if timeout > 0 else None):
+                while (state := ch.get_state(try_to_connect=True)) != READY:
+                    if state == TRANSIENT_FAILURE:
+                        why = await _last_error(ch)
+                        if is_tls(why):
+                            raise PeerError(f"refused: {why}", refused=True)
+                        if self._credentials is not None and "socket closed" in why.lower():
+                            # TLS 1.3: a server that rejects our certificate just closes.
+                            raise PeerError(
+                                f"refused: the peer closed the TLS handshake ({why}); "
+                                "is our certificate from its CA?",
+                                refused=True,
+                            )
+                    await ch.wait_for_state_change(state)
+            return ch
+        except (TimeoutError, PeerError) as e:
+            # Forget it: a later request should dial afresh (the peer may be back).
+            if isinstance(e, PeerError):
+                err = e
+            else:
+                why = await _last_error(ch)
+                err = PeerError(f"cannot connect to {tree.address} within {timeout:g}s: {why}")
+            self._channels.pop(key, None)
+            await ch.close()
+            raise err from None
+
+    async def forget(self, tree: pb.Subtree) -> None:
+        ch = self._channels.pop((tree.name, tree.address), None)
+        if ch is not None:
+            await ch.close()
+
+    async def close(self) -> None:
+        chans, self._channels = list(self._channels.values()), {}
+        for ch in chans:
+            await ch.close(grace=None)
+
+
+READY = grpc.ChannelConnectivity.READY
+TRANSIENT_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+
+def dial_state(e: PeerError) -> int:
+    """The wire state a failed dial reports for the node."""
+    return pb.STATE_REFUSED if e.refused else pb.STATE_UNREACHABLE
+
+
+def is_tls(text: str) -> bool:
+    t = text.lower()
+    return any(w in t for w in ("handshake", "ssl_error", "certificate"))
+
+
+async def _last_error(ch: grpc.aio.Channel) -> str:
+    """Why a channel is not connected: a call that does not wait for ready
+    fails at once with the channel's last error (an agent that gets it
+    through a race answers INVALID_ARGUMENT: it carries no task)."""
+    try:
+        async for _ in rpc.AgentStub(ch).Run(pb.TaskRequest(), wait_for_ready=False, timeout=2):
+            pass
+    except grpc.aio.AioRpcError as e:
+        text = e.details() or e.code().name
+        return text.removeprefix("failed to connect to all addresses; last error: ")
+    return "unknown"
