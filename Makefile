@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak proto clean
+.PHONY: venv test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox proto clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,9 @@ bench-gateway: $(STAMP)
 
 bench-soak: $(STAMP)  # 10 minutes: a quiet command while fan-outs run every 30 s
 	$(PY) benchmarks/soak.py
+
+bench-sandbox: $(STAMP)  # root: cgroups; two clusters of 64 agents
+	$(PY) benchmarks/sandbox.py
 
 proto: $(STAMP)
 	$(PY) -m shoal.core.protogen

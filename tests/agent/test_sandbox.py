@@ -98,6 +98,10 @@ def test_bad_requests_are_refused_on_the_node_with_its_range(agents: Agents) -> 
     nodes = _json(agents, "-w", "n1", "--cpus", "0-4095", "--", "true")
     assert nodes["n1"]["state"] == "REFUSED"
     assert f"CPUs 0-4095 not on this node: it has {have}" in nodes["n1"]["reason"]
+    mems = Path("/sys/fs/cgroup/cpuset/cpuset.effective_mems").read_text().strip()
+    nodes = _json(agents, "-w", "n1", "--mems", "0-63", "--", "true")
+    assert nodes["n1"]["state"] == "REFUSED"
+    assert f"memory nodes 0-63 not on this node: it has {mems}" in nodes["n1"]["reason"]
     nodes = _json(agents, "-w", "n1", "--cpus", "three", "--", "true")
     assert nodes["n1"]["state"] == "REFUSED" and "not a list" in nodes["n1"]["reason"]
     cp = shoal("run", "--inventory", str(agents.inventory()), "-w", "n1", "--mem", "lots", "--",
@@ -163,3 +167,42 @@ def test_v2_files_as_the_kernel_lays_them_out(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="cannot enforce"):
         Host.none("not root").sandbox(Request(memory=1))
     assert Host.none("not root").sandbox(Request()) is None
+
+
+@needs_cgroups
+def test_acct_puts_the_accounting_in_the_l_and_b_headers(agents: Agents) -> None:
+    import re
+
+    agents.start("n1")
+    agents.start("n2")
+    inv = str(agents.inventory())
+    prog = (
+        "x = bytearray(100 << 20)\nimport time\nt = time.time()\nwhile time.time() - t < 0.5: pass"
+    )
+    busy = f"python3 -c '{prog}'"
+    cp = shoal("run", "--inventory", inv, "-w", "n1", "-l", "--acct", "--", busy)
+    m = re.search(r"^>>> n1 \[PASS\] wall (\S+)s cpu (\S+)s peak (\S+)MiB$", cp.stdout, re.M)
+    assert m is not None, cp.stdout
+    wall, cpu, peak = (float(x) for x in m.groups())
+    assert wall >= 0.5 and cpu >= 0.3 and peak >= 100
+    cp = shoal("run", "--inventory", inv, "-w", "n[1-2]", "-b", "--acct", "--", "true")
+    header = r"^n\[1-2\] \(2\) \[PASS\] wall [\d.-]+s cpu [\d.-]+s peak [\d.-]+MiB$"
+    assert re.search(header, cp.stdout, re.M), cp.stdout
+    cp = shoal("run", "--inventory", inv, "-w", "n1", "-l", "--", "true")
+    assert ">>> n1 [PASS]\n" in cp.stdout  # opt-in: the header is as before without it
+    cp = shoal(
+        "run", "--inventory", inv, "-w", "n1", "-l", "--acct", "--cpus", "4095", "--", "true"
+    )
+    assert ">>> n1 [REFUSED]\n" in cp.stdout  # it never ran: nothing to account
+    cp = shoal("run", "--inventory", inv, "-w", "n1", "--acct", "--", "true")
+    assert cp.returncode == 2 and "--acct goes with -l or -b" in cp.stderr
+
+
+def test_an_agent_without_sandboxes_says_so_and_refuses_limits(agents: Agents) -> None:
+    agents.start("n1", env={"SHOAL_SANDBOX": "off"})
+    assert "NO SANDBOX (--no-sandbox)" in agents.started[0].log_text()
+    nodes = _json(agents, "-w", "n1", "--", "true")
+    assert nodes["n1"]["state"] == "PASS" and nodes["n1"]["peak_memory"] == 0
+    nodes = _json(agents, "-w", "n1", "--mem", "1G", "--", "true")
+    assert nodes["n1"]["state"] == "REFUSED"
+    assert "cannot enforce limits: turned off by --no-sandbox" in nodes["n1"]["reason"]

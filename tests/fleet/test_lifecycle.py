@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
 from typing import Any
 
 import pytest
+import simagent
 
 from shoal.core import tls
 
@@ -15,22 +15,7 @@ from shoal.core import tls
 def sim_agent(ctl: Any, name: str) -> subprocess.Popen[bytes]:
     if not (ctl.tls_dir / f"{name}.crt").exists():
         tls.issue(ctl.tls_dir, name)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shoal.agent.registration",
-            "--controller",
-            ctl.url,
-            "--tls-dir",
-            str(ctl.tls_dir),
-            "--name",
-            name,
-            "--interval",
-            "0.3",
-        ],
-        env=ctl.env,
-    )
+    return subprocess.Popen(simagent.argv(ctl.url, name, ctl.tls_dir, 0.3), env=ctl.env)
 
 
 @pytest.mark.timeout(400)

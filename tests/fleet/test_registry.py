@@ -120,25 +120,13 @@ def test_heartbeat_fast_path_keeps_every_check(start_controller, until) -> None:
 def test_registration_client_registers_and_heartbeats(start_controller, until) -> None:
     """The agent-side client (shoal.agent.registration) against the real API."""
     import subprocess
-    import sys
+
+    import simagent
 
     ctl = start_controller(flush_interval=0.2)
     tls.issue(ctl.tls_dir, "sim1")
     p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shoal.agent.registration",
-            "--controller",
-            ctl.url,
-            "--tls-dir",
-            str(ctl.tls_dir),
-            "--name",
-            "sim1",
-            "--interval",
-            "0.2",
-        ],
-        env={**ctl.env, "SHOAL_METADATA": "off"},
+        simagent.argv(ctl.url, "sim1", ctl.tls_dir, 0.2), env={**ctl.env, "SHOAL_METADATA": "off"}
     )
     try:
         with ctl.client() as c:
@@ -151,6 +139,8 @@ def test_registration_client_registers_and_heartbeats(start_controller, until) -
             )
             assert n["facts"]["cpus_logical"] >= 1
             assert n["facts"]["interfaces"]
+            # the same facts as `shoal facts`, topology included
+            assert len(n["facts"]["topology"]["cpus"]) == n["facts"]["cpus_logical"]
 
             def beats() -> float:
                 for line in c.get("/metrics").text.splitlines():

@@ -20,6 +20,7 @@ from shoal.agent.sandbox import (
     Request,
     Sandbox,
     SandboxError,
+    Scratches,
     _alive,
     _instance,
     _mounts,
@@ -27,8 +28,10 @@ from shoal.agent.sandbox import (
     _read,
     _under,
     _write,
+    format_list,
     parse_list,
 )
+from shoal.core.config import shoal_home
 
 log = logging.getLogger("shoal.agent.sandbox")
 
@@ -41,31 +44,56 @@ NEEDED = {"memory": "--mem", "cpuset": "--cpus/--mems", "cpu": "--cpu-quota", "p
 
 
 class Host:
-    def __init__(self, version: int, bases: dict[str, Path], why: str = "") -> None:
+    def __init__(
+        self, version: int, bases: dict[str, Path], why: str = "", state: Path | None = None
+    ) -> None:
         self.version = version  # 2, 1, or 0: no cgroups (process-group kill only)
         self.bases = bases  # controller ("" for v2) -> where sandboxes are made
         self.why = why  # what is missing, said once at start
         self.instance = _instance()
         self._seq = itertools.count(1)
         self._pool: list[Sandbox] = []
+        # state: the agent's own directory ($SHOAL_HOME/agent), where scratch is recorded
+        self.scratches = Scratches((state or shoal_home() / "agent") / "scratch", self.instance)
 
     @classmethod
-    def none(cls, why: str) -> Host:
-        return cls(0, {}, why)
+    def none(cls, why: str, state: Path | None = None) -> Host:
+        return cls(0, {}, why, state)
+
+    def controllers(self) -> list[str]:
+        """The controllers this agent's sandboxes may use."""
+        return sorted(c for c in self.bases if c)
+
+    def allowed(self) -> tuple[str, str]:
+        """The CPUs and memory nodes a --cpus or --mems list may name: those of
+        the cpuset sandboxes are made in, else this process's affinity."""
+        base = self.bases.get("cpuset")
+        if base is not None:
+            v2 = self.version == 2
+            with contextlib.suppress(OSError):
+                return (
+                    _read(base / ("cpuset.cpus.effective" if v2 else "cpuset.effective_cpus")),
+                    _read(base / ("cpuset.mems.effective" if v2 else "cpuset.effective_mems")),
+                )
+        try:
+            mems = _read(Path("/sys/devices/system/node/has_memory"))
+        except OSError:
+            mems = ""
+        return format_list(os.sched_getaffinity(0)), mems
 
     @classmethod
-    def detect(cls) -> Host:
+    def detect(cls, state: Path | None = None) -> Host:
         try:
             v1, v2 = _mounts()
             own = _own_paths()
         except OSError as e:
-            return cls.none(f"cannot read the process's cgroups: {e}")
+            return cls.none(f"cannot read the process's cgroups: {e}", state)
         if v2 is not None and "" in own:
-            host = cls._v2(v2.point / own[""].lstrip("/"))
+            host = cls._v2(v2.point / own[""].lstrip("/"), state)
             if host is not None:
                 return host
         if not v1:
-            return cls.none("no cgroup hierarchy is mounted")
+            return cls.none("no cgroup hierarchy is mounted", state)
         bases: dict[str, Path] = {}
         missing = []
         for m in v1:
@@ -85,13 +113,13 @@ class Host:
             for c in m.controllers:
                 bases[c] = base
         if not bases:
-            return cls.none("no cgroup can be made here: " + "; ".join(missing))
+            return cls.none("no cgroup can be made here: " + "; ".join(missing), state)
         absent = [c for c in V1_CONTROLLERS if c not in bases]
         why = f"cgroup v1 without {', '.join(absent)}" if absent else ""
-        return cls(1, bases, why)
+        return cls(1, bases, why, state)
 
     @classmethod
-    def _v2(cls, own: Path) -> Host | None:
+    def _v2(cls, own: Path, state: Path | None) -> Host | None:
         try:
             have = _read(own / "cgroup.controllers").split()
         except OSError:
@@ -112,7 +140,8 @@ class Host:
             log.warning("cgroup v2 at %s is not delegated to us (%s)", own, e.strerror)
             return None
         absent = [c for c in V2_CONTROLLERS if c not in usable]
-        return cls(2, {c: base for c in usable} | {"": base}, f"without {absent}" if absent else "")
+        why = f"without {absent}" if absent else ""
+        return cls(2, {c: base for c in usable} | {"": base}, why, state)
 
     def describe(self) -> str:
         if self.version == 0:
@@ -175,10 +204,11 @@ class Host:
         box.remove()
 
     def close(self) -> None:
-        """Agent stop: remove the kept sandboxes."""
+        """Agent stop: remove the kept sandboxes and any scratch left."""
         pool, self._pool = self._pool, []
         for box in pool:
             box.remove()
+        self.scratches.close()
 
     def _limit(self, box: Sandbox, req: Request) -> None:
         v2 = self.version == 2

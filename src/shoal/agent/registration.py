@@ -1,24 +1,21 @@
 """The agent's side of the controller API: register with facts, then heartbeat.
 
 Speaks HTTPS with the agent's own identity (mutual TLS, cluster CA). Facts
-come from psutil plus cloud metadata when a metadata service answers within
-a short timeout (Alibaba Cloud, AWS IMDSv2, GCP, Azure); each base URL is a
-setting so tests point them at local servers.
-
-Also runnable as a tiny stand-alone agent (``python -m shoal.agent.registration``)
-used by the controller's ``local`` provider until the full agent is wired.
+are the node's own (agent/facts.py, the same as ``shoal facts``) plus cloud
+metadata when a metadata service answers within a short timeout (Alibaba
+Cloud, AWS IMDSv2, GCP, Azure); each base URL is a setting (``metadata_*``,
+core/config.py) so tests point them at local servers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import platform
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.agent.cgroups import Host
+from shoal.core.config import Settings
 from shoal.core.tls import Identity
 
 log = logging.getLogger("shoal.agent.registration")
@@ -33,51 +30,18 @@ class MetadataEndpoints:
     timeout: float = 0.5
 
     @classmethod
-    def from_env(cls) -> MetadataEndpoints:
-        """SHOAL_METADATA_<CLOUD>=URL overrides, ``off`` disables; SHOAL_METADATA=off: none."""
-        if os.environ.get("SHOAL_METADATA") == "off":
+    def from_settings(cls, s: Settings) -> MetadataEndpoints:
+        """metadata_<cloud> (SHOAL_METADATA_<CLOUD>) is a URL or ``off``;
+        metadata = off (SHOAL_METADATA=off): none at all."""
+        if not s.metadata:
             return cls(None, None, None, None)
-        m = cls()
-        for k in ("alibaba", "aws", "gcp", "azure"):
-            v = os.environ.get(f"SHOAL_METADATA_{k.upper()}")
-            if v:
-                setattr(m, k, None if v == "off" else v.rstrip("/"))
-        return m
 
+        def url(v: str) -> str | None:
+            return None if v in ("", "off") else v.rstrip("/")
 
-def local_facts(name: str) -> dict[str, Any]:
-    import psutil
-
-    itfs = []
-    for ifname, addrs in psutil.net_if_addrs().items():
-        mac, ips = None, []
-        for a in addrs:
-            if a.family == psutil.AF_LINK:
-                mac = a.address
-            elif a.family in (socket.AF_INET, socket.AF_INET6):
-                ips.append(a.address.split("%")[0])
-        itfs.append({"name": ifname, "mac": mac, "addresses": ips})
-    return {
-        "name": name,
-        "hostname": socket.gethostname(),
-        "cpus_logical": psutil.cpu_count(logical=True),
-        "cpus_physical": psutil.cpu_count(logical=False),
-        "memory": psutil.virtual_memory().total,
-        "interfaces": itfs,
-        "os": _os_release(),
-        "kernel": platform.release(),
-        "boot_time": psutil.boot_time(),
-    }
-
-
-def _os_release() -> str:
-    try:
-        for line in open("/etc/os-release").read().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.system()
+        return cls(
+            url(s.metadata_alibaba), url(s.metadata_aws), url(s.metadata_gcp), url(s.metadata_azure)
+        )
 
 
 async def cloud_metadata(ep: MetadataEndpoints) -> dict[str, str]:
@@ -170,9 +134,17 @@ async def cloud_metadata(ep: MetadataEndpoints) -> dict[str, str]:
     return next((g for g in got if isinstance(g, dict)), {})
 
 
-async def collect_facts(name: str, ep: MetadataEndpoints | None = None) -> dict[str, Any]:
-    facts = local_facts(name)
-    extra = await cloud_metadata(ep or MetadataEndpoints.from_env())
+async def collect_facts(
+    name: str, ep: MetadataEndpoints | None = None, host: Host | None = None
+) -> dict[str, Any]:
+    """The node's facts (agent/facts.py, as ``shoal facts`` has them) in the
+    controller's keys, with cloud metadata under ``extra``."""
+    from shoal.agent.facts import collect_facts as node_facts
+    from shoal.agent.facts import registration_facts
+
+    facts = registration_facts(node_facts(host or Host.detect()))
+    facts["name"] = name
+    extra = await cloud_metadata(ep or MetadataEndpoints.from_settings(Settings.load()))
     if extra:
         facts["extra"] = extra
     return facts
@@ -206,13 +178,14 @@ async def run_registration(
     pool: str | None = None,
     metadata: MetadataEndpoints | None = None,
     state: RegistrationState | None = None,
+    host: Host | None = None,
 ) -> RegistrationState:
     """Register (retrying with back-off), then heartbeat every ``interval`` until stopped.
 
     A 404 on heartbeat (the controller forgot us) triggers a new registration.
     """
     st = state or RegistrationState()
-    facts = await collect_facts(name, metadata)
+    facts = await collect_facts(name, metadata, host)
     headers = {"x-shoal-name": name}
     delay = 1.0
     async with _client(controller_url, identity) as c:
@@ -245,31 +218,3 @@ async def run_registration(
             except TimeoutError:
                 pass
     return st
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import signal
-    from pathlib import Path
-
-    p = argparse.ArgumentParser(description="register with a shoal controller and heartbeat")
-    p.add_argument("--controller", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--tls-dir", type=Path)
-    p.add_argument("--interval", type=float, default=10.0)
-    p.add_argument("--pool")
-    a = p.parse_args(argv)
-    ident = Identity.in_dir(a.tls_dir, a.name) if a.tls_dir else None
-
-    async def _run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_registration(a.controller, ident, a.name, a.interval, stop, a.pool)
-
-    asyncio.run(_run())
-
-
-if __name__ == "__main__":
-    main()

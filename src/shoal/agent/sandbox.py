@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import itertools
 import logging
 import os
+import re
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +53,7 @@ class Request:
     memory: int = 0  # bytes; swap is off for the sandbox
     cpu_quota: float = 0.0  # cores
     pids: int = 0  # most processes at once
+    scratch: str = ""  # a directory to make the command's private scratch in
 
     def any_limit(self) -> bool:
         return bool(self.cpus or self.mems or self.memory or self.cpu_quota or self.pids)
@@ -73,6 +78,20 @@ def parse_list(text: str) -> set[int]:
             raise ValueError(part)
         out.update(range(a, b + 1))
     return out
+
+
+def format_list(items: set[int]) -> str:
+    """A set as a kernel list: {0, 1, 2, 3, 8} -> "0-3,8"."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in sorted(items):
+        if run and i != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(i)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
 
 
 def _read(p: Path) -> str:
@@ -237,3 +256,114 @@ def _own_paths() -> dict[str, str]:
 def _under(m: _Mount, own: str) -> Path:
     rel = own[len(m.root) :] if m.root != "/" and own.startswith(m.root) else own
     return m.point / rel.lstrip("/")
+
+
+SCRATCH_PREFIX = "shoal-scratch-"
+# shoal-scratch-PID.STARTTIME-N: only names of this shape are ever removed
+_SCRATCH_NAME = re.compile(r"^shoal-scratch-(\d+\.\d+)-\d+$")
+
+
+class Scratches:
+    """Private scratch directories (--scratch DIR): DIR/shoal-scratch-INSTANCE-N.
+
+    Each one made is recorded in ``ledger`` (a symlink of the same name to it)
+    until it is removed, so that the next agent after a crash knows where the
+    dead one's scratch lies: DIR is the caller's, anywhere.
+    """
+
+    def __init__(self, ledger: Path, instance: str) -> None:
+        self.ledger = ledger
+        self.instance = instance
+        self._seq = itertools.count(1)
+        self.live: set[Path] = set()
+
+    def make(self, parent: str) -> Path:
+        """A fresh directory (0700) under parent; SandboxError saying why not."""
+        where = Path(parent)
+        if not where.is_absolute():
+            raise SandboxError(f"--scratch {parent}: not an absolute path")
+        path = where / f"{SCRATCH_PREFIX}{self.instance}-{next(self._seq)}"
+        link = self.ledger / path.name
+        try:
+            self.ledger.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, link)
+        except OSError as e:
+            raise SandboxError(f"--scratch: cannot record it in {self.ledger}: {e.strerror}") from e
+        try:
+            path.mkdir(mode=0o700)
+        except OSError as e:
+            link.unlink(missing_ok=True)
+            why = {
+                errno.ENOENT: "does not exist",
+                errno.ENOTDIR: "is not a directory",
+                errno.EROFS: "is read-only",
+                errno.EACCES: "is not writable",
+                errno.EPERM: "is not writable",
+            }.get(e.errno or 0, e.strerror)
+            raise SandboxError(f"--scratch {parent} {why} on this node") from None
+        self.live.add(path)
+        return path
+
+    def remove(self, path: Path) -> tuple[int, int]:
+        """Remove one scratch directory and its record: (files, bytes) freed."""
+        freed = _remove_tree(path)
+        (self.ledger / path.name).unlink(missing_ok=True)
+        self.live.discard(path)
+        return freed
+
+    def close(self) -> None:
+        """Agent stop: what a command's own end did not remove."""
+        for path in list(self.live):
+            self.remove(path)
+
+    def sweep(self) -> tuple[int, int, int]:
+        """Remove the scratch of agent processes that are gone: (directories,
+        files, bytes) freed."""
+        dirs = files = size = 0
+        for link in sorted(self.ledger.iterdir()) if self.ledger.is_dir() else []:
+            m = _SCRATCH_NAME.match(link.name)
+            if m is None or m.group(1) == self.instance or _alive(m.group(1)):
+                continue
+            with contextlib.suppress(OSError):
+                target = Path(os.readlink(link))
+                # only a directory shoal made: the record's own name, not a symlink
+                if target.name == link.name and stat.S_ISDIR(target.lstat().st_mode):
+                    f, b = _remove_tree(target)
+                    dirs, files, size = dirs + 1, files + f, size + b
+            link.unlink(missing_ok=True)
+        return dirs, files, size
+
+
+def _remove_tree(top: Path) -> tuple[int, int]:
+    """rm -rf that follows no symlink and stays on top's filesystem (a mount a
+    command left inside is not emptied); (files, bytes) removed."""
+    files = size = 0
+    try:
+        dev = top.lstat().st_dev
+    except FileNotFoundError:
+        return 0, 0
+
+    def walk(d: Path) -> None:
+        nonlocal files, size
+        with contextlib.suppress(OSError), os.scandir(d) as it:
+            for e in list(it):
+                with contextlib.suppress(OSError):
+                    st = e.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        if st.st_dev != dev:
+                            log.warning("scratch %s: %s is another mount, left", top, e.path)
+                            continue
+                        walk(Path(e.path))
+                        os.rmdir(e.path)
+                    else:
+                        os.unlink(e.path)
+                        files, size = files + 1, size + st.st_blocks * 512
+
+    walk(top)
+    try:
+        top.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("cannot remove scratch %s: %s", top, e.strerror)
+    return files, size

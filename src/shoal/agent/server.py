@@ -75,7 +75,7 @@ class AgentService(rpc.AgentServicer):
             elif kind == "ping":
                 await tasks.run_ping(node, emit)
             elif kind == "facts":
-                await tasks.run_facts(node, emit)
+                await tasks.run_facts(node, emit, self.host)
             else:
                 await emit(result_event(node, pb.STATE_FAILED, f"unknown task {kind!r}"))
         except asyncio.CancelledError:
@@ -211,16 +211,30 @@ async def _start(spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host) 
     return _Running(server, channels, files, port)
 
 
-def _sandboxes() -> Host:
+def _sandboxes(sandbox: bool, state: Path | None) -> Host:
     """Detect the cgroups this agent may use, say once what it cannot give,
     and remove what a crashed agent left."""
-    host = Host.detect()
-    (log.info if host.version else log.warning)("%s", host.describe())
+    if not sandbox:
+        host = Host.none("turned off by --no-sandbox", state)
+        log.warning(
+            "NO SANDBOX (--no-sandbox): commands are not put in cgroups; what escapes "
+            "their process group (setsid, double forks) outlives a time limit or a cancel, "
+            "and no CPU time or peak memory is measured"
+        )
+    else:
+        host = Host.detect(state)
+        (log.info if host.version else log.warning)("%s", host.describe())
     removed, killed = host.sweep()
     if removed:
         log.warning(
             "removed %d sandbox(es) of a previous agent (%d process(es) killed)", removed, killed
         )
+    dirs, files, size = host.scratches.sweep()
+    if dirs:
+        log.warning(
+            "removed %d scratch dir(s) of a previous agent: %d file(s), %.1f MiB freed",
+            dirs, files, size / 2**20,
+        )  # fmt: skip
     return host
 
 
@@ -253,15 +267,19 @@ async def serve(
     on_ready: Callable[[list[int]], None] | None = None,
     controller: ControllerLink | None = None,
     keepalive: Keepalive | None = None,
+    sandbox: bool = True,
+    state: Path | None = None,
 ) -> None:
     """Run one server per spec until SIGTERM/SIGINT; then kill every running
     command, stop the servers and return. With a controller, every agent
-    registers with its facts and heartbeats until it stops."""
+    registers with its facts and heartbeats until it stops. ``sandbox``
+    False: no cgroups (benchmarks of the envelope's cost). ``state``: the
+    agent's own directory (default $SHOAL_HOME/agent)."""
     keepalive = keepalive or Keepalive()
     # Finished runs are kept while their grant could still be replayed.
     runs = Runs(keep=2 * WINDOW)
     _log_setup()
-    host = _sandboxes()
+    host = _sandboxes(sandbox, state)
     loop = asyncio.get_running_loop()
     _pidfd_child_watcher(loop)
     stop = asyncio.Event()
@@ -286,6 +304,7 @@ async def serve(
                         controller.interval,
                         stop,
                         pool=controller.pool,
+                        host=host,
                     )
                 )
                 heartbeats.append(t)

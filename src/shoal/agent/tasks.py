@@ -1,4 +1,4 @@
-"""The local part of a task on one node: exec, ping, facts.
+"""The local part of a task on one node: exec, ping, facts (agent/facts.py).
 
 Exec runs `/bin/sh -c CMD` in its own session (so its process group is the
 unit we kill), streams stdout and stderr in chunks through `emit` (which
@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import platform
 import signal
-import socket
 import time
+from pathlib import Path
 
-from shoal import __version__
 from shoal.agent.cgroups import Host
+from shoal.agent.facts import collect_facts
 from shoal.agent.sandbox import Request, Sandbox, SandboxError
 from shoal.core.wire import pb
 from shoal.tree.relay import Emit
@@ -73,16 +72,27 @@ def clean_env(node: str, extra: dict[str, str]) -> dict[str, str]:
 
 def request_of(task: pb.ExecTask) -> Request:
     r = task.resources
-    return Request(r.cpus, r.mems, r.memory, r.cpu_quota, r.pids)
+    return Request(r.cpus, r.mems, r.memory, r.cpu_quota, r.pids, r.scratch)
+
+
+async def _drop_scratch(host: Host, scratch: Path | None) -> None:
+    if scratch is not None:  # a big tree takes a while: off the event loop
+        await asyncio.shield(asyncio.to_thread(host.scratches.remove, scratch))
 
 
 async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     env = clean_env(node, dict(task.env))
     req = request_of(task)
+    host = host or Host.none("no host")
+    scratch = None
     try:
-        box = host.sandbox(req) if host is not None else Host.none("no host").sandbox(req)
+        if req.scratch:
+            scratch = host.scratches.make(req.scratch)
+            env["TMPDIR"] = env["SHOAL_SCRATCH"] = str(scratch)
+        box = host.sandbox(req)
     except SandboxError as e:
+        await _drop_scratch(host, scratch)
         await emit(result_event(node, pb.STATE_REFUSED, f"refused: {e.message}", start, 0))
         return
     argv = box.argv(task.command) if box is not None else ["/bin/sh", "-c", task.command]
@@ -99,6 +109,7 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
     except OSError as e:
         if box is not None:
             box.remove()
+        await _drop_scratch(host, scratch)
         await emit(result_event(node, pb.STATE_FAILED, f"cannot start: {e}", start, 127))
         return
     LIVE_GROUPS.add(proc.pid)
@@ -139,9 +150,10 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
         if stop:
             await asyncio.shield(proc.wait())
         LIVE_GROUPS.discard(proc.pid)
-    usage = box.usage() if box is not None else None
-    if box is not None and host is not None:
-        host.release(box)
+        usage = box.usage() if box is not None else None
+        if box is not None:  # here, so that a cancelled run leaves no cgroup either
+            host.release(box)
+        await _drop_scratch(host, scratch)  # nothing is left to write in it
     code = proc.returncode if proc.returncode is not None else -9
     if usage is not None and usage.oom:
         state = pb.STATE_OOM
@@ -164,44 +176,10 @@ async def run_ping(node: str, emit: Emit) -> None:
     await emit(result_event(node, pb.STATE_OK, "", time.time_ns()))
 
 
-def _os_name() -> str:
-    try:
-        rel = platform.freedesktop_os_release()
-        return str(rel.get("PRETTY_NAME") or rel.get("NAME") or platform.system())
-    except OSError:
-        return platform.system()
-
-
-def collect_facts() -> pb.Facts:
-    import psutil
-
-    vm = psutil.virtual_memory()
-    f = pb.Facts(
-        hostname=socket.gethostname(),
-        cpus_logical=psutil.cpu_count(logical=True) or 0,
-        cpus_physical=psutil.cpu_count(logical=False) or 0,
-        memory_total=vm.total,
-        memory_available=vm.available,
-        os=_os_name(),
-        kernel=platform.release(),
-        boot_time=int(psutil.boot_time()),
-        agent_version=__version__,
-    )
-    link = getattr(psutil, "AF_LINK", socket.AF_PACKET)
-    for name, addrs in sorted(psutil.net_if_addrs().items()):
-        iface = f.interfaces.add(name=name)
-        for a in addrs:
-            if a.family == link:
-                iface.mac = a.address
-            elif a.family in (socket.AF_INET, socket.AF_INET6):
-                iface.addresses.append(a.address)
-    return f
-
-
-async def run_facts(node: str, emit: Emit) -> None:
+async def run_facts(node: str, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     try:
-        f = collect_facts()
+        f = collect_facts(host)
     except Exception as e:  # a fact source failing is this node's failure, not the agent's
         await emit(result_event(node, pb.STATE_FAILED, f"facts: {e}", start))
         return

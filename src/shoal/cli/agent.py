@@ -97,6 +97,15 @@ def agent(
     pool: Annotated[
         str | None, typer.Option("--pool", help="Pool this node belongs to (controller).")
     ] = None,
+    no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--no-sandbox",
+            help="Run commands without cgroups (to measure the sandbox's cost): what"
+            " escapes a process group survives; announced on every start"
+            " [SHOAL_SANDBOX=off].",
+        ),
+    ] = False,
     spec_file: Annotated[
         Path | None,
         typer.Option(
@@ -133,8 +142,17 @@ def agent(
     link = ControllerLink(controller, heartbeat, pool) if controller else None
     from shoal.core.config import Settings
 
-    keepalive = Settings.load().keepalive
+    settings = Settings.load(sandbox=False if no_sandbox else None)
     try:
-        asyncio.run(serve(specs, on_ready=ready, controller=link, keepalive=keepalive))
+        asyncio.run(
+            serve(
+                specs,
+                on_ready=ready,
+                controller=link,
+                keepalive=settings.keepalive,
+                sandbox=settings.sandbox,
+                state=settings.home / "agent",
+            )
+        )
     except OSError as e:
         raise ConfigError(f"agent: {e}") from e

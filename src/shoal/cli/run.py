@@ -107,6 +107,19 @@ def run(
         float, typer.Option("--cpu-quota", help="Sandbox: CPU time in cores (1.5).")
     ] = 0.0,
     pids: Annotated[int, typer.Option("--pids", help="Sandbox: most processes at once.")] = 0,
+    scratch: Annotated[
+        str,
+        typer.Option(
+            "--scratch",
+            help="Sandbox: a fresh private directory under DIR ($TMPDIR, $SHOAL_SCRATCH),"
+            " removed when the command ends.",
+            metavar="DIR",
+        ),
+    ] = "",
+    acct: Annotated[
+        bool,
+        typer.Option("--acct", help="With -l/-b: wall time, CPU time and peak memory per node."),
+    ] = False,
     inventory: Inv = None,
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
@@ -126,6 +139,8 @@ def run(
 
     if sum((lines, blocks, json_out)) > 1:
         raise UsageError("-l, -b and --json exclude each other")
+    if acct and not (lines or blocks):
+        raise UsageError("--acct goes with -l or -b (--json always carries the accounting)")
     envd: dict[str, str] = {}
     for kv in env or []:
         k, sep, v = kv.partition("=")
@@ -137,7 +152,8 @@ def run(
     settings = _settings(inventory, insecure, connect_timeout)
     gather = lines or blocks or json_out
     streamer = None if gather else LineStreamer()
-    resources = Resources(cpus, mems, parse_size(mem, "--mem") if mem else 0, cpu_quota, pids)
+    memory = parse_size(mem, "--mem") if mem else 0
+    resources = Resources(cpus, mems, memory, cpu_quota, pids, scratch)
 
     def on_event(ev: Any, _: Any) -> None:
         if streamer is not None:
@@ -163,9 +179,9 @@ def run(
     if streamer is not None:
         streamer.flush()
     if lines:
-        report.render_lines(sys.stdout.buffer)
+        report.render_lines(sys.stdout.buffer, acct=acct)
     elif blocks:
-        report.render_blocks(sys.stdout.buffer)
+        report.render_blocks(sys.stdout.buffer, acct=acct)
     sys.stdout.flush()
     if json_out:
         report.write_json(sys.stdout)
@@ -209,18 +225,20 @@ def facts(
     exclude: Exclude = None,
     width: Width = None,
     json_out: Json = False,
+    cpus: Annotated[
+        bool, typer.Option("--cpus", help="Also each node's CPUs: core, package, NUMA, L3.")
+    ] = False,
     inventory: Inv = None,
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
 ) -> None:
-    """Hardware and OS facts of every node, as a table (or --json)."""
+    """Hardware and OS facts of every node, as a table (or --json, topology included)."""
     _quiet_grpc()
     import json
-    from datetime import UTC, datetime
 
-    from google.protobuf.json_format import MessageToDict
-
+    from shoal.agent.facts import plain
     from shoal.fanout.api import FACTS, tree_job
+    from shoal.fanout.report import facts_tables
 
     settings = _settings(inventory, insecure, connect_timeout)
     job = tree_job(FACTS, nodes, exclude=exclude, width=width, settings=settings, output_cap=0)
@@ -231,39 +249,15 @@ def facts(
             for k in ("stdout", "stderr", "stdout_dropped", "stderr_dropped"):
                 d.pop(k)
             f = report.nodes[n].facts
-            d["facts"] = (
-                MessageToDict(f, preserving_proto_field_name=True) if f is not None else None
-            )
+            d["facts"] = plain(f) if f is not None else None
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         from rich.console import Console
-        from rich.table import Table
 
-        t = Table(
-            "node", "hostname", "CPUs (log/phys)", "memory", "OS", "kernel", "boot", "addresses"
-        )
-        for n in report.order:
-            r = report.nodes[n]
-            f = r.facts
-            if f is None:
-                t.add_row(n, f"[{r.state}] {r.reason}", "", "", "", "", "", "")
-                continue
-            addrs = ", ".join(
-                f"{i.name}={'/'.join(i.addresses)}" for i in f.interfaces if i.addresses
-            )
-            boot = datetime.fromtimestamp(f.boot_time, UTC).strftime("%Y-%m-%d %H:%M")
-            t.add_row(
-                n,
-                f.hostname,
-                f"{f.cpus_logical}/{f.cpus_physical}",
-                f"{f.memory_total / 2**30:.1f} GiB",
-                f.os,
-                f.kernel,
-                boot,
-                addrs,
-            )
         # piped: wide enough that nothing is cut for scripts and logs
-        Console(width=None if sys.stdout.isatty() else 240).print(t)
+        console = Console(width=None if sys.stdout.isatty() else 240)
+        for t in facts_tables(report, cpus):
+            console.print(t)
         _summary(report)
     _finish(report)

@@ -96,6 +96,14 @@ class Settings:
     output_cap: int = 1 << 20  # bytes of output kept per node when gathering
     keepalive_interval: float = 5.0  # seconds between pings on a quiet connection
     keepalive_timeout: float = 5.0  # seconds an unanswered ping takes to mean a dead peer
+    # the agent: False runs commands without cgroups (benchmarks), loudly
+    sandbox: bool = True
+    # the agent at registration: cloud metadata services; "off" skips one
+    metadata: bool = True  # False: ask none
+    metadata_alibaba: str = "http://100.100.100.200"
+    metadata_aws: str = "http://169.254.169.254"
+    metadata_gcp: str = "http://metadata.google.internal"
+    metadata_azure: str = "http://169.254.169.254"
 
     @classmethod
     def load(cls, **flags: Any) -> Self:

@@ -139,13 +139,16 @@ class Resources:
     memory: int = 0  # bytes; swap off
     cpu_quota: float = 0.0  # cores
     pids: int = 0  # most processes at once
+    scratch: str = ""  # a directory: the command gets a fresh private one under it
 
     def to_wire(self) -> pb.Resources:
         if self.memory < 0 or self.pids < 0 or not self.cpu_quota >= 0:
             raise UsageError("memory, cpu quota and pids limits must be positive")
+        if self.scratch and not self.scratch.startswith("/"):
+            raise UsageError(f"scratch {self.scratch!r}: must be an absolute path on the nodes")
         return pb.Resources(
             cpus=self.cpus, mems=self.mems, memory=self.memory, cpu_quota=self.cpu_quota,
-            pids=self.pids,
+            pids=self.pids, scratch=self.scratch,
         )  # fmt: skip
 
 
@@ -187,7 +190,7 @@ class RunOptions(TreeOptions, total=False):
     timeout: float  # seconds, then the command's whole sandbox is killed; 0: never
     env: dict[str, str] | None  # added to the command's clean environment
     cwd: str  # working directory on the nodes
-    resources: Resources | None  # its sandbox: CPUs, memory, quota, processes
+    resources: Resources | None  # its sandbox: CPUs, memory, quota, processes, scratch
 
 
 def run_job(nodes: NodeSets, command: str, **opts: Unpack[RunOptions]) -> Job:

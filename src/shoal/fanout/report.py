@@ -53,6 +53,28 @@ class NodeResult:
     def ok(self) -> bool:
         return self.state is NodeState.PASS
 
+    @property
+    def wall_s(self) -> float:
+        """On the node: from the task's start to its result."""
+        return (self.end_ns - self.start_ns) / 1e9 if self.end_ns else 0.0
+
+
+NEVER_RAN = (NodeState.UNREACHABLE, NodeState.REFUSED)  # no accounting to show
+
+
+def _span(values: list[float], unit: str, fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}{unit}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}{unit}"
+
+
+def acct_text(results: list[NodeResult]) -> str:
+    """ "wall 5.02s cpu 4.98s peak 12.3MiB"; over several nodes, each a range."""
+    return (
+        f"wall {_span([r.wall_s for r in results], 's', '.2f')}"
+        f" cpu {_span([r.cpu_ns / 1e9 for r in results], 's', '.2f')}"
+        f" peak {_span([r.peak_memory / 2**20 for r in results], 'MiB', '.1f')}"
+    )
+
 
 class Report:
     """One fan-out's results: a NodeResult per node, in node-list order."""
@@ -147,19 +169,21 @@ class Report:
             body += note.encode() + b"\n"
         return body
 
-    def render_lines(self, w: IO[bytes]) -> None:
-        """-l: per node, in node-list order."""
+    def render_lines(self, w: IO[bytes], acct: bool = False) -> None:
+        """-l: per node, in node-list order; acct: its accounting in the header."""
         for n in self.order:
             r = self.nodes[n]
             if r.state is None:  # interrupted before it reported
                 continue
-            w.write(f">>> {n} [{r.state}]\n".encode())
+            extra = f" {acct_text([r])}" if acct and r.state not in NEVER_RAN else ""
+            w.write(f">>> {n} [{r.state}]{extra}\n".encode())
             w.write(self._body(r))
             if r.state != "PASS" and r.reason:
                 w.write(f"({r.reason})\n".encode())
 
-    def render_blocks(self, w: IO[bytes]) -> None:
-        """-b: identical output and status printed once under a folded header."""
+    def render_blocks(self, w: IO[bytes], acct: bool = False) -> None:
+        """-b: identical output and status printed once under a folded header;
+        acct: the group's accounting in it (a range over its nodes)."""
         groups: dict[tuple[bytes, NodeState, int, str], list[str]] = {}
         for n in self.order:
             r = self.nodes[n]
@@ -170,8 +194,10 @@ class Report:
             groups.setdefault(key, []).append(n)
         for (body, state, code, reason), names in groups.items():
             extra = f" exit {code}" if code else ""
+            ran = acct and state not in NEVER_RAN
+            usage = f" {acct_text([self.nodes[n] for n in names])}" if ran else ""
             w.write(b"---------------\n")
-            w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]\n".encode())
+            w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]{usage}\n".encode())
             w.write(b"---------------\n")
             w.write(body)
             if reason:
@@ -202,6 +228,70 @@ class Report:
     def write_json(self, w: IO[str]) -> None:
         json.dump(self.to_json(), w, indent=2)
         w.write("\n")
+
+
+def _sizes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def topology_text(t: pb.Topology) -> str:
+    """ "2 packages, 32 cores, 64 threads, 2 L3"."""
+    cores = {(c.package, c.core) for c in t.cpus}
+    l3 = {c.l3 for c in t.cpus if c.l3 >= 0}
+    packages = {c.package for c in t.cpus}
+    return (
+        f"{len(packages)} package(s), {len(cores)} core(s), {len(t.cpus)} thread(s), {len(l3)} L3"
+    )
+
+
+def numa_text(t: pb.Topology) -> str:
+    """Per node: "0: 0-31 251.9 GiB, 2M x0 1G x0"."""
+    parts = []
+    for m in t.nodes:
+        huge = " ".join(
+            f"{h.size >> 20}M x{h.total}" if h.size < 1 << 30 else f"{h.size >> 30}G x{h.total}"
+            for h in m.hugepages
+        )
+        parts.append(f"{m.node}: {m.cpus} {_sizes(m.memory_total)}" + (f", {huge}" if huge else ""))
+    return "; ".join(parts)
+
+
+def facts_tables(report: Report, cpus: bool = False) -> list[Any]:
+    """`shoal facts`: one row per node (rich tables); cpus: each node's CPUs too."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    t = Table("node", "hostname", "CPUs (log/phys)", "memory", "OS", "kernel", "boot", "addresses")
+    topo = Table("node", "topology", "NUMA nodes (CPUs, memory, hugepages)", "THP", "sandboxes")
+    per_cpu: list[Any] = []
+    for n in report.order:
+        r = report.nodes[n]
+        f = r.facts
+        if f is None:
+            t.add_row(n, f"[{r.state}] {r.reason}", "", "", "", "", "", "")
+            continue
+        addrs = ", ".join(f"{i.name}={'/'.join(i.addresses)}" for i in f.interfaces if i.addresses)
+        boot = datetime.fromtimestamp(f.boot_time, UTC).strftime("%Y-%m-%d %H:%M")
+        t.add_row(
+            n, f.hostname, f"{f.cpus_logical}/{f.cpus_physical}", _sizes(f.memory_total),
+            f.os, f.kernel, boot, addrs,
+        )  # fmt: skip
+        tp = f.topology
+        v = tp.cgroup_version
+        boxes = (
+            f"cgroup v{v}: {','.join(tp.cgroup_controllers)}; cpus {tp.cpus_allowed}"
+            f" mems {tp.mems_allowed}"
+            if v
+            else "none (process-group kill only)"
+        )
+        topo.add_row(n, topology_text(tp), numa_text(tp), tp.thp, boxes)
+        if cpus:
+            c = Table("CPU", "core", "package", "NUMA", "SMT siblings", "L3 group", title=n)
+            for x in tp.cpus:
+                c.add_row(*(str(v) for v in (x.cpu, x.core, x.package, x.node, x.siblings, x.l3)))
+            per_cpu.append(c)
+    return [t, topo, *per_cpu]
 
 
 class LineStreamer:

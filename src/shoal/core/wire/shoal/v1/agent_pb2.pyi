@@ -43,18 +43,20 @@ class Timing(_message.Message):
     def __init__(self, start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ...) -> None: ...
 
 class Resources(_message.Message):
-    __slots__ = ("cpus", "mems", "memory", "cpu_quota", "pids")
+    __slots__ = ("cpus", "mems", "memory", "cpu_quota", "pids", "scratch")
     CPUS_FIELD_NUMBER: _ClassVar[int]
     MEMS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     CPU_QUOTA_FIELD_NUMBER: _ClassVar[int]
     PIDS_FIELD_NUMBER: _ClassVar[int]
+    SCRATCH_FIELD_NUMBER: _ClassVar[int]
     cpus: str
     mems: str
     memory: int
     cpu_quota: float
     pids: int
-    def __init__(self, cpus: _Optional[str] = ..., mems: _Optional[str] = ..., memory: _Optional[int] = ..., cpu_quota: _Optional[float] = ..., pids: _Optional[int] = ...) -> None: ...
+    scratch: str
+    def __init__(self, cpus: _Optional[str] = ..., mems: _Optional[str] = ..., memory: _Optional[int] = ..., cpu_quota: _Optional[float] = ..., pids: _Optional[int] = ..., scratch: _Optional[str] = ...) -> None: ...
 
 class ExecTask(_message.Message):
     __slots__ = ("command", "env", "cwd", "timeout", "resources")
@@ -168,7 +170,7 @@ class Interface(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mac: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Facts(_message.Message):
-    __slots__ = ("hostname", "cpus_logical", "cpus_physical", "memory_total", "memory_available", "interfaces", "os", "kernel", "boot_time", "agent_version", "extra")
+    __slots__ = ("hostname", "cpus_logical", "cpus_physical", "memory_total", "memory_available", "interfaces", "os", "kernel", "boot_time", "agent_version", "extra", "topology")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +189,7 @@ class Facts(_message.Message):
     BOOT_TIME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXTRA_FIELD_NUMBER: _ClassVar[int]
+    TOPOLOGY_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     cpus_logical: int
     cpus_physical: int
@@ -198,7 +201,68 @@ class Facts(_message.Message):
     boot_time: int
     agent_version: str
     extra: _containers.ScalarMap[str, str]
-    def __init__(self, hostname: _Optional[str] = ..., cpus_logical: _Optional[int] = ..., cpus_physical: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., boot_time: _Optional[int] = ..., agent_version: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    topology: Topology
+    def __init__(self, hostname: _Optional[str] = ..., cpus_logical: _Optional[int] = ..., cpus_physical: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., boot_time: _Optional[int] = ..., agent_version: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ...) -> None: ...
+
+class Topology(_message.Message):
+    __slots__ = ("cpus", "nodes", "thp", "thp_defrag", "cgroup_version", "cgroup_controllers", "cpus_allowed", "mems_allowed")
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    THP_FIELD_NUMBER: _ClassVar[int]
+    THP_DEFRAG_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    CPUS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MEMS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    cpus: _containers.RepeatedCompositeFieldContainer[Cpu]
+    nodes: _containers.RepeatedCompositeFieldContainer[MemoryNode]
+    thp: str
+    thp_defrag: str
+    cgroup_version: int
+    cgroup_controllers: _containers.RepeatedScalarFieldContainer[str]
+    cpus_allowed: str
+    mems_allowed: str
+    def __init__(self, cpus: _Optional[_Iterable[_Union[Cpu, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[MemoryNode, _Mapping]]] = ..., thp: _Optional[str] = ..., thp_defrag: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., cgroup_controllers: _Optional[_Iterable[str]] = ..., cpus_allowed: _Optional[str] = ..., mems_allowed: _Optional[str] = ...) -> None: ...
+
+class Cpu(_message.Message):
+    __slots__ = ("cpu", "core", "package", "node", "siblings", "l3")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    CORE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SIBLINGS_FIELD_NUMBER: _ClassVar[int]
+    L3_FIELD_NUMBER: _ClassVar[int]
+    cpu: int
+    core: int
+    package: int
+    node: int
+    siblings: str
+    l3: int
+    def __init__(self, cpu: _Optional[int] = ..., core: _Optional[int] = ..., package: _Optional[int] = ..., node: _Optional[int] = ..., siblings: _Optional[str] = ..., l3: _Optional[int] = ...) -> None: ...
+
+class MemoryNode(_message.Message):
+    __slots__ = ("node", "cpus", "memory_total", "memory_free", "hugepages")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_FIELD_NUMBER: _ClassVar[int]
+    HUGEPAGES_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    cpus: str
+    memory_total: int
+    memory_free: int
+    hugepages: _containers.RepeatedCompositeFieldContainer[HugePages]
+    def __init__(self, node: _Optional[int] = ..., cpus: _Optional[str] = ..., memory_total: _Optional[int] = ..., memory_free: _Optional[int] = ..., hugepages: _Optional[_Iterable[_Union[HugePages, _Mapping]]] = ...) -> None: ...
+
+class HugePages(_message.Message):
+    __slots__ = ("size", "total", "free")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    total: int
+    free: int
+    def __init__(self, size: _Optional[int] = ..., total: _Optional[int] = ..., free: _Optional[int] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
     __slots__ = ("node", "output", "result", "facts")
