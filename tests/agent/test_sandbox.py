@@ -46,6 +46,27 @@ def test_a_time_limit_kills_what_escaped_the_process_group(agents: Agents) -> No
     assert marked(marker) == []  # gone when the result came, not later
 
 
+def test_a_command_ends_with_its_main_process_and_takes_its_background_jobs(
+    agents: Agents,
+) -> None:
+    """`sleep 306 & echo started` returns once the shell exits (its background
+    job held stdout); the job goes with it, escaped or not."""
+    agents.start("n1")
+    marker, child = _escaping(uuid.uuid4().hex)
+    nodes = _json(agents, "-w", "n1", "--", f"sleep 306 & {child} & echo started")
+    assert nodes["n1"]["state"] == "PASS" and nodes["n1"]["stdout"] == "started\n"
+    assert marked(marker) == [] and marked("sleep 306") == []
+
+
+def test_a_timed_out_command_has_one_documented_status(agents: Agents) -> None:
+    for i in (1, 2, 3):
+        agents.start(f"n{i}")
+    nodes = _json(agents, "-w", "n[1-3]", "-t", "1", "--", "trap '' TERM; sleep 30 & wait; exit 3")
+    assert {n: (d["state"], d["exit_code"]) for n, d in nodes.items()} == {
+        n: ("TIMEOUT", 124) for n in ("n1", "n2", "n3")
+    }
+
+
 @needs_cgroups
 def test_ctrl_c_kills_double_forked_children(agents: Agents) -> None:
     agents.start("n1")

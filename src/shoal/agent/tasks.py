@@ -25,6 +25,8 @@ from shoal.tree.relay import Emit
 from shoal.tree.subtree import result_event
 
 CHUNK = 64 * 1024
+DRAIN = 0.5  # seconds a finished command's leftovers may still write to its pipes
+TIMEOUT_STATUS = 124  # the exit status a timed-out command reports
 LIVE_GROUPS: set[int] = set()
 LIVE_BOXES: set[Sandbox] = set()
 
@@ -80,6 +82,43 @@ async def _drop_scratch(host: Host, scratch: Path | None) -> None:
         await asyncio.shield(asyncio.to_thread(host.scratches.remove, scratch))
 
 
+class _Watched(asyncio.subprocess.SubprocessStreamProtocol):
+    """Says when the process exits, whoever still holds its pipes."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+async def _spawn(
+    argv: list[str], *, cwd: str | None, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+    loop = asyncio.get_running_loop()
+    protocol: _Watched | None = None
+
+    def factory() -> _Watched:
+        nonlocal protocol
+        protocol = _Watched(2**16, loop)
+        return protocol
+
+    transport, _ = await loop.subprocess_exec(
+        factory,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+    assert protocol is not None
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
 async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None = None) -> None:
     start = time.time_ns()
     env = clean_env(node, dict(task.env))
@@ -97,15 +136,7 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
         return
     argv = box.argv(task.command) if box is not None else ["/bin/sh", "-c", task.command]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=task.cwd or None,
-            env=env,
-            start_new_session=True,
-        )
+        proc, exited = await _spawn(argv, cwd=task.cwd or None, env=env)
     except OSError as e:
         if box is not None:
             box.remove()
@@ -125,10 +156,23 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
             await emit(pb.TaskEvent(node=node, output=out))
 
     async def complete() -> None:
-        await asyncio.gather(
+        # Finished when the main process exits. What it left in the background
+        # holding our pipes is given DRAIN seconds to pass on what it wrote,
+        # then killed with the command's sandbox (its group when there is none).
+        pumps = asyncio.gather(
             pump(proc.stdout, pb.Output.STDOUT), pump(proc.stderr, pb.Output.STDERR)
         )
-        await proc.wait()
+        try:
+            await exited.wait()  # proc.wait() would wait for the pipes too
+            try:
+                await asyncio.wait_for(asyncio.shield(pumps), DRAIN)
+            except TimeoutError:
+                kill_group(proc.pid)
+                if box is not None:
+                    await box.kill()
+                await pumps
+        finally:
+            pumps.cancel()
 
     timed_out = False
     try:
@@ -159,8 +203,8 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
         state = pb.STATE_OOM
         limit, peak = req.memory / 2**20, usage.peak_memory / 2**20
         why = f"out of memory: limit {limit:.1f} MiB, peak {peak:.1f} MiB"
-    elif timed_out:
-        state, why = pb.STATE_TIMEOUT, f"killed after {task.timeout:g}s"
+    elif timed_out:  # one status whatever the kill did to the shell (as timeout(1))
+        state, why, code = pb.STATE_TIMEOUT, f"killed after {task.timeout:g}s", TIMEOUT_STATUS
     elif code == 0:
         state, why = pb.STATE_OK, ""
     else:
