@@ -111,3 +111,23 @@ def test_a_name_that_does_not_resolve_is_reported_at_once(
             "UNREACHABLE",
             f"unreachable: name does not resolve: ghost{i}",
         )
+
+
+def test_streaming_mode_says_each_failure_with_its_reason(agents: Agents) -> None:
+    """Not only the summary: each failed node's reason on stderr as it comes."""
+    agents.start("n1")
+    agents.start("n2")
+    dead = f"127.0.0.1:{free_port()}"
+    inv = agents.inventory({"d1": dead})
+    cp = shoal("run", "--inventory", str(inv), "-w", "n[1-2],d1", "--cwd", "/nonexistent", "--",
+               "true")  # fmt: skip
+    assert cp.returncode == 4
+    lines = sorted(cp.stderr.splitlines())
+    assert (
+        lines[0] == f"d1: UNREACHABLE: unreachable: connection refused by {dead} (no agent there)"
+    )
+    assert lines[1].startswith("n1: FAILED: ") and "/nonexistent" in lines[1]
+    assert lines[2].startswith("n2: FAILED: ") and "/nonexistent" in lines[2]
+    assert cp.stdout.splitlines()[-2:] == ["FAILED: n[1-2], SUM: 2", "UNREACHABLE: d1, SUM: 1"]
+    cp = shoal("ping", "--inventory", str(inv), "-w", "n1,d1")
+    assert cp.stderr.splitlines() == [said]

@@ -77,6 +77,13 @@ def _finish(report: Report) -> None:
         raise typer.Exit(code)
 
 
+def say_failure(r: Any) -> None:
+    """A node's failure with its reason on stderr as it arrives, as clush and
+    pdsh say it (``node3: FAILED: exit status 2``)."""
+    if r.state is not None and not r.ok:
+        print(f"{r.name}: {r.state}: {r.reason or 'no reason given'}", file=sys.stderr, flush=True)
+
+
 def _summary(report: Report) -> None:
     for line in report.summary_lines():
         print(line)
@@ -155,12 +162,13 @@ def run(
     memory = parse_size(mem, "--mem") if mem else 0
     resources = Resources(cpus, mems, memory, cpu_quota, pids, scratch)
 
-    def on_event(ev: Any, _: Any) -> None:
+    def on_event(ev: Any, r: Any) -> None:
         if streamer is not None:
             if ev.HasField("output"):
                 streamer.feed(ev.node, ev.output.stream, ev.output.data)
             elif ev.HasField("result"):
                 streamer.flush_node(ev.node)
+                say_failure(r)
 
     job = run_job(
         nodes,
@@ -205,7 +213,16 @@ def ping(
     from shoal.fanout.api import PING, tree_job
 
     settings = _settings(inventory, insecure, connect_timeout)
-    job = tree_job(PING, nodes, exclude=exclude, width=width, settings=settings, output_cap=0)
+    quiet = lines or json_out  # those say each node's reason themselves
+
+    def on_event(ev: Any, r: Any) -> None:
+        if not quiet and ev.HasField("result"):
+            say_failure(r)
+
+    job = tree_job(
+        PING, nodes, exclude=exclude, width=width, settings=settings, output_cap=0,
+        on_event=on_event,
+    )  # fmt: skip
     report = job.run_blocking()
     if json_out:
         report.write_json(sys.stdout)
