@@ -123,9 +123,8 @@ def test_streaming_mode_says_each_failure_with_its_reason(agents: Agents) -> Non
                "true")  # fmt: skip
     assert cp.returncode == 4
     lines = sorted(cp.stderr.splitlines())
-    assert (
-        lines[0] == f"d1: UNREACHABLE: unreachable: connection refused by {dead} (no agent there)"
-    )
+    said = f"d1: UNREACHABLE: unreachable: connection refused by {dead} (no agent there)"
+    assert lines[0] == said
     assert lines[1].startswith("n1: FAILED: ") and "/nonexistent" in lines[1]
     assert lines[2].startswith("n2: FAILED: ") and "/nonexistent" in lines[2]
     assert cp.stdout.splitlines()[-2:] == ["FAILED: n[1-2], SUM: 2", "UNREACHABLE: d1, SUM: 1"]
