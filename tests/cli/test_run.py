@@ -123,6 +123,23 @@ def test_stream_gathered_blocks_and_exit(agents: Agents) -> None:
     }
 
 
+def test_l_and_b_keep_stderr_apart_unless_merged(agents: Agents) -> None:
+    """As clush: the blocks hold stdout; stderr lines go to stderr, prefixed."""
+    for i in (1, 2):
+        agents.start(f"n{i}")
+    inv = str(agents.inventory())
+    cmd = "echo out; echo err >&2"
+    for mode in ("-l", "-b"):
+        cp = shoal("run", "--inventory", inv, "-w", "n[1-2]", mode, "--", cmd)
+        assert cp.returncode == 0, cp.stderr
+        assert "err" not in cp.stdout and cp.stdout.count("out\n") == (2 if mode == "-l" else 1)
+        assert sorted(cp.stderr.splitlines()) == ["n1: err", "n2: err"]
+        cp = shoal("run", "--inventory", inv, "-w", "n[1-2]", mode, "--merge", "--", cmd)
+        assert "out\nerr\n" in cp.stdout and cp.stderr == ""
+    cp = shoal("run", "--inventory", inv, "-w", "n1", "--merge", "--", cmd)
+    assert cp.returncode == 2 and "--merge goes with -l or -b" in cp.stderr
+
+
 def test_env_cwd_and_stderr(agents: Agents, tmp_path: Path) -> None:
     agents.start("n1")
     inv = str(agents.inventory())

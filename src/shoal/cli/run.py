@@ -123,6 +123,9 @@ def run(
             metavar="DIR",
         ),
     ] = "",
+    merge: Annotated[
+        bool, typer.Option("--merge", help="With -l/-b: stderr in the blocks, after stdout.")
+    ] = False,
     acct: Annotated[
         bool,
         typer.Option("--acct", help="With -l/-b: wall time, CPU time and peak memory per node."),
@@ -158,17 +161,22 @@ def run(
         raise UsageError("no command given (shoal run -w NODES -- CMD…)")
     settings = _settings(inventory, insecure, connect_timeout)
     gather = lines or blocks or json_out
-    streamer = None if gather else LineStreamer()
+    if merge and not (lines or blocks):
+        raise UsageError("--merge goes with -l or -b")
+    # -l/-b gather stdout; stderr lines go to stderr as they come, as clush's
+    streamer = None if json_out or merge else LineStreamer()
     memory = parse_size(mem, "--mem") if mem else 0
     resources = Resources(cpus, mems, memory, cpu_quota, pids, scratch)
 
     def on_event(ev: Any, r: Any) -> None:
         if streamer is not None:
             if ev.HasField("output"):
-                streamer.feed(ev.node, ev.output.stream, ev.output.data)
+                if not gather or ev.output.stream == ev.output.STDERR:
+                    streamer.feed(ev.node, ev.output.stream, ev.output.data)
             elif ev.HasField("result"):
                 streamer.flush_node(ev.node)
-                say_failure(r)
+                if not gather:
+                    say_failure(r)
 
     job = run_job(
         nodes,
@@ -187,9 +195,9 @@ def run(
     if streamer is not None:
         streamer.flush()
     if lines:
-        report.render_lines(sys.stdout.buffer, acct=acct)
+        report.render_lines(sys.stdout.buffer, acct=acct, merged=merge)
     elif blocks:
-        report.render_blocks(sys.stdout.buffer, acct=acct)
+        report.render_blocks(sys.stdout.buffer, acct=acct, merged=merge)
     sys.stdout.flush()
     if json_out:
         report.write_json(sys.stdout)

@@ -156,12 +156,12 @@ class Report:
 
     # -- rendering -------------------------------------------------------------
 
-    def _body(self, r: NodeResult) -> bytes:
-        body = bytes(r.out) + bytes(r.err)
+    def _body(self, r: NodeResult, merged: bool) -> bytes:
+        body = bytes(r.out) + (bytes(r.err) if merged else b"")
         notes = []
         if r.out_dropped:
             notes.append(f"[… {r.out_dropped} bytes of stdout dropped]")
-        if r.err_dropped:
+        if r.err_dropped and merged:
             notes.append(f"[… {r.err_dropped} bytes of stderr dropped]")
         if body and not body.endswith(b"\n"):
             body += b"\n"
@@ -169,28 +169,30 @@ class Report:
             body += note.encode() + b"\n"
         return body
 
-    def render_lines(self, w: IO[bytes], acct: bool = False) -> None:
-        """-l: per node, in node-list order; acct: its accounting in the header."""
+    def render_lines(self, w: IO[bytes], acct: bool = False, merged: bool = True) -> None:
+        """-l: per node, in node-list order; acct: its accounting in the header;
+        merged: stderr after stdout (else stdout only)."""
         for n in self.order:
             r = self.nodes[n]
             if r.state is None:  # interrupted before it reported
                 continue
             extra = f" {acct_text([r])}" if acct and r.state not in NEVER_RAN else ""
             w.write(f">>> {n} [{r.state}]{extra}\n".encode())
-            w.write(self._body(r))
+            w.write(self._body(r, merged))
             if r.state != "PASS" and r.reason:
                 w.write(f"({r.reason})\n".encode())
 
-    def render_blocks(self, w: IO[bytes], acct: bool = False) -> None:
+    def render_blocks(self, w: IO[bytes], acct: bool = False, merged: bool = True) -> None:
         """-b: identical output and status printed once under a folded header;
-        acct: the group's accounting in it (a range over its nodes)."""
+        acct: the group's accounting in it (a range over its nodes); merged:
+        stderr after stdout (else stdout only)."""
         groups: dict[tuple[bytes, NodeState, int, str], list[str]] = {}
         for n in self.order:
             r = self.nodes[n]
             if r.state is None:
                 continue
             reason = r.reason if r.state in ("UNREACHABLE", "REFUSED") else ""
-            key = (self._body(r), r.state, r.exit_code, reason)
+            key = (self._body(r, merged), r.state, r.exit_code, reason)
             groups.setdefault(key, []).append(n)
         for (body, state, code, reason), names in groups.items():
             extra = f" exit {code}" if code else ""
