@@ -4,6 +4,7 @@
 # removed at the end; the cluster always comes down, whatever happens.
 set -u
 
+exec </dev/null  # piped stdin would go to the tour's commands on every node
 export SHOAL_HOME="$(mktemp -d -t shoal-demo.XXXXXX)"
 cleanup() {
     echo

@@ -19,6 +19,15 @@ PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every `shoal` a test starts inherits /dev/null as stdin: piped stdin
+    goes to the nodes' commands, and a runner's open pipe must not. A test
+    that pipes stdin says so (subprocess stdin=/input=)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -234,7 +234,8 @@ class FilesService(frpc.FilesServicer):
         meta = Meta.from_header(h)
         if not os.path.isabs(h.dest):
             raise TransferError(f"destination {h.dest!r} is not absolute")
-        target = resolve_target(self._local(h.dest), meta)
+        dest = h.dest.replace("%h", h.tree.name)  # this node's name, as in clush
+        target = resolve_target(self._local(dest), meta)
         if self._dirs is not None:
             try:
                 self._dirs.add(target.parent)

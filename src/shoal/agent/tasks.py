@@ -27,6 +27,7 @@ from shoal.tree.subtree import result_event
 CHUNK = 64 * 1024
 DRAIN = 0.5  # seconds a finished command's leftovers may still write to its pipes
 TIMEOUT_STATUS = 124  # the exit status a timed-out command reports
+FEEDING: set[asyncio.Task[None]] = set()  # stdin writers, held until done
 LIVE_GROUPS: set[int] = set()
 LIVE_BOXES: set[Sandbox] = set()
 
@@ -95,8 +96,10 @@ class _Watched(asyncio.subprocess.SubprocessStreamProtocol):
 
 
 async def _spawn(
-    argv: list[str], *, cwd: str | None, env: dict[str, str]
+    argv: list[str], *, cwd: str | None, env: dict[str, str], stdin: bytes = b""
 ) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+    """The command's process and an event set when it exits; stdin is written
+    to it in the background (a command that never reads it is no reason to wait)."""
     loop = asyncio.get_running_loop()
     protocol: _Watched | None = None
 
@@ -108,7 +111,7 @@ async def _spawn(
     transport, _ = await loop.subprocess_exec(
         factory,
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
@@ -116,7 +119,20 @@ async def _spawn(
         start_new_session=True,
     )
     assert protocol is not None
-    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
+    if stdin:
+        task = asyncio.create_task(_feed(proc, stdin))
+        FEEDING.add(task)
+        task.add_done_callback(FEEDING.discard)
+    return proc, protocol.exited
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    proc.stdin.close()
 
 
 async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None = None) -> None:
@@ -134,9 +150,10 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
         await _drop_scratch(host, scratch)
         await emit(result_event(node, pb.STATE_REFUSED, f"refused: {e.message}", start, 0))
         return
-    argv = box.argv(task.command) if box is not None else ["/bin/sh", "-c", task.command]
+    command = task.command.replace("%h", node)  # as clush: the node's name
+    argv = box.argv(command) if box is not None else ["/bin/sh", "-c", command]
     try:
-        proc, exited = await _spawn(argv, cwd=task.cwd or None, env=env)
+        proc, exited = await _spawn(argv, cwd=task.cwd or None, env=env, stdin=task.stdin)
     except OSError as e:
         if box is not None:
             box.remove()

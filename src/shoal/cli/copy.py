@@ -17,12 +17,15 @@ import typer
 from shoal.cli.run import (
     ConnTimeout,
     Exclude,
+    Hostfile,
     Insecure,
     Inv,
     Json,
     Nodes,
+    Pick,
     _settings,
     _summary,
+    node_sets,
     parse_size,
 )
 from shoal.errors import Interrupted
@@ -57,11 +60,15 @@ def _progress(total: int, nodes: int) -> Any:
 
 def copy(
     source: Annotated[str, typer.Argument(help="Local file, or directory with -r.")],
-    dest: Annotated[str, typer.Argument(help="Absolute path on the nodes (DIR/ or new name).")],
-    nodes: Nodes,
+    dest: Annotated[
+        str, typer.Argument(help="Absolute path on the nodes (DIR/ or new name; %h: the node).")
+    ],
+    nodes: Nodes = None,
     exclude: Exclude = None,
+    hostfile: Hostfile = None,
+    pick: Pick = None,
     width: Annotated[
-        int, typer.Option("-W", "--width", help="Tree width (1: a pipelined chain).")
+        int, typer.Option("-W", "-f", "--width", help="Tree width (1: a pipelined chain).")
     ] = 2,
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Copy a directory.")] = False,
     preserve: Annotated[
@@ -112,10 +119,11 @@ def copy(
             ui["bar"].update(ui["task"], completed=sent)
 
     job = copy_job(
-        nodes,
+        node_sets(nodes, hostfile),
         source,
         dest,
         exclude=exclude,
+        pick=pick,
         settings=settings,
         on_event=on_event,
         recursive=recursive,
@@ -136,9 +144,13 @@ def copy(
 
 def gather(
     path: Annotated[str, typer.Argument(help="Absolute path on the nodes.")],
-    dest: Annotated[str, typer.Argument(help="Local directory: files land as NAME.NODE.")],
-    nodes: Nodes,
+    dest: Annotated[
+        str, typer.Argument(help="Local directory: files land as NAME.NODE (with %h: DEST/NAME).")
+    ],
+    nodes: Nodes = None,
     exclude: Exclude = None,
+    hostfile: Hostfile = None,
+    pick: Pick = None,
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="Fetch a directory.")
     ] = False,
@@ -154,10 +166,11 @@ def gather(
 
     settings = _settings(inventory, insecure, connect_timeout)
     job = gather_job(
-        nodes,
+        node_sets(nodes, hostfile),
         path,
         dest,
         exclude=exclude,
+        pick=pick,
         settings=settings,
         recursive=recursive,
         preserve=preserve,

@@ -21,21 +21,29 @@ if TYPE_CHECKING:
     from shoal.fanout.report import Report
 
 Nodes = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option("-w", "--nodes", help="Node set (ClusterShell syntax, @group); repeatable."),
 ]
+Hostfile = Annotated[
+    Path | None,
+    typer.Option("--hostfile", help="Nodes (names or sets) from a file, one per line, as clush."),
+]
+Pick = Annotated[int | None, typer.Option("--pick", help="N random nodes of the set.")]
 Exclude = Annotated[
     list[str] | None, typer.Option("-x", "--exclude", help="Node set to leave out; repeatable.")
 ]
 Width = Annotated[
-    int | None, typer.Option("-W", "--width", help="Tree width [default: settings.width].")
+    int | None,
+    typer.Option("-W", "-f", "--width", help="Tree width (clush's fan-out) [default: settings]."),
 ]
 Inv = Annotated[Path | None, typer.Option("--inventory", help="Inventory TOML file.")]
 Insecure = Annotated[bool, typer.Option("--insecure", help="Plain text, no TLS.")]
 ConnTimeout = Annotated[
     float | None, typer.Option("--connect-timeout", help="Seconds per hop to connect [5].")
 ]
-Lines = Annotated[bool, typer.Option("-l", "--lines", help="Gather; print per node in order.")]
+Lines = Annotated[
+    bool, typer.Option("-l", "-L", "--lines", help="Gather; print per node in node-list order.")
+]
 Json = Annotated[bool, typer.Option("--json", help="Gather; print one JSON document.")]
 
 
@@ -61,6 +69,16 @@ def parse_size(text: str, what: str) -> int:
     return value
 
 
+def node_sets(nodes: list[str] | None, hostfile: Path | None) -> list[str]:
+    """-w (repeatable) and --hostfile together; one of them is needed."""
+    from shoal.cli.output import read_hostfile
+
+    sets = list(nodes or []) + (read_hostfile(hostfile) if hostfile else [])
+    if not sets:
+        raise UsageError("no nodes: give -w NODESET or --hostfile FILE")
+    return sets
+
+
 def _settings(inventory: Path | None, insecure: bool, connect_timeout: float | None) -> Settings:
     from shoal.core.config import Settings
 
@@ -69,19 +87,13 @@ def _settings(inventory: Path | None, insecure: bool, connect_timeout: float | N
     )
 
 
-def _finish(report: Report) -> None:
+def _finish(report: Report, code: int | None = None) -> None:
+    """Exit with the report's status, or code (-S) when given."""
     if report.interrupted:
         raise Interrupted(f"interrupted: cancelled on {len(report.missing())} node(s)")
-    code = report.exit_code()
+    code = report.exit_code() if code is None else code
     if code:
         raise typer.Exit(code)
-
-
-def say_failure(r: Any) -> None:
-    """A node's failure with its reason on stderr as it arrives, as clush and
-    pdsh say it (``node3: FAILED: exit status 2``)."""
-    if r.state is not None and not r.ok:
-        print(f"{r.name}: {r.state}: {r.reason or 'no reason given'}", file=sys.stderr, flush=True)
 
 
 def _summary(report: Report) -> None:
@@ -92,17 +104,42 @@ def _summary(report: Report) -> None:
 
 def run(
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
-    nodes: Nodes,
+    nodes: Nodes = None,
     exclude: Exclude = None,
+    hostfile: Hostfile = None,
+    pick: Pick = None,
     width: Width = None,
     timeout: Annotated[
-        float, typer.Option("-t", "--timeout", help="Kill the command after S seconds (0: never).")
+        float,
+        typer.Option("-t", "-u", "--timeout", help="Kill the command after S seconds (0: never)."),
     ] = 0.0,
     lines: Lines = False,
     blocks: Annotated[
         bool, typer.Option("-b", "--blocks", help="Gather; identical outputs once (dshbak -c).")
     ] = False,
     json_out: Json = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Gather; unified diff of outputs against the commonest.")
+    ] = False,
+    no_labels: Annotated[
+        bool, typer.Option("-N", help="No node prefix on lines, no headers on -l/-b blocks.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary lines.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Every node's result on stderr, PASS too.")
+    ] = False,
+    max_status: Annotated[
+        bool, typer.Option("-S", help="Exit with the largest exit status of the commands.")
+    ] = False,
+    outdir: Annotated[
+        Path | None, typer.Option("--outdir", help="Each node's stdout into DIR/NODE.")
+    ] = None,
+    errdir: Annotated[
+        Path | None, typer.Option("--errdir", help="Each node's stderr into DIR/NODE.")
+    ] = None,
+    nostdin: Annotated[
+        bool, typer.Option("--nostdin", help="Do not give piped stdin to the commands.")
+    ] = False,
     env: Annotated[list[str] | None, typer.Option("--env", help="K=V added; repeatable.")] = None,
     cwd: Annotated[str, typer.Option("--cwd", help="Working directory on the nodes.")] = "",
     cpus: Annotated[str, typer.Option("--cpus", help="Sandbox: CPUs (cpuset list, 0-3,8).")] = "",
@@ -134,23 +171,27 @@ def run(
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
 ) -> None:
-    """Run a command on every node: `shoal run -w cn[1-8] -- uname -r`.
+    """Run a command on every node: `shoal run -w 'cn[1-8]' -- uname -r`.
 
     By default lines stream as they arrive, prefixed `node: `, and nothing is
-    kept. -l, -b and --json gather output: at most output_cap bytes (1 MiB by
-    default, SHOAL_OUTPUT_CAP) per node and stream are kept; the rest is
-    counted and noted as dropped. The summary ends every command.
+    kept. -l, -b, --diff and --json gather output: at most output_cap bytes
+    (1 MiB by default, SHOAL_OUTPUT_CAP) per node and stream are kept; the
+    rest is counted and noted as dropped. %h in the command is the node's
+    name; piped stdin goes to every node. The summary ends every command.
     Exit: 0 all passed, 1 FAILED, 3 TIMEOUT, 4 UNREACHABLE/REFUSED (worst wins),
-    2 bad node set, 5 no certificate, 130 Ctrl-C.
+    2 bad node set, 5 no certificate, 130 Ctrl-C; -S: the largest exit status.
     """
     _quiet_grpc()
-    from shoal.fanout.api import Resources, run_job
-    from shoal.fanout.report import LineStreamer
+    from shoal.cli.output import Printer, render_diff, stdin_bytes
+    from shoal.cli.output import max_status as largest
+    from shoal.fanout.api import MAX_STDIN, Resources, run_job
 
-    if sum((lines, blocks, json_out)) > 1:
-        raise UsageError("-l, -b and --json exclude each other")
+    if sum((lines, blocks, json_out, diff)) > 1:
+        raise UsageError("-l, -b, --diff and --json exclude each other")
     if acct and not (lines or blocks):
         raise UsageError("--acct goes with -l or -b (--json always carries the accounting)")
+    if merge and not (lines or blocks):
+        raise UsageError("--merge goes with -l or -b")
     envd: dict[str, str] = {}
     for kv in env or []:
         k, sep, v = kv.partition("=")
@@ -159,56 +200,53 @@ def run(
         envd[k] = v
     if not command:
         raise UsageError("no command given (shoal run -w NODES -- CMD…)")
+    sets = node_sets(nodes, hostfile)
     settings = _settings(inventory, insecure, connect_timeout)
-    gather = lines or blocks or json_out
-    if merge and not (lines or blocks):
-        raise UsageError("--merge goes with -l or -b")
-    # -l/-b gather stdout; stderr lines go to stderr as they come, as clush's
-    streamer = None if json_out or merge else LineStreamer()
+    gather = lines or blocks or json_out or diff
+    printer = Printer(
+        gather=gather, merge=merge, json_out=json_out, labels=not no_labels, verbose=verbose,
+        outdir=outdir, errdir=errdir,
+    )  # fmt: skip
     memory = parse_size(mem, "--mem") if mem else 0
-    resources = Resources(cpus, mems, memory, cpu_quota, pids, scratch)
-
-    def on_event(ev: Any, r: Any) -> None:
-        if streamer is not None:
-            if ev.HasField("output"):
-                if not gather or ev.output.stream == ev.output.STDERR:
-                    streamer.feed(ev.node, ev.output.stream, ev.output.data)
-            elif ev.HasField("result"):
-                streamer.flush_node(ev.node)
-                if not gather:
-                    say_failure(r)
-
     job = run_job(
-        nodes,
+        sets,
         " ".join(command),
         timeout=timeout,
         env=envd,
         cwd=cwd,
-        resources=resources,
+        resources=Resources(cpus, mems, memory, cpu_quota, pids, scratch),
+        stdin=b"" if nostdin else stdin_bytes(MAX_STDIN),
         exclude=exclude,
+        pick=pick,
         width=width,
         settings=settings,
         output_cap=settings.output_cap if gather else 0,
-        on_event=on_event,
+        on_event=printer.on_event,
     )
-    report = job.run_blocking()
-    if streamer is not None:
-        streamer.flush()
+    try:
+        report = job.run_blocking()
+    finally:
+        printer.close()
+    out = sys.stdout.buffer
     if lines:
-        report.render_lines(sys.stdout.buffer, acct=acct, merged=merge)
+        report.render_lines(out, acct=acct, merged=merge, labels=not no_labels)
     elif blocks:
-        report.render_blocks(sys.stdout.buffer, acct=acct, merged=merge)
+        report.render_blocks(out, acct=acct, merged=merge, labels=not no_labels)
+    elif diff:
+        render_diff(report, out)
     sys.stdout.flush()
     if json_out:
         report.write_json(sys.stdout)
-    else:
+    elif not quiet:
         _summary(report)
-    _finish(report)
+    _finish(report, largest(report) if max_status else None)
 
 
 def ping(
-    nodes: Nodes,
+    nodes: Nodes = None,
     exclude: Exclude = None,
+    hostfile: Hostfile = None,
+    pick: Pick = None,
     width: Width = None,
     lines: Lines = False,
     json_out: Json = False,
@@ -218,17 +256,19 @@ def ping(
 ) -> None:
     """Check that every node's agent answers; -l/--json show round-trip ms."""
     _quiet_grpc()
+    from shoal.cli.output import say
     from shoal.fanout.api import PING, tree_job
 
+    sets = node_sets(nodes, hostfile)
     settings = _settings(inventory, insecure, connect_timeout)
     quiet = lines or json_out  # those say each node's reason themselves
 
     def on_event(ev: Any, r: Any) -> None:
         if not quiet and ev.HasField("result"):
-            say_failure(r)
+            say(r)
 
     job = tree_job(
-        PING, nodes, exclude=exclude, width=width, settings=settings, output_cap=0,
+        PING, sets, exclude=exclude, pick=pick, width=width, settings=settings, output_cap=0,
         on_event=on_event,
     )  # fmt: skip
     report = job.run_blocking()
@@ -246,8 +286,10 @@ def ping(
 
 
 def facts(
-    nodes: Nodes,
+    nodes: Nodes = None,
     exclude: Exclude = None,
+    hostfile: Hostfile = None,
+    pick: Pick = None,
     width: Width = None,
     json_out: Json = False,
     cpus: Annotated[
@@ -266,7 +308,10 @@ def facts(
     from shoal.fanout.report import facts_tables
 
     settings = _settings(inventory, insecure, connect_timeout)
-    job = tree_job(FACTS, nodes, exclude=exclude, width=width, settings=settings, output_cap=0)
+    job = tree_job(
+        FACTS, node_sets(nodes, hostfile), exclude=exclude, pick=pick, width=width,
+        settings=settings, output_cap=0,
+    )  # fmt: skip
     report = job.run_blocking()
     if json_out:
         doc = report.to_json()

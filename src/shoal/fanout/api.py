@@ -18,6 +18,7 @@ options or certificates raise a ShoalError before anything is contacted.
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import threading
 import time
@@ -76,8 +77,20 @@ def _list(sets: NodeSets | None) -> list[str]:
     return [sets] if isinstance(sets, str) else list(sets)
 
 
-def targets_of(nodes: NodeSets, exclude: NodeSets | None, settings: Settings) -> Targets:
-    return resolve(_list(nodes), _list(exclude), settings)
+MAX_STDIN = 1 << 20  # bytes of stdin a command may be given (it travels in the request)
+
+
+def targets_of(
+    nodes: NodeSets, exclude: NodeSets | None, settings: Settings, pick: int | None = None
+) -> Targets:
+    """The nodes, or ``pick`` of them at random (as clush --pick), in node-list order."""
+    t = resolve(_list(nodes), _list(exclude), settings)
+    if pick is not None:
+        if pick < 1:
+            raise UsageError("--pick takes a positive number of nodes")
+        chosen = set(random.sample(t.nodes, min(pick, len(t.nodes))))
+        t = Targets([n for n in t.nodes if n in chosen], t.addresses)
+    return t
 
 
 def recorder(report: Report, on_event: OnEvent | None) -> Callable[[pb.TaskEvent], None]:
@@ -100,10 +113,11 @@ def tree_job(
     settings: Settings | None = None,
     output_cap: int | None = None,
     on_event: OnEvent | None = None,
+    pick: int | None = None,
 ) -> Job:
     """A job that sends ``task`` (exec, ping or facts) through the tree."""
     s = settings or Settings.load()
-    targets = targets_of(nodes, exclude, s)
+    targets = targets_of(nodes, exclude, s, pick)
     w = width if width is not None else s.width
     if w < 1:
         raise UsageError("the tree width must be at least 1")
@@ -159,6 +173,7 @@ def exec_task(
     env: dict[str, str] | None = None,
     cwd: str = "",
     resources: Resources | None = None,
+    stdin: bytes = b"",
 ) -> pb.TaskRequest:
     if not command.strip():
         raise UsageError("no command given")
@@ -167,6 +182,10 @@ def exec_task(
     for k in env or {}:
         if not k or "=" in k or "\0" in k:
             raise UsageError(f"environment variable name {k!r} is not valid")
+    if len(stdin) > MAX_STDIN:
+        raise UsageError(
+            f"stdin holds more than {MAX_STDIN >> 20} MiB: copy it to the nodes (shoal copy)"
+        )
     return pb.TaskRequest(
         exec=pb.ExecTask(
             command=command,
@@ -174,6 +193,7 @@ def exec_task(
             cwd=cwd,
             timeout=timeout,
             resources=(resources or Resources()).to_wire(),
+            stdin=stdin,
         )
     )
 
@@ -184,6 +204,7 @@ class TreeOptions(TypedDict, total=False):
     settings: Settings | None  # default: Settings.load()
     output_cap: int | None  # bytes kept per node and stream; default: settings.output_cap
     on_event: OnEvent | None  # called with (event, node result) as results stream in
+    pick: int | None  # that many nodes of the set, at random
 
 
 class RunOptions(TreeOptions, total=False):
@@ -191,6 +212,7 @@ class RunOptions(TreeOptions, total=False):
     env: dict[str, str] | None  # added to the command's clean environment
     cwd: str  # working directory on the nodes
     resources: Resources | None  # its sandbox: CPUs, memory, quota, processes, scratch
+    stdin: bytes  # given to the command on every node, then EOF (at most MAX_STDIN)
 
 
 def run_job(nodes: NodeSets, command: str, **opts: Unpack[RunOptions]) -> Job:
@@ -200,6 +222,7 @@ def run_job(nodes: NodeSets, command: str, **opts: Unpack[RunOptions]) -> Job:
         env=opts.pop("env", None),
         cwd=opts.pop("cwd", ""),
         resources=opts.pop("resources", None),
+        stdin=opts.pop("stdin", b""),
     )
     return tree_job(task, nodes, **cast(TreeOptions, opts))  # the run keys are popped
 

@@ -40,8 +40,12 @@ class Gathered:
 
 
 def check_dest(dest: str) -> Path:
-    """The local directory results go to; created if missing. Raises UsageError."""
+    """The local directory results go to; created if missing. Raises UsageError.
+    With %h in it, each node's file goes to its own directory (made when it
+    arrives), under its own name."""
     path = Path(dest)
+    if "%h" in dest:
+        return path
     if path.exists() and not path.is_dir():
         raise UsageError(f"{dest} exists and is not a directory")
     try:
@@ -49,6 +53,18 @@ def check_dest(dest: str) -> Path:
     except OSError as e:
         raise UsageError(f"cannot create {dest}: {e.strerror}") from e
     return path
+
+
+def _landing(dest: Path, name: str, node: str) -> Path:
+    """DEST/NAME.NODE, or DEST(%h = NODE)/NAME."""
+    if "%h" not in str(dest):
+        return dest / f"{name}.{node}"
+    mine = Path(str(dest).replace("%h", node))
+    try:
+        mine.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TransferError(f"cannot create {mine}: {e.strerror}") from e
+    return mine / name
 
 
 async def gather(
@@ -108,7 +124,7 @@ async def _fetch(
             if kind == "header":
                 h = msg.header
                 meta = Meta.from_header(h, preserve)
-                spool = Spool(dest / f"{h.name}.{node.name}", meta, uuid.uuid4().hex)
+                spool = Spool(_landing(dest, h.name, node.name), meta, uuid.uuid4().hex)
             elif kind == "data" and spool is not None:
                 await spool.write(msg.data)
             elif kind == "end" and spool is not None:

@@ -169,23 +169,28 @@ class Report:
             body += note.encode() + b"\n"
         return body
 
-    def render_lines(self, w: IO[bytes], acct: bool = False, merged: bool = True) -> None:
+    def render_lines(
+        self, w: IO[bytes], acct: bool = False, merged: bool = True, labels: bool = True
+    ) -> None:
         """-l: per node, in node-list order; acct: its accounting in the header;
-        merged: stderr after stdout (else stdout only)."""
+        merged: stderr after stdout (else stdout only); labels: the headers (-N: none)."""
         for n in self.order:
             r = self.nodes[n]
             if r.state is None:  # interrupted before it reported
                 continue
             extra = f" {acct_text([r])}" if acct and r.state not in NEVER_RAN else ""
-            w.write(f">>> {n} [{r.state}]{extra}\n".encode())
+            if labels:
+                w.write(f">>> {n} [{r.state}]{extra}\n".encode())
             w.write(self._body(r, merged))
             if r.state != "PASS" and r.reason:
                 w.write(f"({r.reason})\n".encode())
 
-    def render_blocks(self, w: IO[bytes], acct: bool = False, merged: bool = True) -> None:
+    def render_blocks(
+        self, w: IO[bytes], acct: bool = False, merged: bool = True, labels: bool = True
+    ) -> None:
         """-b: identical output and status printed once under a folded header;
         acct: the group's accounting in it (a range over its nodes); merged:
-        stderr after stdout (else stdout only)."""
+        stderr after stdout (else stdout only); labels: the headers (-N: none)."""
         groups: dict[tuple[bytes, NodeState, int, str], list[str]] = {}
         for n in self.order:
             r = self.nodes[n]
@@ -198,9 +203,10 @@ class Report:
             extra = f" exit {code}" if code else ""
             ran = acct and state not in NEVER_RAN
             usage = f" {acct_text([self.nodes[n] for n in names])}" if ran else ""
-            w.write(b"---------------\n")
-            w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]{usage}\n".encode())
-            w.write(b"---------------\n")
+            if labels:
+                w.write(b"---------------\n")
+                w.write(f"{fold(names)} ({len(names)}) [{state}{extra}]{usage}\n".encode())
+                w.write(b"---------------\n")
             w.write(body)
             if reason:
                 w.write(f"({reason})\n".encode())
@@ -302,16 +308,19 @@ class LineStreamer:
     One partial-line buffer per node and stream, bounded by LINE_MAX.
     """
 
-    def __init__(self, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, out: IO[bytes] | None = None, err: IO[bytes] | None = None, labels: bool = True
+    ) -> None:
         self.out = out or sys.stdout.buffer
         self.err = err or sys.stderr.buffer
+        self.labels = labels  # -N: lines as the nodes wrote them
         self._partial: dict[tuple[str, int], bytes] = {}
 
     def feed(self, node: str, stream: int, data: bytes) -> None:
         w = self.err if stream == pb.Output.STDERR else self.out
         key = (node, stream)
         buf = self._partial.pop(key, b"") + data
-        prefix = node.encode() + b": "
+        prefix = node.encode() + b": " if self.labels else b""
         lines = buf.split(b"\n")
         tail = lines.pop()
         if lines:
@@ -327,7 +336,7 @@ class LineStreamer:
             tail = self._partial.pop((node, stream), b"")
             if tail:
                 w = self.err if stream == pb.Output.STDERR else self.out
-                w.write(node.encode() + b": " + tail + b"\n")
+                w.write((node.encode() + b": " if self.labels else b"") + tail + b"\n")
 
     def flush(self) -> None:
         for node, _ in list(self._partial):

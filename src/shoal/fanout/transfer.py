@@ -33,6 +33,7 @@ class FileOptions(TypedDict, total=False):
     on_event: OnEvent | None  # called with (event, node result) as nodes report
     recursive: bool  # a directory (as tar), symlinks kept
     preserve: bool  # mode and mtime, owner when root
+    pick: int | None  # that many nodes of the set, at random
 
 
 class CopyOptions(FileOptions, total=False):
@@ -64,7 +65,7 @@ def copy_job(nodes: NodeSets, source: str | Path, dest: str, **opts: Unpack[Copy
         chunk_size=opts.get("chunk_size", DEFAULT_CHUNK),
     )
     s = opts.get("settings") or Settings.load()
-    targets = targets_of(nodes, opts.get("exclude"), s)
+    targets = targets_of(nodes, opts.get("exclude"), s, opts.get("pick"))
     creds, signer = client_credentials(s), client_signer(s)
     report = Report(targets.nodes, 0)
     on = recorder(report, opts.get("on_event"))
@@ -109,7 +110,7 @@ def gather_job(nodes: NodeSets, path: str, dest: str | Path, **opts: Unpack[Gath
         raise UsageError(f"{path!r} must be an absolute path on the nodes")
     out = check_dest(str(dest))
     s = opts.get("settings") or Settings.load()
-    targets = targets_of(nodes, opts.get("exclude"), s)
+    targets = targets_of(nodes, opts.get("exclude"), s, opts.get("pick"))
     creds, signer = client_credentials(s), client_signer(s)
     report = Report(targets.nodes, 0)
     on_event = opts.get("on_event")

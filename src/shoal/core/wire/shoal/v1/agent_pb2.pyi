@@ -59,7 +59,7 @@ class Resources(_message.Message):
     def __init__(self, cpus: _Optional[str] = ..., mems: _Optional[str] = ..., memory: _Optional[int] = ..., cpu_quota: _Optional[float] = ..., pids: _Optional[int] = ..., scratch: _Optional[str] = ...) -> None: ...
 
 class ExecTask(_message.Message):
-    __slots__ = ("command", "env", "cwd", "timeout", "resources")
+    __slots__ = ("command", "env", "cwd", "timeout", "resources", "stdin")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,12 +72,14 @@ class ExecTask(_message.Message):
     CWD_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
     command: str
     env: _containers.ScalarMap[str, str]
     cwd: str
     timeout: float
     resources: Resources
-    def __init__(self, command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+    stdin: bytes
+    def __init__(self, command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., stdin: _Optional[bytes] = ...) -> None: ...
 
 class PingTask(_message.Message):
     __slots__ = ()
