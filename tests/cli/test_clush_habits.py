@@ -94,3 +94,35 @@ def test_h_in_destinations_and_per_node_output_files(inv: str, tmp_path: Path) -
     assert cp.returncode == 0
     for n in ("n1", "n2"):
         assert (out / n).read_text() == f"o-{n}\n" and (err / n).read_text() == f"e-{n}\n"
+
+
+def test_a_long_wait_shows_progress_on_a_terminal_only(inv: str) -> None:
+    """stderr a terminal: a transient line says how many nodes answered."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "shoal.cli.main", "run", "--inventory", inv, "-w", "n[1-2]",
+             "-b", "--", "[ %h = n1 ] || sleep 4; echo done"],
+            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "TERM": "xterm"},
+        )  # fmt: skip
+        os.close(slave)
+        out, _ = p.communicate(timeout=60)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert p.returncode == 0
+    assert b"waiting for nodes" in seen and b"1/2" in seen
+    assert b"waiting" not in out  # stdout holds the output only
+    cp = shoal("run", "--inventory", inv, "-w", "n[1-2]", "-b", "--", "sleep 3")
+    assert "waiting" not in cp.stderr  # not a terminal: no progress line

@@ -18,14 +18,16 @@ from shoal.errors import UsageError
 from shoal.fanout.report import LineStreamer, Report
 
 
-def say(r: Any, verbose: bool = False) -> None:
-    """A node's result on stderr as it arrives: failures always (as clush
-    and pdsh say them), the others with -v."""
+def say(r: Any, verbose: bool = False, err: Any = None) -> None:
+    """A node's result on stderr (or err) as it arrives: failures always (as
+    clush and pdsh say them), the others with -v."""
     if r.state is None or (r.ok and not verbose):
         return
     why = f": {r.reason}" if r.reason else (": no reason given" if not r.ok else "")
     took = f" ({r.wall_s:.2f}s)" if r.ok else ""
-    print(f"{r.name}: {r.state}{why}{took}", file=sys.stderr, flush=True)
+    w = err or sys.stderr.buffer
+    w.write(f"{r.name}: {r.state}{why}{took}\n".encode())
+    w.flush()
 
 
 class Printer:
@@ -39,11 +41,15 @@ class Printer:
         verbose: bool = False,
         outdir: Path | None = None,
         errdir: Path | None = None,
+        total: int = 0,
     ) -> None:
         self.gather = gather
         self.verbose = verbose
+        # gathering, nothing goes to stdout before the end: a progress line may
+        self.waiting = Waiting(total, gather and sys.stderr.isatty())
         quiet = json_out or merge  # those carry stderr themselves
-        self.lines = None if quiet else LineStreamer(labels=labels)
+        err: Any = self.waiting if gather else None
+        self.lines = None if quiet else LineStreamer(err=err, labels=labels)
         self.dirs = {1: _made(outdir), 2: _made(errdir)}
         self.files: dict[tuple[str, int], IO[bytes]] = {}
 
@@ -57,7 +63,8 @@ class Printer:
             if self.lines is not None:
                 self.lines.flush_node(ev.node)
             if not self.gather or self.verbose:
-                say(r, self.verbose)
+                say(r, self.verbose, self.waiting if self.gather else None)
+            self.waiting.result()
 
     def _to_file(self, node: str, stream: int, data: bytes) -> None:
         d = self.dirs[stream]
@@ -69,10 +76,73 @@ class Printer:
         f.write(data)
 
     def close(self) -> None:
+        self.waiting.close()
         if self.lines is not None:
             self.lines.flush()
         for f in self.files.values():
             f.close()
+
+
+class Waiting:
+    """When results keep us waiting more than DELAY seconds and stderr is a
+    terminal: a transient progress line there (nodes answered of all). Only
+    where nothing else writes to the terminal meanwhile (gathering modes)."""
+
+    DELAY = 2.0
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        import threading
+
+        self.total, self.done = total, 0
+        self._bar: Any = None
+        self._task: Any = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(self.DELAY, self._show) if enabled else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _show(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with self._lock:
+            if self._timer is None:
+                return
+            self._bar = Progress(
+                "waiting for nodes", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )  # fmt: skip
+            self._task = self._bar.add_task("", total=self.total, completed=self.done)
+            self._bar.start()
+
+    def write(self, data: bytes) -> int:
+        """stderr for lines that come meanwhile: above the bar while it shows."""
+        with self._lock:
+            if self._bar is None:
+                sys.stderr.buffer.write(data)
+            else:
+                text = data.decode(errors="replace")
+                self._bar.console.print(text, end="", markup=False, highlight=False)
+        return len(data)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def result(self) -> None:
+        with self._lock:
+            self.done += 1
+            if self._bar is not None:
+                self._bar.update(self._task, completed=self.done)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
 
 
 def _made(d: Path | None) -> Path | None:

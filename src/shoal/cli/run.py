@@ -223,6 +223,7 @@ def run(
         output_cap=settings.output_cap if gather else 0,
         on_event=printer.on_event,
     )
+    printer.waiting.total = len(job.report.order)
     try:
         report = job.run_blocking()
     finally:
@@ -256,22 +257,29 @@ def ping(
 ) -> None:
     """Check that every node's agent answers; -l/--json show round-trip ms."""
     _quiet_grpc()
-    from shoal.cli.output import say
+    from shoal.cli.output import Waiting, say
     from shoal.fanout.api import PING, tree_job
 
     sets = node_sets(nodes, hostfile)
     settings = _settings(inventory, insecure, connect_timeout)
     quiet = lines or json_out  # those say each node's reason themselves
+    waiting = Waiting(0, sys.stderr.isatty())
 
     def on_event(ev: Any, r: Any) -> None:
-        if not quiet and ev.HasField("result"):
-            say(r)
+        if ev.HasField("result"):
+            if not quiet:
+                say(r, err=waiting)
+            waiting.result()
 
     job = tree_job(
         PING, sets, exclude=exclude, pick=pick, width=width, settings=settings, output_cap=0,
         on_event=on_event,
     )  # fmt: skip
-    report = job.run_blocking()
+    waiting.total = len(job.report.order)
+    try:
+        report = job.run_blocking()
+    finally:
+        waiting.close()
     if json_out:
         report.write_json(sys.stdout)
     else:
