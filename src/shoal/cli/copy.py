@@ -96,7 +96,7 @@ def copy(
     insecure: Insecure = False,
     connect_timeout: ConnTimeout = None,
 ) -> None:
-    """Broadcast a file or directory to every node: `shoal copy -w cn[1-64] big.tar /root/`.
+    """Broadcast a file or directory to every node: `shoal copy -w 'cn[1-64]' big.tar /root/`.
 
     The source is read once; every agent writes each chunk and forwards it to
     its children as soon as it has it. Each node lands the copy under a
