@@ -10,6 +10,7 @@ README, "Exit status").
     │   └── TLSError               certificates or keys missing or not matching
     ├── PeerError               4  EXIT_UNREACHABLE: a node unreachable, or refusing us
     │   └── GrantError             a work grant that does not hold
+    ├── SandboxError            1  a resource request one node cannot honour (REFUSED)
     ├── TransferError           1  a copy or gather one node cannot complete
     │   └── Claimed                another writer holds the transfer's part
     ├── ServiceError            6  EXIT_SERVICE: a service shoal needs failed
@@ -90,6 +91,10 @@ class GrantError(PeerError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, refused=True)
+
+
+class SandboxError(ShoalError):
+    """A resource request a node cannot honour (its node is REFUSED); the text says why."""
 
 
 class TransferError(ShoalError):

@@ -30,7 +30,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoal.errors import ShoalError
+from shoal.errors import SandboxError as SandboxError  # re-exported
 
 log = logging.getLogger("shoal.agent.sandbox")
 
@@ -40,10 +40,6 @@ V1_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "freezer")
 # of a command's start): the command sees no arguments, and $0 is its text.
 PROLOGUE = 'for f; do echo $$ > "$f" || exit 125; done; set --; eval "$0"'
 EMPTY_WAIT = 10.0  # seconds a killed sandbox may take to empty
-
-
-class SandboxError(ShoalError):
-    """A resource request this node cannot honour; the text says why."""
 
 
 @dataclass(frozen=True)
