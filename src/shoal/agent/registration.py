@@ -151,14 +151,13 @@ async def collect_facts(
 
 
 def _client(controller_url: str, identity: Identity | None, timeout: float = 10.0) -> Any:
-    import ssl
-
     import httpx
+
+    from shoal.core.tls import client_context
 
     if identity is None or controller_url.startswith("http://"):
         return httpx.AsyncClient(base_url=controller_url, timeout=timeout, trust_env=False)
-    ctx = ssl.create_default_context(cafile=str(identity.ca_cert))
-    ctx.load_cert_chain(str(identity.cert), str(identity.key))
+    ctx = client_context(identity)
     return httpx.AsyncClient(base_url=controller_url, verify=ctx, timeout=timeout, trust_env=False)
 
 
