@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox proto clean
+.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox proto clean
 
 venv: $(STAMP)
 
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
 	$(PY) -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)  # a link to .venv/bin/shoal in ~/.local/bin (on most PATHs)
+	@mkdir -p $(HOME)/.local/bin
+	ln -sf $(CURDIR)/$(VENV)/bin/shoal $(HOME)/.local/bin/shoal
+	@case ":$$PATH:" in *":$(HOME)/.local/bin:"*) ;; *) echo "add $(HOME)/.local/bin to PATH";; esac
 
 test: $(STAMP)
 	$(PY) -m pytest -q
