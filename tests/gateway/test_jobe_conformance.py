@@ -9,6 +9,7 @@ document, not from either implementation under test."""
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -759,3 +760,34 @@ def test_unknown_backend_key_is_a_config_error(tmp_path: Path) -> None:
     assert p.stderr.strip().splitlines() == [
         f"shoal: error: {cfg}: backend #1: cputime_limt: Extra inputs are not permitted"
     ]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("JOBE_TESTSUBMIT"),
+    reason="set JOBE_TESTSUBMIT to the path of Jobe's testsubmit.py to run it",
+)
+def test_jobes_own_testsubmit_py(targets: dict[str, Proc]) -> None:
+    """Jobe's test program against the gateway, in the two languages the
+    stand-in runs: no exception, every error check and the cputime check as
+    with Jobe. (Its pylint and fork-limit tests need Jobe's sandbox.)"""
+    import subprocess
+    import sys
+
+    port = targets["gateway"].url.rsplit(":", 1)[1]
+    argv = [sys.executable, os.environ["JOBE_TESTSUBMIT"], "--host", "127.0.0.1"]
+    p = subprocess.run(
+        [*argv, "--port", port, "python3", "c"], capture_output=True, text=True, timeout=600
+    )
+    out = p.stdout
+    assert "0 exceptions" in out and "Traceback" not in p.stderr, out[-3000:] + p.stderr
+    for check_ in (
+        "Check 404 response when run requires a file that was not PUT. OK",
+        "Check 400 response: non-existent language OK",
+        "Check 400 response: missing language_id OK",
+        "Check 400 response: missing sourcecode OK",
+        "Testing overload exception OK",
+        "Testing a submission with an excessive cputime parameter\nOK",
+        "Valid Python3 OK",
+        "Test good C hello world OK",
+    ):
+        assert check_ in out, (check_, out[-3000:])
