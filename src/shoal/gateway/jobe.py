@@ -256,8 +256,11 @@ def json_decode(raw: bytes) -> Any:
     """The body as json_decode sees it; ValueError with PHP's error name."""
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("Malformed UTF-8 characters, possibly incorrectly encoded") from None
+    except UnicodeDecodeError as e:
+        before = raw[: e.start].decode("utf-8")
+        if _STRINGS.sub("", before).count('"') % 2:  # PHP checks UTF-8 inside strings
+            raise ValueError("Malformed UTF-8 characters, possibly incorrectly encoded") from None
+        raise ValueError("Syntax error") from None
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -276,7 +279,8 @@ def _why(text: str, e: json.JSONDecodeError) -> str:
     if e.msg.startswith("Invalid control character"):
         return "Control character error, possibly incorrectly encoded"
     ch = text[e.pos : e.pos + 1]
-    if ch in ("]", "}") and e.msg.startswith(("Expecting ',' delimiter", "Expecting property")):
+    prev = text[: e.pos].rstrip(" \t\n\r")[-1:]
+    if ch in ("]", "}") and prev not in (",", ":"):  # a container closed by the wrong bracket
         opener = _innermost(text, e.pos)
         if opener and {"[": "]", "{": "}"}[opener] != ch:
             return "State mismatch (invalid or malformed JSON)"
@@ -333,8 +337,11 @@ def _check_decoded(value: Any) -> None:
             stack.extend((x, depth + 1) for x in v)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _unpaired(s: str) -> bool:
-    return any("\ud800" <= c <= "\udfff" for c in s) if not s.isascii() else False
+    return not s.isascii() and _SURROGATE.search(s) is not None
 
 
 # ---- a run_spec -------------------------------------------------------------------
