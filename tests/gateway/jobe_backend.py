@@ -1,9 +1,14 @@
-"""A small Jobe-compatible server for tests and the bench (Jobe itself cannot
-be installed here). It really compiles and runs C (gcc) and Python programs
-under RLIMIT_CPU / RLIMIT_AS, has a fixed number of slots and answers
-outcome 21 after a bounded wait, keeps a file cache, and obeys a control
-endpoint: POST /control {"slow": factor, "fail": true|false, "purge": true,
-"broken": true|false (runs answer outcome 20, as a Jobe whose sandbox is broken)}.
+"""A small Jobe stand-in for tests and the bench (Jobe itself is PHP on Apache
+and cannot be installed here). It answers every request as a Jobe 2.x server
+does (routes, checks and error texts from shoal.gateway.jobe, the model of
+Jobe the gateway uses; results with Jobe's five keys; the overload test hook
+``!** TESTING OVERLOAD EXCEPTION **!``), and really compiles and runs C (gcc)
+and Python programs as Jobe does (a shell command of compiler or interpreter,
+parameters and args, under RLIMIT_CPU / RLIMIT_AS). It has a fixed number of
+slots and answers outcome 21 after a bounded wait, keeps a file cache, and
+obeys a control endpoint: POST /control {"slow": factor, "fail": true|false,
+"purge": true, "broken": true|false (runs answer outcome 20, as a Jobe whose
+sandbox is broken)}.
 
     python tests/gateway/jobe_backend.py --port 4001 --slots 4 --overload-wait 0.5
 """
@@ -12,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import json
 import os
-import re
 import resource
+import shlex
 import shutil
 import signal
 import sys
@@ -27,16 +30,41 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-API = "/jobe/index.php/restapi"
-FILE_ID = re.compile(r"^[A-Za-z0-9]+$")
+from shoal.gateway import jobe
+from shoal.gateway.app import AnyMethod
+from shoal.gateway.jobe import JSON_TYPE, JobeError
+
 LANGS = [["c", "gcc"], ["python3", sys.version.split()[0]]]
+DEFAULTS = {"cputime": 5, "memorylimit": 400, "streamsize": 2, "numprocs": 30}
+PY_DEFAULTS = {**DEFAULTS, "memorylimit": 1000}
+C_ARGS = ["-Wall", "-Werror", "-std=c99", "-x c"]
+
+
+def answer(status: int, value: Any) -> Response:
+    body = b"" if value is None else jobe.encode(value)
+    return Response(body, status_code=status, media_type=JSON_TYPE)
+
+
+def php_bool(v: Any) -> bool:
+    return v not in (None, False, 0, 0.0, "", "0", [], {})
+
+
+def clean(data: bytes) -> str:
+    """ResultObject::clean: valid UTF-8 as it is, else bytes shown as \\xNN."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        keep = (9, 10, 13)
+        return "".join(chr(c) if (32 <= c <= 0x7E or c in keep) else f"\\x{c:02x}" for c in data)
 
 
 class Jobe:
-    def __init__(self, slots: int, wait: float, delay: float, files: Path) -> None:
+    def __init__(
+        self, slots: int, wait: float, delay: float, files: Path, cputime_limit: int
+    ) -> None:
         self.slots = asyncio.Semaphore(slots)
         self.wait = wait
         self.delay = delay
@@ -44,36 +72,47 @@ class Jobe:
         self.fail = False
         self.broken = False
         self.files = files
+        self.cputime_limit = cputime_limit
         files.mkdir(parents=True, exist_ok=True)
         self.runs = 0
         self.busy = 0
         self.max_busy = 0  # most runs sent to it at once
         self.echo = False
 
-    async def languages(self, request: Request) -> Response:
-        if self.fail:
-            return JSONResponse("failing on purpose", status_code=500)
-        return JSONResponse(LANGS)
+    def limit(self, lang: str) -> int | None:
+        return self.cputime_limit if lang in {p[0] for p in LANGS} else None
 
-    async def put_file(self, request: Request) -> Response:
-        fid = request.path_params["fid"]
+    async def api(self, request: Request) -> Response:
+        raw = request.scope.get("raw_path") or request.scope["path"].encode()
         try:
-            body = json.loads(await request.body())
-            data = base64.b64decode(body["file_contents"], validate=True)
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            return JSONResponse("put: bad body", status_code=400)
-        if not FILE_ID.match(fid):
-            return JSONResponse("bad id", status_code=400)
-        (self.files / fid).write_bytes(data)
-        return Response(status_code=204)
-
-    async def head_file(self, request: Request) -> Response:
-        fid = request.path_params["fid"]
-        ok = FILE_ID.match(fid) and (self.files / fid).is_file()
-        return Response(status_code=204 if ok else 404)
-
-    async def get_run(self, request: Request) -> Response:
-        return JSONResponse("runs/{id} is not implemented", status_code=404)
+            r = jobe.route(request.method, raw.decode("latin-1"), request.headers)
+            if r.name == "preflight":
+                return Response(status_code=204, headers=jobe.CORS)
+            if r.name == "languages":
+                if self.fail:
+                    return answer(500, "failing on purpose")
+                return answer(200, LANGS)
+            if r.name == "put_file":
+                data = jobe.check_put(await request.body(), r.fid)
+                try:
+                    (self.files / r.fid).write_bytes(data)
+                except OSError:
+                    return answer(500, f"put: failed to write file {r.fid} to cache")
+                return Response(status_code=204)
+            if r.name == "head_file":
+                try:
+                    found = (self.files / r.fid).is_file()
+                except OSError:
+                    found = False
+                return Response(status_code=204) if found else answer(404, None)
+            return await self.post_run(request)
+        except JobeError as e:
+            if request.method == "HEAD":
+                return answer(e.status, None)
+            if e.body == "" and jobe.wants_html(request.headers):
+                page = f"<!DOCTYPE html><title>{e.status}</title>"
+                return Response(page, e.status, media_type="text/html; charset=UTF-8")
+            return answer(e.status, e.body)
 
     async def control(self, request: Request) -> Response:
         body = json.loads(await request.body() or b"{}")
@@ -86,107 +125,163 @@ class Jobe:
         if body.get("purge"):
             for f in self.files.iterdir():
                 f.unlink()
-        return JSONResponse(
-            {"slow": self.slow, "fail": self.fail, "runs": self.runs, "max_busy": self.max_busy}
+        return answer(
+            200,
+            {"slow": self.slow, "fail": self.fail, "runs": self.runs, "max_busy": self.max_busy},
         )
 
     async def post_run(self, request: Request) -> Response:
         if self.fail:
-            return JSONResponse("failing on purpose", status_code=500)
-        try:
-            spec = json.loads(await request.body())["run_spec"]
-            lang = spec["language_id"]
-            spec["sourcecode"]
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse("bad run_spec", status_code=400)
-        if lang not in {p[0] for p in LANGS}:
-            return JSONResponse(f"Language '{lang}' is not known", status_code=400)
-        for f in spec.get("file_list") or []:
-            if not (self.files / f[0]).is_file():
-                return JSONResponse("One or more files missing", status_code=404)
+            return answer(500, "failing on purpose")
+        raw = await request.body()
+        run = jobe.check_run(raw, self.limit)
+        spec = json.loads(raw)["run_spec"]
+        files = spec.get("file_list") or []
+        for f in files if isinstance(files, list) else files.values():
+            try:
+                found = (self.files / f[0]).is_file()
+            except OSError:
+                found = False
+            if not found:
+                raise JobeError(404, "One or more of the specified files is missing/unavailable")
+        if run.overload_test:
+            return answer(200, jobe.OVERLOAD)
         self.busy += 1  # runs sent to us at once, waiting for a slot or not
         self.max_busy = max(self.max_busy, self.busy)
         try:
-            return await self._run(spec)
+            return await self._run(run, spec)
         finally:
             self.busy -= 1
 
-    async def _run(self, spec: dict[str, Any]) -> Response:
+    async def _run(self, run: jobe.Run, spec: dict[str, Any]) -> Response:
         try:
             await asyncio.wait_for(self.slots.acquire(), self.wait)
         except TimeoutError:
-            return JSONResponse({"run_id": "0", "outcome": 21})
+            return answer(200, jobe.OVERLOAD)
         try:
             self.runs += 1
             if self.delay:
                 await asyncio.sleep(self.delay * self.slow)
             if self.broken:
-                return JSONResponse(
-                    {"run_id": None, "outcome": 20, "cmpinfo": "", "stdout": "",
-                     "stderr": "runguard: cannot set up the sandbox"}
-                )  # fmt: skip
+                res = jobe.result(None, 20, stderr="runguard: cannot set up the sandbox")
+                return answer(200, res)
             if self.echo:  # bench mode: the run is the delay, nothing is executed
-                out = {"run_id": None, "outcome": 15, "cmpinfo": "", "stderr": ""}
-                return JSONResponse({**out, "stdout": spec.get("input", "")})
-            return JSONResponse(await self.execute(spec))
+                return answer(200, jobe.result(None, 15, stdout=jobe.php_str(spec.get("input"))))
+            return answer(200, await self.execute(run, spec))
         finally:
             self.slots.release()
 
-    async def execute(self, spec: dict[str, Any]) -> dict[str, Any]:
-        params = spec.get("parameters") or {}
-        cpu = int(params.get("cputime", 5))
-        mem = int(params.get("memorylimit", 400)) * 1024 * 1024
-        res: dict[str, Any] = {"run_id": None, "cmpinfo": "", "stdout": "", "stderr": ""}
-        d = Path(tempfile.mkdtemp(prefix="jobe-"))
+    async def execute(self, run: jobe.Run, spec: dict[str, Any]) -> dict[str, Any]:
+        raw_params = spec.get("parameters")
+        params = raw_params if isinstance(raw_params, dict) else {}
+        defaults = PY_DEFAULTS if run.language == "python3" else DEFAULTS
+
+        def param(key: str) -> Any:  # LanguageTask::getParam: a non-number is the default
+            v = params.get(key, defaults.get(key))
+            if key in defaults and not jobe.is_numeric(v):
+                return defaults[key]
+            return v
+
+        def args(key: str, default: list[str]) -> str:
+            v = params.get(key, default)
+            return " ".join(jobe.php_str(a) for a in v) if isinstance(v, list) else ""
+
+        debug = php_bool(spec.get("debug"))
+        d = Path(tempfile.mkdtemp(prefix="jobe_"))
         try:
-            for f in spec.get("file_list") or []:
-                shutil.copy(self.files / f[0], d / f[1])
-            if spec["language_id"] == "c":
-                (d / "prog.c").write_text(spec["sourcecode"])
-                cc = await asyncio.create_subprocess_exec(
-                    "gcc", "-o", str(d / "prog"), str(d / "prog.c"),
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                )  # fmt: skip
-                out, _ = await cc.communicate()
-                if cc.returncode != 0:
-                    return {**res, "outcome": 11, "cmpinfo": out.decode(errors="replace")}
-                argv = [str(d / "prog")]
-            else:
-                (d / "prog.py").write_text(spec["sourcecode"])
-                argv = [sys.executable, "-I", str(d / "prog.py")]
-
-            def limits() -> None:
-                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-                resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-
-            p = await asyncio.create_subprocess_exec(
-                *argv, cwd=d, preexec_fn=limits,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            stdin = str(spec.get("input", "")).encode()
-            try:
-                out, errb = await asyncio.wait_for(p.communicate(stdin), 3 * cpu + 2)
-            except TimeoutError:
-                p.kill()
-                await p.wait()
-                return {**res, "outcome": 13}
-            res["stdout"], res["stderr"] = (
-                out.decode(errors="replace"),
-                errb.decode(errors="replace"),
+            name = jobe.php_str(spec.get("sourcefilename")) or (
+                "prog.c" if run.language == "c" else "prog.py"
             )
-            rc = p.returncode
-            if rc in (-signal.SIGXCPU, -signal.SIGKILL):
-                return {**res, "outcome": 13}
-            if "MemoryError" in res["stderr"]:
+            (d / name).write_text(jobe.php_str(spec["sourcecode"]))
+            files = spec.get("file_list") or []
+            for f in files if isinstance(files, list) else files.values():
+                shutil.copy(self.files / f[0], d / f[1])
+            if run.language == "c":
+                cmd = (
+                    f"gcc {args('compileargs', C_ARGS)} -o {name}.exe {name} {args('linkargs', [])}"
+                )
+                out, err, _ = await self.sandbox(cmd, d, 10, 500, 2_000_000, b"")
+                if err:
+                    return jobe.result(None, 11, cmpinfo=clean(err))
+                cmd = f"./{name}.exe {args('runargs', [])}"
+            else:
+                py = shlex.quote(sys.executable)
+                out, err, _ = await self.sandbox(
+                    f"{py} -m py_compile {name}", d, 10, 1000, 2_000_000, b""
+                )
+                if err:
+                    return jobe.result(None, 11, cmpinfo=clean(err))
+                cmd = f"{py} {args('interpreterargs', ['-BE'])} {name} {args('runargs', [])}"
+            cpu = max(1, int(float(param("cputime"))))
+            mem = int(float(param("memorylimit")))
+            stream = int(float(param("streamsize")) * 1_000_000)
+            stdin = jobe.php_str(spec.get("input")).encode()
+            out, err, why = await self.sandbox(cmd, d, cpu, mem, stream, stdin)
+            rid = str(d) if debug else None
+            res = jobe.result(rid, 15, stdout=clean(out), stderr=clean(err))
+            if why == "time":
+                return {**res, "outcome": 13, "stderr": ""}
+            if b"MemoryError" in err:
                 return {**res, "outcome": 17}
-            if rc != 0 or res["stderr"]:
+            if err or why == "error":
                 return {**res, "outcome": 12}
-            return {**res, "outcome": 15}
+            return res
         except OSError as e:
-            return {**res, "outcome": 20, "stderr": str(e)}
+            return jobe.result(None, 20, stderr=str(e))
         finally:
-            shutil.rmtree(d, ignore_errors=True)
+            if not debug:
+                shutil.rmtree(d, ignore_errors=True)
+
+    async def sandbox(
+        self, cmd: str, cwd: Path, cpu: int, mem_mb: int, stream: int, stdin: bytes
+    ) -> tuple[bytes, bytes, str]:
+        """Run ``cmd`` under sh with limits: (stdout, stderr, "" | "time" | "error")."""
+
+        def limits() -> None:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+            if mem_mb:
+                m = mem_mb * 1024 * 1024
+                resource.setrlimit(resource.RLIMIT_AS, (m, m))
+
+        p = await asyncio.create_subprocess_exec(
+            "sh", "-c", cmd, cwd=cwd, preexec_fn=limits, start_new_session=True,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert p.stdin and p.stdout and p.stderr
+        over = False
+
+        async def read(s: asyncio.StreamReader) -> bytes:
+            nonlocal over
+            got = bytearray()
+            while chunk := await s.read(65536):
+                if len(got) < stream:
+                    got += chunk[: stream - len(got)]
+                elif not over:  # Jobe's streamsize: the run is stopped
+                    over = True
+                    os.killpg(p.pid, signal.SIGKILL)
+            return bytes(got)
+
+        async def feed() -> None:
+            try:
+                p.stdin.write(stdin)  # type: ignore[union-attr]
+                await p.stdin.drain()  # type: ignore[union-attr]
+                p.stdin.close()  # type: ignore[union-attr]
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        try:
+            out, err, _ = await asyncio.wait_for(
+                asyncio.gather(read(p.stdout), read(p.stderr), feed()), 2 * cpu + 2
+            )
+        except TimeoutError:
+            os.killpg(p.pid, signal.SIGKILL)
+            await p.wait()
+            return b"", b"", "time"
+        rc = await p.wait()
+        if over or rc in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 137):
+            return out, err, "time"
+        return out, err, "" if rc == 0 else "error"
 
 
 def main() -> None:
@@ -196,22 +291,18 @@ def main() -> None:
     ap.add_argument("--overload-wait", type=float, default=10.0)
     ap.add_argument("--delay", type=float, default=0.0, help="seconds added to every run")
     ap.add_argument("--files", type=Path, default=None)
+    ap.add_argument("--cputime-limit", type=int, default=jobe.CPUTIME_LIMIT)
     ap.add_argument("--echo", action="store_true", help="bench: answer after --delay, run nothing")
     a = ap.parse_args()
     import uvicorn
 
     files = a.files or Path(tempfile.mkdtemp(prefix="jobe-files-"))
-    j = Jobe(a.slots, a.overload_wait, a.delay, files)
+    j = Jobe(a.slots, a.overload_wait, a.delay, files, a.cputime_limit)
     j.echo = a.echo
-    fp = API + "/files/{fid}"
     app = Starlette(
         routes=[
-            Route(API + "/languages", j.languages, methods=["GET"]),
-            Route(fp, j.put_file, methods=["PUT"]),
-            Route(fp, j.head_file, methods=["HEAD"]),
-            Route(API + "/runs", j.post_run, methods=["POST"]),
-            Route(API + "/runs/{rid}", j.get_run, methods=["GET"]),
             Route("/control", j.control, methods=["POST"]),
+            Route("/{path:path}", AnyMethod(j.api)),
         ]
     )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -63,12 +63,15 @@ def start_backend(
     delay: float = 0.0,
     port: int | None = None,
     echo: bool = False,
+    cputime_limit: int | None = None,
 ) -> Proc:
     port = port or free_port()
     files = tmp / f"jobe-{port}"
     argv = [sys.executable, str(HERE / "jobe_backend.py"), "--port", str(port)]
     argv += ["--slots", str(slots), "--overload-wait", str(wait), "--delay", str(delay)]
     argv += ["--files", str(files)] + (["--echo"] if echo else [])
+    if cputime_limit is not None:
+        argv += ["--cputime-limit", str(cputime_limit)]
     p = subprocess.Popen(argv)
     url = f"http://127.0.0.1:{port}"
     STARTED.append(proc := Proc(url, p))

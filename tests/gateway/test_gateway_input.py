@@ -116,39 +116,50 @@ def deep(n: int) -> str:
     return "[" * n + "]" * n
 
 
-def test_malformed_bodies_are_400_json_strings_without_traceback(
+def test_malformed_bodies_get_jobe_answers_json_strings_without_traceback(
     small_gw: tuple[Proc, Path],
 ) -> None:
+    """Each gets what Jobe answers (a JSON string; 500 where PHP fails), never a
+    traceback in the gateway's log."""
     g, log = small_gw
     runs, files = g.url + API + "/runs", g.url + API + "/files/"
     hdr = {"Content-Type": "application/json"}
+    too_deep = "Server exception (Failed to parse JSON string. Error: Maximum stack depth exceeded)"
     cases = [
-        ("POST", runs, '{"run_spec": ' + deep(100_000) + "}"),
-        ("POST", runs, deep(100_000)),
+        ("POST", runs, '{"run_spec": ' + deep(100_000) + "}", 500, too_deep),
+        ("POST", runs, deep(100_000), 500, too_deep),
         (
             "POST",
             runs,
             '{"run_spec": {"language_id": "python3", "sourcecode": "x", "x": ' + deep(600) + "}}",
+            500,
+            too_deep,
         ),
-        ("PUT", files + "abc", '{"file_contents": ' + deep(100_000) + "}"),
-        ("PUT", files + "abc", deep(100_000)),
-        ("PUT", files + "abc", '{"file_contents": {"a": [1, 2]}}'),
-        ("PUT", files + "abc", '{"file_contents": ' + json.dumps({"a": {"b": [[1]]}}) + "}"),
-        ("PUT", files + "a" * 5000, '{"file_contents": "eA=="}'),
-        ("PUT", files + "a" * 300, '{"file_contents": "eA=="}'),
+        ("PUT", files + "abc", '{"file_contents": ' + deep(100_000) + "}", 500, ""),
+        ("PUT", files + "abc", deep(100_000), 500, ""),
+        ("PUT", files + "abc", '{"file_contents": {"a": [1, 2]}}', 500, ""),
+        (
+            "PUT",
+            files + "abc",
+            '{"file_contents": ' + json.dumps({"a": {"b": [[1]]}}) + "}",
+            500,
+            "",
+        ),
+        ("PUT", files + "a" * 5000, '{"file_contents": "eA=="}', 500, "put: failed to write file "),
+        ("PUT", files + "a" * 300, '{"file_contents": "eA=="}', 500, "put: failed to write file "),
     ]
-    for method, url, body in cases:
+    for method, url, body, status, text in cases:
         r = httpx.request(method, url, content=body.encode(), headers=hdr, timeout=30)
-        assert r.status_code == 400, (method, url[-40:], body[:60], r.status_code, r.text[:80])
-        assert isinstance(r.json(), str), r.text[:80]
-    assert httpx.head(files + "a" * 5000).status_code == 400
+        assert r.status_code == status, (method, url[-40:], body[:60], r.status_code, r.text[:80])
+        assert isinstance(r.json(), str) and r.json().startswith(text), r.text[:80]
+    assert httpx.head(files + "a" * 5000).status_code == 404
     long_id = {"language_id": "python3", "sourcecode": "x", "file_list": [["a" * 5000, "f"]]}
     r = httpx.post(runs, json={"run_spec": long_id})
-    assert r.status_code == 400 and "file" in r.json()
+    assert r.status_code == 404 and "files" in r.json()
     long_name = {"language_id": "python3", "sourcecode": "x", "file_list": [["abc", "f" * 5000]]}
     assert httpx.post(runs, json={"run_spec": long_name}).status_code == 400
     text = log.read_text()
     assert "Traceback" not in text and "Exception" not in text, text[-2000:]
-    # a 200-character id (an id Moodle might make) is still a good one
-    r = httpx.put(files + "b" * 200, json={"file_contents": "eA=="})
+    # a 255-character id (the longest a file name can be) is still a good one
+    r = httpx.put(files + "b" * 255, json={"file_contents": "eA=="})
     assert r.status_code == 204

@@ -91,7 +91,13 @@ def test_capacity_queue_timeout_answers_21_and_backend_overload_is_retried(
             first = ex.submit(run, g)
             time.sleep(1.0)
             second = run(g)
-            assert second.json() == {"run_id": "0", "outcome": 21}
+            assert second.json() == {
+                "run_id": "0",
+                "outcome": 21,
+                "cmpinfo": "",
+                "stdout": "",
+                "stderr": "",
+            }
             assert first.result().json()["outcome"] == 15
         assert "shoal_gateway_queue_depth 0.0" in httpx.get(g.url + "/metrics").text
     finally:
@@ -142,12 +148,14 @@ def test_two_gateways_share_redis(tmp_path: Path, redis_url: str) -> None:
     try:
         h = {"X-API-KEY": "k1"}
         body = {"file_contents": base64.b64encode(b"shared\n").decode()}
-        assert httpx.put(g1.url + API + "/files/sf1", json=body, headers=h).status_code == 204
-        assert httpx.head(g2.url + API + "/files/sf1", headers=h).status_code == 204
+        assert (
+            httpx.put(g1.url + API + "/files/sharedfile1", json=body, headers=h).status_code == 204
+        )
+        assert httpx.head(g2.url + API + "/files/sharedfile1", headers=h).status_code == 204
         spec = {
             "language_id": "python3",
             "sourcecode": "print(open('s').read().strip())",
-            "file_list": [["sf1", "s"]],
+            "file_list": [["sharedfile1", "s"]],
         }
         r = run(g2, spec, headers=h)
         assert r.json()["stdout"] == "shared\n"

@@ -109,16 +109,18 @@ def test_redis_going_away_and_back(tmp_path: Path, own_redis: RedisServer) -> No
         return httpx.post(g.url + API + "/runs", json={"run_spec": s}, headers=h, timeout=60)
 
     try:
-        assert put("before1", "one") == 204
-        assert [run("before1").status_code for _ in range(3)] == [200] * 3
+        assert put("beforefile1", "one") == 204
+        assert [run("beforefile1").status_code for _ in range(3)] == [200] * 3
         assert status(g.url)["redis"] == "ok"
         own_redis.kill()
         # Redis away: rate-limited runs and files go on, counted and kept here
-        assert put("during1", "two") == 204
-        assert httpx.head(g.url + API + "/files/during1", headers=h).status_code == 204
-        assert httpx.head(g.url + API + "/files/before1", headers=h).status_code == 204
+        assert put("duringfile1", "two") == 204
+        assert httpx.head(g.url + API + "/files/duringfile1", headers=h).status_code == 204
+        assert httpx.head(g.url + API + "/files/beforefile1", headers=h).status_code == 204
         assert run("nosuchfile1").status_code == 404
-        got = [run(fid).status_code for fid in ("during1", "before1") * 3 + ("during1",)]
+        got = [
+            run(fid).status_code for fid in ("duringfile1", "beforefile1") * 3 + ("duringfile1",)
+        ]
         assert got == [200] * 6 + [429], got  # 3 before + 1 + 6 here = the 10 of the hour
         assert status(g.url)["redis"] == "away"
         text = log.read_text()
@@ -130,11 +132,11 @@ def test_redis_going_away_and_back(tmp_path: Path, own_redis: RedisServer) -> No
             assert time.monotonic() < deadline, "the gateway never saw Redis back"
             time.sleep(0.1)
         r = redis.Redis.from_url(own_redis.url)
-        assert r.get("t:file:during1") == b"two"  # handed back
+        assert r.get("t:file:duringfile1") == b"two"  # handed back
         rate = [k for k in r.scan_iter("t:rate:*")]
         # the hour's count survives Redis restarting empty: 3 before, 8 meanwhile
         assert len(rate) == 1 and int(r.get(rate[0]) or 0) == 11
-        assert run("during1").status_code == 429  # shared again: the hour is used up
+        assert run("duringfile1").status_code == 429  # shared again: the hour is used up
         text = log.read_text()
         assert text.count("Redis at") == 2 and "reachable again" in text, text
         assert "Traceback" not in text, text[-3000:]

@@ -80,3 +80,67 @@ def test_release_serves_the_oldest_fitting_waiter_and_ejection_answers_the_stran
         assert await asyncio.wait_for(line[2], 1) is b1
 
     asyncio.run(go())
+
+
+def test_a_retried_run_goes_to_the_head_of_the_line() -> None:
+    """#14 item 8: a run cut mid-flight and retried has waited its turn: the next
+    free slot is its, before runs that came later (and a full queue does not
+    refuse it)."""
+
+    async def go() -> None:
+        pool = make_pool("p2c")
+        pool.s.max_queue = 2
+        held = [await pool.acquire("python3", set(), None) for _ in range(2)]
+        line = [asyncio.ensure_future(pool.acquire("python3", set(), None)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert pool.waiters == 2  # the queue is full
+        retried = asyncio.ensure_future(pool.acquire("python3", set(), None, retry=True))
+        await asyncio.sleep(0.05)
+        assert pool.waiters == 3 and not retried.done()
+        await pool.release(held[0])
+        await asyncio.sleep(0.05)
+        assert retried.done() and retried.result() is held[0]
+        assert not any(f.done() for f in line)
+        for b in (held[1], held[0]):
+            await pool.release(b)
+        await asyncio.wait_for(asyncio.gather(*line), 1)
+
+    asyncio.run(go())
+
+
+def test_a_retry_with_no_queue_time_left_is_answered_at_once() -> None:
+    """#14 item 8: the queue time is one budget for all of a run's attempts; a
+    retry that has none left takes a free slot or gets outcome 21 (None) at
+    once, never a second wait."""
+
+    async def go() -> None:
+        pool = make_pool("p2c")
+        held = [await pool.acquire("python3", set(), None) for _ in range(2)]
+        got = await pool.acquire("python3", set(), None, timeout=0.0, retry=True)
+        assert got is None and pool.waiters == 0
+        await pool.release(held[1])
+        got = await pool.acquire("python3", set(), None, timeout=0.0, retry=True)
+        assert got is held[1]
+        await pool.release(held[0])
+        await pool.release(held[1])
+
+    asyncio.run(go())
+
+
+def test_a_run_goes_only_where_its_cputime_is_allowed() -> None:
+    async def go() -> None:
+        s = GatewaySettings(queue_timeout=5)
+        cfgs = [
+            BackendConfig(url="http://short", cputime_limit=30),
+            BackendConfig(url="http://long"),
+        ]
+        pool = Pool(s, cfgs, Upstream(1.0), Metrics())
+        for b in pool.backends:
+            b.live, b.languages = True, [["python3", "3"]]
+        assert pool.cputime_limit("python3") == 120 and pool.cputime_limit("c") is None
+        for _ in range(10):
+            b = await pool.acquire("python3", set(), None, cputime=60)
+            assert b is not None and b.url == "http://long"
+            await pool.release(b)
+
+    asyncio.run(go())

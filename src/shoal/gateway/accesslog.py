@@ -7,12 +7,14 @@ import json
 import logging
 import time
 
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shoal.gateway.jobe import JSON_TYPE, encode
 from shoal.gateway.metrics import Metrics
 
-API = "/jobe/index.php/restapi"
+API = "/jobe/index.php/restapi/"
+ROUTES = {"languages", "runs", "files"}
 log = logging.getLogger("shoal.gateway.access")
 errors = logging.getLogger("shoal.gateway")
 
@@ -47,10 +49,11 @@ class AccessLog:
             if started:
                 raise  # half an answer sent: uvicorn closes the connection
             status = 500
-            answer = JSONResponse(f"Server exception ({type(e).__name__})", status_code=500)
+            body = encode(f"Server exception ({type(e).__name__})")
+            answer = Response(body, status_code=500, media_type=JSON_TYPE)
             await answer(scope, receive, send)
         finally:
-            route = path.removeprefix(API).split("/")[1] if path.startswith(API) else path
+            route = label(path)
             self.metrics.child(self.metrics.requests, scope["method"], route, str(status)).inc()
             if log.isEnabledFor(logging.INFO):
                 st = scope["state"]
@@ -65,3 +68,12 @@ class AccessLog:
                     "client": (scope.get("client") or ["?"])[0],
                 }
                 log.info(json.dumps(rec))
+
+
+def label(path: str) -> str:
+    """The metrics label of a path: one of a few, never the path itself (a
+    label per path a client made up would grow without bound)."""
+    if path.startswith(API):
+        first = path[len(API) :].split("/", 1)[0]
+        return first if first in ROUTES else "other"
+    return path if path in ("/metrics", "/shoal/status") else "other"

@@ -5,39 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hmac
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp
+from starlette.routing import request_response as _endpoint
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shoal.errors import RequestError, UpstreamError
+from shoal.gateway import jobe
 from shoal.gateway.accesslog import AccessLog
-from shoal.gateway.bodies import parse_json, read_body
+from shoal.gateway.bodies import read_body
 from shoal.gateway.config import GatewayConfig
 from shoal.gateway.conns import ConnGuard, plan
 from shoal.gateway.files import DiskFiles, FileStore, RedisFiles, valid_id
+from shoal.gateway.jobe import JSON_TYPE, OVERLOAD, JobeError
 from shoal.gateway.limits import Limits
 from shoal.gateway.metrics import Metrics
 from shoal.gateway.pool import Backend, Pool, QueueFull
 from shoal.gateway.shared import Shared
 from shoal.gateway.upstream import MAX_IDLE, Upstream
 
-API = "/jobe/index.php/restapi"
 MAX_JOB_ID = 200  # characters of X-CodeRunner-Job-Id kept for affinity
-MAX_CPUTIME = 50  # Jobe's default upper limit on parameters.cputime
-FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")  # fullmatch
-OVERLOAD = {"run_id": "0", "outcome": 21}
 log = logging.getLogger("shoal.gateway")
 
 
@@ -114,32 +111,41 @@ class Gateway:
         return None
 
     # ---- routes -----------------------------------------------------------
-    async def languages(self, request: Request) -> Response:
-        if e := await self.key_error(request):
-            return e
+    async def jobe_api(self, request: Request) -> Response:
+        """Every path but the gateway's own: routed as Jobe's CodeIgniter routes."""
+        raw = request.scope.get("raw_path") or request.scope["path"].encode()
+        try:
+            r = jobe.route(request.method, raw.decode("latin-1"), request.headers)
+        except JobeError as no_route:
+            return refusal(request, no_route)
+        if r.name == "preflight":
+            return Response(status_code=204, headers=jobe.CORS)
+        if denied := await self.key_error(request):
+            return denied
+        if r.name == "languages":
+            return await self.languages()
+        if r.name == "runs":
+            return await self.post_run(request)
+        if r.name == "put_file":
+            return await self.put_file(request, r.fid)
+        return await self.head_file(r.fid)
+
+    async def languages(self) -> Response:
         seen: dict[str, list[str]] = {}
         for b in self.pool.live():
             for lang, version in b.languages:
                 seen.setdefault(lang, [lang, version])
-        return JSONResponse(sorted(seen.values()))
+        return answer(200, sorted(seen.values()))
 
-    async def put_file(self, request: Request) -> Response:
-        if e := await self.key_error(request):
-            return e
-        fid = request.path_params["fid"]
-        if not valid_id(fid):
-            return err(400, "put: illegal file id (1 to 200 letters and digits)")
+    async def put_file(self, request: Request, fid: str) -> Response:
         try:
-            body = parse_json(await read_body(request, self.s.max_file_body, "put"), "put")
+            data = jobe.check_put(await read_body(request, self.s.max_file_body, "put"), fid)
         except RequestError as bad:
             return refuse(bad)
-        contents = body.get("file_contents") if isinstance(body, dict) else None
-        if not isinstance(contents, str):
-            return err(400, "put: missing file_contents parameter")
-        try:
-            data = base64.b64decode(contents, validate=True)
-        except (binascii.Error, ValueError):
-            return err(400, f"put: contents of file {fid} are not valid base-64")
+        except JobeError as e:
+            return refusal(request, e)
+        if not valid_id(fid):  # longer than a file name: Jobe cannot write it either
+            return err(500, f"put: failed to write file {fid} to cache")
         try:
             await self.files.put(fid, data)
         except OSError:  # a full disk, say: Jobe's own answer
@@ -148,71 +154,43 @@ class Gateway:
             b.known_files.discard(fid)  # same id, maybe new contents
         return Response(status_code=204)
 
-    async def head_file(self, request: Request) -> Response:
-        if e := await self.key_error(request):
-            return e
-        fid = request.path_params["fid"]
-        if not valid_id(fid):
-            return Response(status_code=400)
-        return Response(status_code=204 if await self.files.exists(fid) else 404)
-
-    async def get_run(self, request: Request) -> Response:
-        return err(404, "Unimplemented method: runs/{id}")
+    async def head_file(self, fid: str) -> Response:
+        found = valid_id(fid) and await self.files.exists(fid)
+        return Response(status_code=204) if found else answer(404, None)
 
     async def post_run(self, request: Request) -> Response:
-        if e := await self.key_error(request):
-            return e
         try:
             raw = await read_body(request, self.s.max_run_body, "runs_post")
-            body = parse_json(raw, "runs_post", invalid_status=500)  # as Jobe: 500
+            run = jobe.check_run(raw, self.pool.cputime_limit)
         except RequestError as bad:
             return refuse(bad)
-        spec = body.get("run_spec") if isinstance(body, dict) else None
-        if not isinstance(spec, dict):
-            return err(400, "runs_post: missing or invalid run_spec parameter")
-        lang, src = spec.get("language_id"), spec.get("sourcecode")
-        if not isinstance(lang, str) or not isinstance(src, str):
-            return err(400, "runs_post: missing or invalid language_id or sourcecode")
-        params = spec.get("parameters") or {}
-        if not isinstance(params, dict):
-            return err(400, "runs_post: parameters must be an object")
-        cpu = params.get("cputime")
-        if cpu is not None and (not isinstance(cpu, int | float) or cpu > MAX_CPUTIME):
-            return err(400, f"runs_post: cputime exceeds maximum allowed ({MAX_CPUTIME})")
-        file_ids = []
-        file_list = spec.get("file_list") or []
-        if not isinstance(file_list, list):
-            return err(400, "runs_post: invalid file list")
-        for f in file_list:
-            if (
-                not isinstance(f, list)
-                or len(f) < 2
-                or not isinstance(f[0], str)
-                or not isinstance(f[1], str)
-                or not valid_id(f[0])
-                or not FILE_NAME.fullmatch(f[1])
-            ):
-                return err(400, "runs_post: invalid file list")
-            file_ids.append(f[0])
-        if not self.pool.knows(lang):
-            return err(400, f"Language '{lang}' is not known")
+        except JobeError as e:
+            return refusal(request, e)
         status = await self.limits.charge_run(request.headers.get("x-api-key"))
         if status == 429:
             return err(429, "Rate limit exceeded for this API key")
-        for fid in file_ids:
-            if not await self.files.exists(fid):
+        for fid in run.file_ids:
+            if not valid_id(fid) or not await self.files.exists(fid):
                 return err(404, "One or more of the specified files is missing/unavailable")
+        if run.overload_test:  # Jobe's test hook: its overload answer, once the files are there
+            return self._outcome(request, OVERLOAD)
         # The client's own bytes go to the backend: validated, never re-encoded.
-        return await self.route_run(request, raw, lang, file_ids)
+        return await self.route_run(request, raw, run)
 
-    async def route_run(self, request: Request, raw: bytes, lang: str, fids: list[str]) -> Response:
+    async def route_run(self, request: Request, raw: bytes, run: jobe.Run) -> Response:
         job = request.headers.get("x-coderunner-job-id")
         if job is not None and len(job) > MAX_JOB_ID:
             job = None  # the affinity map keeps 100,000 ids: not of any size
         excluded: set[str] = set()
+        fids = run.file_ids
+        # one deadline for all attempts: a retry waits only what is left of it
+        deadline = time.monotonic() + self.s.queue_timeout
         for attempt in range(self.s.retries + 1):
+            left = max(0.0, deadline - time.monotonic())
             try:
-                b = await self.pool.acquire(lang, excluded, job)
+                b = await self.pool.acquire(
+                    run.language, excluded, job, run.cputime, timeout=left, retry=attempt > 0
+                )
             except QueueFull:
                 return self._outcome(request, OVERLOAD)
             if b is None:
@@ -235,7 +213,7 @@ class Gateway:
 
     def _outcome(self, request: Request, result: dict[str, Any]) -> Response:
         self._count(request, result.get("outcome"))
-        return JSONResponse(result)
+        return answer(200, result)
 
     async def push(self, b: Backend, fid: str) -> None:
         data = await self.files.get(fid)
@@ -291,7 +269,9 @@ class Gateway:
             b.observe(time.perf_counter() - t0)  # a run done: the balancer's latency
             if isinstance(result, dict):
                 self._count(request, result.get("outcome"))
-        return Response(r.body, status_code=r.status, media_type="application/json")
+        if r.status == 204:
+            return Response(status_code=204)
+        return Response(r.body, status_code=r.status, media_type=JSON_TYPE)
 
     async def metrics_view(self, request: Request) -> Response:
         if e := self.operator_error(request):
@@ -319,7 +299,8 @@ class Gateway:
             }
             for b in self.pool.backends
         ]
-        return JSONResponse(
+        return answer(
+            200,
             {
                 "balance": self.s.balance,
                 "queued": self.pool.waiters,
@@ -327,31 +308,62 @@ class Gateway:
                 "redis": None if self.shared is None else ("ok" if self.shared.up else "away"),
                 "connections": self.conns.status(),
                 "backends": rows,
-            }
+            },
         )
 
     def asgi(self) -> ASGIApp:
-        fp = API + "/files/{fid}"
         routes = [
-            Route(API + "/languages", self.languages, methods=["GET"]),
-            Route(fp, self.put_file, methods=["PUT"]),
-            Route(fp, self.head_file, methods=["HEAD"]),
-            Route(API + "/runs", self.post_run, methods=["POST"]),
-            Route(API + "/runs/{rid}", self.get_run, methods=["GET"]),
             Route("/metrics", self.metrics_view, methods=["GET"]),
             Route("/shoal/status", self.status, methods=["GET"]),
+            Route("/{path:path}", AnyMethod(self.jobe_api), methods=None),
         ]
         # A bare Router, not Starlette(): its two exception middlewares cost CPU on
         # every proxied run; uvicorn answers 500 for an uncaught error just the same.
-        return AccessLog(Router(routes, lifespan=self.lifespan), self.metrics)
+        router = Router(routes, lifespan=self.lifespan, redirect_slashes=False)
+        return AccessLog(router, self.metrics)
+
+
+class AnyMethod:
+    """An endpoint as an ASGI app, so that its Route takes every method (with a
+    function, Starlette's takes GET only): Jobe's own routing decides."""
+
+    def __init__(self, fn: Any) -> None:
+        self.app = _endpoint(fn)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def answer(status: int, value: Any) -> Response:
+    """A JSON answer as Jobe's framework sends it (None: an empty body, as
+    CodeIgniter's respond(null, 404) still labelled JSON)."""
+    body = b"" if value is None else jobe.encode(value)
+    return Response(body, status_code=status, media_type=JSON_TYPE)
 
 
 def err(status: int, message: str) -> Response:
     """Jobe answers errors with a JSON string."""
-    return JSONResponse(message, status_code=status)
+    return answer(status, message)
+
+
+HTML_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{status}</title>'
+    "</head>\n<body><h1>{status}</h1></body>\n</html>\n"
+)
+
+
+def refusal(request: Request, e: JobeError) -> Response:
+    """Jobe's answer for ``e``: the framework's own errors ("" as body) are an
+    HTML page to a client that asks for text/html, as CodeIgniter's are."""
+    if e.body == "" and jobe.wants_html(request.headers) and request.method != "HEAD":
+        page = HTML_PAGE.format(status=e.status).encode()
+        return Response(page, status_code=e.status, media_type="text/html; charset=UTF-8")
+    if request.method == "HEAD":
+        return answer(e.status, None)
+    return answer(e.status, e.body)
 
 
 def refuse(e: RequestError) -> Response:
     """A refused body; after a 413 the connection is closed, the rest unread."""
     headers = {"Connection": "close"} if e.status == 413 else None
-    return JSONResponse(e.message, status_code=e.status, headers=headers)
+    return Response(jobe.encode(e.message), e.status, headers, JSON_TYPE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from shoal.core.config import read_toml, shoal_home
@@ -49,10 +49,14 @@ class GatewaySettings(Section):
 
 
 class BackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     url: str
     weight: float = Field(default=1.0, gt=0)
     api_key: str | None = None
     capacity: int = Field(default=16, ge=1)
+    # the backend's cputime_upper_limit_secs (Jobe's default): longer runs go elsewhere
+    cputime_limit: int = Field(default=120, ge=1)
 
     @property
     def base(self) -> str:
@@ -61,6 +65,8 @@ class BackendConfig(BaseModel):
 
 
 class KeyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     key: str = Field(min_length=1)
     runs_per_hour: int = Field(default=0, ge=0)  # 0: unlimited
 

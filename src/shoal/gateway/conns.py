@@ -261,7 +261,7 @@ def _answer(transport: asyncio.Transport, status: int, message: str) -> None:
     reason = {431: "Request Header Fields Too Large", 503: "Service Unavailable"}[status]
     body = ('"' + message.replace('"', "'") + '"').encode()
     transport.write(
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: %d\r\n"
         b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body)
     )
     transport.close()

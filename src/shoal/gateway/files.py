@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 from pathlib import Path
 
 from shoal.errors import ConfigError
 from shoal.gateway.shared import Shared, Unavailable
 
 # Jobe's file ids are file names in its cache: letters and digits (Moodle
-# sends a hash). At most 200, so ``.<id>.tmp`` fits in a file name (255 bytes).
-FILE_ID = re.compile(r"[A-Za-z0-9]{1,200}")  # fullmatch
+# sends a hash), at most what a file name can hold (Jobe fails to write longer).
+FILE_ID = re.compile(r"[A-Za-z0-9]{1,255}")  # fullmatch
 
 
 def valid_id(fid: str) -> bool:
@@ -27,7 +28,7 @@ class DiskFiles:
             raise ConfigError(f"files_dir {root}: cannot be made: {e.strerror or e}") from None
 
     async def put(self, fid: str, data: bytes) -> None:
-        tmp = self.root / f".{fid}.tmp"
+        tmp = self.root / f".{secrets.token_hex(8)}.tmp"
         tmp.write_bytes(data)
         tmp.replace(self.root / fid)  # atomic: a reader never sees half a file
 

@@ -62,8 +62,8 @@ class Backend:
     def capacity(self) -> int:
         return self.cfg.capacity
 
-    def supports(self, lang: str) -> bool:
-        return any(pair[0] == lang for pair in self.languages)
+    def supports(self, lang: str, cputime: int = 0) -> bool:
+        return cputime <= self.cfg.cputime_limit and any(pair[0] == lang for pair in self.languages)
 
     def headers(self) -> dict[str, str]:
         return {"X-API-KEY": self.cfg.api_key} if self.cfg.api_key else {}
@@ -79,6 +79,7 @@ class _Waiter:
     exclude: set[str]
     job: str | None
     fut: asyncio.Future[Backend | None]
+    cputime: int = 0
     pinned: Backend | None = None  # load-oblivious policies: the backend picked on arrival
 
 
@@ -220,32 +221,56 @@ class Pool:
                 self._dispatch()
 
     # ---- capacity ---------------------------------------------------------
-    def _eligible(self, lang: str, exclude: set[str]) -> list[Backend]:
-        return [b for b in self.backends if b.live and b.supports(lang) and b.url not in exclude]
+    def _eligible(self, w: _Waiter, exclude: set[str]) -> list[Backend]:
+        return [
+            b
+            for b in self.backends
+            if b.live and b.supports(w.lang, w.cputime) and b.url not in exclude
+        ]
 
-    def knows(self, lang: str) -> bool:
-        return any(b.supports(lang) for b in self.live())
+    def cputime_limit(self, lang: str) -> int | None:
+        """The largest cputime a live backend running ``lang`` allows; None
+        when none runs it (to the client, an unknown language)."""
+        limits = [b.cfg.cputime_limit for b in self.live() if b.supports(lang)]
+        return max(limits) if limits else None
 
-    async def acquire(self, lang: str, exclude: set[str], job: str | None) -> Backend | None:
-        """A backend with a free slot for ``lang``; waits up to queue_timeout.
+    async def acquire(
+        self,
+        lang: str,
+        exclude: set[str],
+        job: str | None,
+        cputime: int = 0,
+        timeout: float | None = None,
+        retry: bool = False,
+    ) -> Backend | None:
+        """A backend with a free slot for ``lang`` (and a cputime limit of at
+        least ``cputime``); waits up to ``timeout`` (queue_timeout by default).
 
         None when no live backend (outside ``exclude``) runs ``lang``, or when
         the wait timed out; raises QueueFull when the queue is full. Waiting
         runs are served first come, first served: a freed slot is handed to the
         oldest waiter that can use it, and a newcomer never jumps the line
         (with a wake-everyone condition the losers of each race went to the
-        back, and the p99 was set by runs that lost many times).
+        back, and the p99 was set by runs that lost many times). A ``retry``
+        has waited its turn already: it goes to the head of the line, and a
+        full queue does not refuse it.
         """
-        w = _Waiter(lang, exclude, job, asyncio.get_running_loop().create_future())
+        w = _Waiter(lang, exclude, job, asyncio.get_running_loop().create_future(), cputime)
         got = self._choose(w)
-        if got is None or (got is not False and not self._line):
+        if got is None or (got is not False and (retry or not self._line)):
             return got if got is None else self._take(got, job)
-        if len(self._line) >= self.s.max_queue:
+        wait = self.s.queue_timeout if timeout is None else timeout
+        if wait <= 0:
+            return None
+        if not retry and len(self._line) >= self.s.max_queue:
             raise QueueFull
-        self._line.append(w)
+        if retry:
+            self._line.appendleft(w)
+        else:
+            self._line.append(w)
         self._dispatch(full=False)
         try:
-            await asyncio.wait({w.fut}, timeout=self.s.queue_timeout)
+            await asyncio.wait({w.fut}, timeout=wait)
         except BaseException:  # cancelled after being served: hand the slot on
             if w.fut.done() and not w.fut.cancelled() and (got := w.fut.result()) is not None:
                 got.runs -= 1
@@ -266,7 +291,7 @@ class Pool:
         """The backend a run would take now: None when nothing can ever serve
         it, False when it must wait (every eligible backend full or, for a
         load-oblivious policy, the one it was given)."""
-        cands = self._eligible(w.lang, w.exclude) or self._eligible(w.lang, set())
+        cands = self._eligible(w, w.exclude) or self._eligible(w, set())
         if not cands:
             return None
         free = [b for b in cands if b.outstanding < self.limit(b)]
