@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.gateway import jobe
+from shoal.gateway import jobe, php
 
 
 @pytest.mark.parametrize(
@@ -18,12 +18,12 @@ from shoal.gateway import jobe
     ],
 )  # fmt: skip
 def test_intval(value: object, want: int) -> None:
-    assert jobe.intval(value) == want
+    assert php.intval(value) == want
 
 
 def test_intval_of_an_object_is_phps_error() -> None:
-    with pytest.raises(jobe.JobeError) as e:
-        jobe.intval({})
+    with pytest.raises(php.JobeError) as e:
+        php.intval({})
     assert e.value.status == 500
     assert (
         e.value.body == "Server exception (Object of class stdClass could not be converted to int)"
@@ -37,7 +37,7 @@ def test_intval_of_an_object_is_phps_error() -> None:
      ([1], False)],
 )  # fmt: skip
 def test_is_numeric(value: object, want: bool) -> None:
-    assert jobe.is_numeric(value) is want
+    assert php.is_numeric(value) is want
 
 
 @pytest.mark.parametrize(
@@ -47,11 +47,11 @@ def test_is_numeric(value: object, want: bool) -> None:
      (2**70, "1.1805916207174E+21")],
 )  # fmt: skip
 def test_string_cast(value: object, want: str) -> None:
-    assert jobe.php_str(value) == want
+    assert php.php_str(value) == want
 
 
 def test_print_r_nests_as_php() -> None:
-    got = jobe.print_r(["a", ["b", {"k": None}], 1.5])
+    got = php.print_r(["a", ["b", {"k": None}], 1.5])
     assert got == (
         "Array\n(\n    [0] => a\n    [1] => Array\n        (\n            [0] => b\n"
         "            [1] => stdClass Object\n                (\n                    [k] => \n"
@@ -65,7 +65,7 @@ def test_print_r_nests_as_php() -> None:
      ("eA==eA==", None), ("eA===", None), ("!!", None), ("eHl6", b"xyz")],
 )  # fmt: skip
 def test_strict_base64(text: str, want: bytes | None) -> None:
-    assert jobe.base64_strict(text) == want
+    assert php.base64_strict(text) == want
 
 
 @pytest.mark.parametrize(
@@ -80,4 +80,4 @@ def test_source_filename(name: str, ok: bool) -> None:
 
 
 def test_strtolower_is_ascii_only() -> None:
-    assert jobe.strtolower("Python3 ÄB") == "python3 Äb"
+    assert php.strtolower("Python3 ÄB") == "python3 Äb"
