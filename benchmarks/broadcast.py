@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from shoal.agent.netns import NetnsHosts  # noqa: E402
 from shoal.core import tls  # noqa: E402
+from shoal.deploy.netns import NetnsHosts  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "broadcast"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -218,7 +218,7 @@ def part_loopback(size: int, src: Path, n: int) -> list[dict[str, object]]:
     """shoal copy vs clush --copy vs a loop of scp, n local hosts, each its own /tmp."""
     from sshd import sshd_hosts
 
-    from shoal.agent.localcluster import LocalCluster
+    from shoal.deploy.localcluster import LocalCluster
 
     rows: list[dict[str, object]] = []
     mib = size >> 20

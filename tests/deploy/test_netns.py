@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.agent.netns import NetnsHosts
+from shoal.deploy.netns import NetnsHosts
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="netns hosts need root")
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from agentproc import wait_for
 
-from shoal.agent.localcluster import ClusterError, LocalCluster
+from shoal.deploy.localcluster import ClusterError, LocalCluster
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 

@@ -125,8 +125,8 @@ class NetnsHosts:
         """argv run as host i: in its network namespace and a mount namespace of
         its own with a private /tmp (fresh per call to wrap). What the process
         needs under /tmp (a virtualenv, a source tree, the keep paths) stays
-        visible: see agent/isolate.py."""
-        from shoal.agent.isolate import private_tmp_script
+        visible: see deploy/isolate.py."""
+        from shoal.deploy.isolate import private_tmp_script
 
         if not self.tmp_root:
             self.tmp_root = tempfile.mkdtemp(prefix=f"shoal-{self.prefix}-", dir="/var/tmp")

@@ -20,7 +20,7 @@ that process's namespaces: its hostname is its first node's name. Not root:
 every node shares this machine's hostname and /tmp (`isolation_note`).
 
 With netns=True (root), the nodes are real hosts on a network: each agent
-runs in a network namespace of its own on a private bridge (agent/netns.py),
+runs in a network namespace of its own on a private bridge (deploy/netns.py),
 with its own address (10.213.x.y, listening on the default port 1995), its
 link optionally shaped to `rate` by tbf, plus its own UTS and mount
 namespaces. `cut(name)`/`restore(name)` take its link down and up;
@@ -248,7 +248,7 @@ class LocalCluster:
         self._save()
 
     def _make_netns(self, names: list[str], per_process: int, rate: str | None) -> None:
-        from shoal.agent.netns import NetnsHosts
+        from shoal.deploy.netns import NetnsHosts
 
         if not is_root():
             raise ConfigError("--netns needs root (network namespaces, veth links, tc)")
@@ -273,12 +273,12 @@ class LocalCluster:
 
     def cut(self, name: str) -> None:
         """Take a netns node's link down: a partition or a pulled cable."""
-        from shoal.agent.netns import NetnsHosts
+        from shoal.deploy.netns import NetnsHosts
 
         NetnsHosts.load(self._netns_file).cut(self._netns_index(name))
 
     def restore(self, name: str) -> None:
-        from shoal.agent.netns import NetnsHosts
+        from shoal.deploy.netns import NetnsHosts
 
         NetnsHosts.load(self._netns_file).restore(self._netns_index(name))
 
@@ -326,8 +326,8 @@ class LocalCluster:
         """Wrap argv in a UTS + mount namespace: hostname HOST, a private /tmp.
 
         What the agent needs under /tmp (SHOAL_HOME of a test or the demo, a
-        clone's virtualenv) stays visible: see agent/isolate.py."""
-        from shoal.agent.isolate import private_tmp_script
+        clone's virtualenv) stays visible: see deploy/isolate.py."""
+        from shoal.deploy.isolate import private_tmp_script
 
         tmp = private_tmp_script(self.dir / host / "tmp", [self.home])
         script = f'hostname "$1" && {tmp} && shift && exec "$@"'
@@ -420,7 +420,7 @@ class LocalCluster:
         running = [p for p in self.state.procs if p.alive()]
         self._terminate(self.state.procs)
         if self._netns_file.exists():
-            from shoal.agent.netns import NetnsHosts
+            from shoal.deploy.netns import NetnsHosts
 
             NetnsHosts.load(self._netns_file).destroy()
             self._netns_file.unlink()
