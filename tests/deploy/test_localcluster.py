@@ -15,7 +15,8 @@ import psutil
 import pytest
 from agentproc import wait_for
 
-from shoal.deploy.localcluster import ClusterError, LocalCluster
+from shoal.deploy.localcluster import LocalCluster
+from shoal.errors import ClusterError
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 

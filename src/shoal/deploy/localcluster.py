@@ -42,17 +42,11 @@ from pathlib import Path
 
 from shoal.core import tls
 from shoal.core.config import DEFAULT_PORT, shoal_home
-from shoal.errors import ConfigError, ShoalError
+from shoal.errors import ClusterError, ConfigError
 
 MARK = "# written by `shoal cluster up`; removed by `shoal cluster down`"
 READY_TIMEOUT = 120.0  # seconds for every agent to print `ready` (1,024 nodes on 2 cores)
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-
-
-class ClusterError(ShoalError):
-    """The local cluster is in the wrong state for what was asked."""
-
-    exit_code = 5
 
 
 @dataclass
