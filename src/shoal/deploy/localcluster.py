@@ -40,6 +40,7 @@ from shoal.core.config import DEFAULT_PORT, shoal_home
 from shoal.deploy import processes
 from shoal.deploy.isolate import Isolation
 from shoal.deploy.launch import AgentNode, agent_argv, agent_env
+from shoal.deploy.netns import NetnsHosts
 from shoal.deploy.state import Proc, State
 from shoal.errors import ClusterError, ConfigError
 
@@ -188,8 +189,6 @@ class LocalCluster:
         self._save()
 
     def _make_netns(self, names: list[str], per_process: int, rate: str | None) -> None:
-        from shoal.deploy.netns import NetnsHosts
-
         if not is_root():
             raise ConfigError("--netns needs root (network namespaces, veth links, tc)")
         if per_process != 1:
@@ -213,13 +212,9 @@ class LocalCluster:
 
     def cut(self, name: str) -> None:
         """Take a netns node's link down: a partition or a pulled cable."""
-        from shoal.deploy.netns import NetnsHosts
-
         NetnsHosts.load(self._netns_file).cut(self._netns_index(name))
 
     def restore(self, name: str) -> None:
-        from shoal.deploy.netns import NetnsHosts
-
         NetnsHosts.load(self._netns_file).restore(self._netns_index(name))
 
     def _credentials(self, names: list[str]) -> None:
@@ -299,8 +294,6 @@ class LocalCluster:
         running = [p for p in self.state.procs if p.alive()]
         self._terminate(self.state.procs)
         if self._netns_file.exists():
-            from shoal.deploy.netns import NetnsHosts
-
             NetnsHosts.load(self._netns_file).destroy()
             self._netns_file.unlink()
         self._clean_files()
