@@ -1,5 +1,5 @@
-"""A cluster of real agents on this machine: for trying shoal, for tests, the
-demo, the benchmark and the fleet controller's `local` provider.
+"""A cluster of real agents on this machine: for trying shoal (a fleet
+controller too, with controller=URL), for tests, the demo and the benchmarks.
 
     c = LocalCluster()                 # state under $SHOAL_HOME/cluster
     c.start(8)                         # node1..node8, one process each, TLS on
@@ -7,7 +7,7 @@ demo, the benchmark and the fleet controller's `local` provider.
     c.stop("node3"); c.start_one("node3")
     c.down()
 
-Each agent is a real process (`python -m shoal.cli.main agent ...`) in its own
+Each agent is a real process (`shoal agent`, see deploy/launch.py) in its own
 session, logging to $SHOAL_HOME/cluster/PROC.log; pids are kept in
 state.json so that another shoal command (`shoal cluster down`) finds them.
 With per_process=K, K agents share one process (--spec-file), each with its
