@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from shoal.agent.netns import NetnsHosts  # noqa: E402
 from shoal.core import tls  # noqa: E402
+from shoal.deploy import AgentNode, NetnsHosts, agent_argv, agent_env, ready_port  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "broadcast"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -97,33 +97,21 @@ def netns_agents(n: int, rate: str, home: Path) -> Iterator[tuple[NetnsHosts, li
             name = f"h{i + 1}"
             if not (tls_dir / f"{name}.crt").exists():
                 tls.issue(tls_dir, name)
-            argv = hosts.wrap(
-                i,
-                [
-                    *SHOAL,
-                    "agent",
-                    "--name",
-                    name,
-                    "--listen",
-                    f"{hosts.address(i)}:1995",
-                    "--tls-dir",
-                    str(tls_dir),
-                ],
-            )
+            node = AgentNode(name, hosts.address(i), 1995, tls_dir)
             p = subprocess.Popen(
-                argv,
+                hosts.wrap(i, agent_argv([node])),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
                 cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+                env=agent_env(),
             )
             procs.append(p)
-            lines.append(f'{name} = "{hosts.address(i)}:1995"')
+            lines.append(f'{name} = "{node.listen}"')
         for p in procs:
             assert p.stdout is not None
             line = p.stdout.readline()
-            if not line.startswith("ready"):
+            if ready_port(line) is None:
                 raise RuntimeError(f"agent did not start: {line!r}")
         (home / "inventory.toml").write_text("\n".join(lines) + "\n")
         # the agent's own pid is the exec'd child of `ip netns exec`: the Popen pid itself
@@ -218,7 +206,7 @@ def part_loopback(size: int, src: Path, n: int) -> list[dict[str, object]]:
     """shoal copy vs clush --copy vs a loop of scp, n local hosts, each its own /tmp."""
     from sshd import sshd_hosts
 
-    from shoal.agent.localcluster import LocalCluster
+    from shoal.deploy import LocalCluster
 
     rows: list[dict[str, object]] = []
     mib = size >> 20

@@ -43,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from shoal.agent.localcluster import LocalCluster
+from shoal.deploy import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shoal.agent.localcluster import LocalCluster
+from shoal.deploy import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOAL = str(Path(sys.executable).parent / "shoal")

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from shoal.deploy import unshare
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -51,17 +53,7 @@ def sshd_hosts(n: int, *, base: Path | None = None) -> Iterator[Path]:
             )
             argv = ["/usr/sbin/sshd", "-D", "-f", str(cfg), "-E", str(d / f"sshd_{i}.log")]
             if os.geteuid() == 0:
-                argv = [
-                    "unshare",
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    'mount -t tmpfs -o size=50% shoal /tmp && exec "$@"',
-                    "sh",
-                    *argv,
-                ]
+                argv = unshare(argv, setup="mount -t tmpfs -o size=50% shoal /tmp")
             procs.append(subprocess.Popen(argv, start_new_session=True))
         hosts = "".join(
             f"Host node{i}\n  HostName 127.0.0.1\n  Port {p}\n" for i, p in enumerate(ports, 1)

@@ -1,9 +1,8 @@
-"""Real agent processes for tests: started with `python -m shoal.cli.main agent`
-on port 0 (each reports its port on stdout), always killed in teardown."""
+"""Real agent processes for tests: `shoal agent` as shoal.deploy.launch starts
+it, on port 0 (each reports its port on stdout), always killed in teardown."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import psutil
 import pytest
 
 from shoal.core import tls
+from shoal.deploy import AgentNode, agent_argv, agent_env, ready_port
 
 
 @dataclass
@@ -59,33 +59,21 @@ class Agents:
             if not (tls_dir / f"{name}.crt").exists():
                 tls.issue(tls_dir, name)
         log = self.home / f"agent-{name}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "shoal.cli.main",
-            "agent",
-            "--name",
-            name,
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        args += ["--insecure"] if insecure else ["--tls-dir", str(tls_dir)]
-        if files_root is not None:
-            args += ["--files-root", str(files_root)]
+        node = AgentNode(name, tls_dir=tls_dir, insecure=insecure, files_root=files_root)
         with log.open("w") as err:
             proc = subprocess.Popen(
-                args,
+                agent_argv([node]),
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
-                env={**os.environ, **(env or {})},
+                env=agent_env(**(env or {})),
             )
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("ready "):
+        ready = ready_port(proc.stdout.readline(), [name])
+        if ready is None:
             proc.kill()
             raise RuntimeError(f"agent {name} did not start: {log.read_text()}")
-        a = Agent(name, int(line.split()[2]), proc, log)
+        a = Agent(name, ready[1], proc, log)
         self.started.append(a)
         return a
 

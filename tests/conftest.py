@@ -100,7 +100,7 @@ def cluster(shoal_home: Path) -> Iterator[Callable[..., Any]]:
     started LocalCluster (``c.names``, ``c.addresses``, ``c.inventory_path``,
     ``c.stop(name)``, ``c.kill(name)``, ``c.start_one(name)``). Every cluster
     is brought down in teardown, whatever the test did."""
-    from shoal.agent.localcluster import LocalCluster
+    from shoal.deploy import LocalCluster
 
     made: list[LocalCluster] = []
 

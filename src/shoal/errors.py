@@ -7,7 +7,8 @@ README, "Exit status").
     │   ├── NodeSetError           a malformed node set or unknown @group
     │   └── RequestError           an HTTP request body a service refuses (status)
     ├── ConfigError             5  EXIT_CONFIG: config, inventory, certificate, state
-    │   └── TLSError               certificates or keys missing or not matching
+    │   ├── TLSError               certificates or keys missing or not matching
+    │   └── ClusterError           the local cluster is in the wrong state for it
     ├── PeerError               4  EXIT_UNREACHABLE: a node unreachable, or refusing us
     │   └── GrantError             a work grant that does not hold
     ├── SandboxError            1  a resource request one node cannot honour (REFUSED)
@@ -74,6 +75,10 @@ class ConfigError(ShoalError):
 
 class TLSError(ConfigError):
     """Certificates or keys are missing, unreadable or do not match."""
+
+
+class ClusterError(ConfigError):
+    """The local cluster is in the wrong state for what was asked."""
 
 
 class PeerError(ShoalError):

@@ -16,6 +16,7 @@ from agentproc import Agents, marked, shoal, wait_for
 
 from shoal.core import tls
 from shoal.core.wire import pb, rpc
+from shoal.deploy import AgentNode, agent_argv, ready_port
 
 
 def _handshake_failures(log: str) -> int:
@@ -165,25 +166,17 @@ def test_spec_file_hosts_many_agents_in_one_process(agents: Agents, tmp_path: Pa
     tls.issue(tls_dir, "client", role=tls.OPERATOR)
     for n in ("m1", "m2", "m3"):
         tls.issue(tls_dir, n)
-    spec = [
-        {"name": n, "host": "127.0.0.1", "port": 0, "tls_dir": str(tls_dir)}
-        for n in ("m1", "m2", "m3")
-    ]
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(spec))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal.cli.main", "agent", "--spec-file", str(spec_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    nodes = [AgentNode(n, tls_dir=tls_dir) for n in ("m1", "m2", "m3")]
+    argv = agent_argv(nodes, spec_file=tmp_path / "spec.json")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
-        ready = [proc.stdout.readline().split() for _ in range(3)]
-        assert [r[:2] for r in ready] == [["ready", "m1"], ["ready", "m2"], ["ready", "m3"]]
-        assert len({r[2] for r in ready}) == 3
+        ready = [ready_port(proc.stdout.readline()) for _ in range(3)]
+        assert [r[0] for r in ready if r] == ["m1", "m2", "m3"]
+        ports = dict(r for r in ready if r)
+        assert len(set(ports.values())) == 3
         inv = agents.home / "inventory.toml"
-        inv.write_text("[nodes]\n" + "".join(f'{r[1]} = "127.0.0.1:{r[2]}"\n' for r in ready))
+        inv.write_text("[nodes]\n" + "".join(f'{n} = "127.0.0.1:{p}"\n' for n, p in ports.items()))
         cp = shoal("run", "--inventory", str(inv), "-w", "m[1-3]", "-W", "1", "--", "echo x")
         assert cp.returncode == 0
         assert cp.stdout.splitlines()[-1] == "PASS: m[1-3], SUM: 3"

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shoal.agent.localcluster import LocalCluster
+from shoal.deploy import LocalCluster
 
 
 def shoal(*args: str) -> subprocess.CompletedProcess[str]:

@@ -7,15 +7,17 @@ import subprocess
 from typing import Any
 
 import pytest
-import simagent
 
 from shoal.core import tls
+from shoal.deploy import AgentNode, agent_argv
 
 
-def sim_agent(ctl: Any, name: str) -> subprocess.Popen[bytes]:
+def real_agent(ctl: Any, name: str) -> subprocess.Popen[bytes]:
+    """A real agent that registers with ctl and heartbeats every 0.3 s."""
     if not (ctl.tls_dir / f"{name}.crt").exists():
         tls.issue(ctl.tls_dir, name)
-    return subprocess.Popen(simagent.argv(ctl.url, name, ctl.tls_dir, 0.3), env=ctl.env)
+    node = AgentNode(name, tls_dir=ctl.tls_dir)
+    return subprocess.Popen(agent_argv([node], controller=ctl.url, heartbeat=0.3), env=ctl.env)
 
 
 @pytest.mark.timeout(400)
@@ -73,7 +75,7 @@ def test_half_the_fleet_silent_holds_the_breaker(start_controller, until) -> Non
         breaker_min_nodes=4,
         flush_interval=0.2,
     )
-    agents = {n: sim_agent(ctl, n) for n in ("cn1", "cn2", "cn3", "cn4")}
+    agents = {n: real_agent(ctl, n) for n in ("cn1", "cn2", "cn3", "cn4")}
     try:
         with ctl.client() as c:
             until(

@@ -48,8 +48,8 @@ def up(
     ] = None,
 ) -> None:
     """Start N agents (TLS on, certificates made) and write an inventory."""
-    from shoal.agent.localcluster import LocalCluster, isolation_note
     from shoal.core.nodeset import fold
+    from shoal.deploy.localcluster import LocalCluster, isolation_note
 
     c = LocalCluster()
     names = c.start(
@@ -92,7 +92,7 @@ def status(
     """Show every node of the local cluster: address, pid, up or down."""
     import json
 
-    from shoal.agent.localcluster import LocalCluster
+    from shoal.deploy.localcluster import LocalCluster
 
     c = LocalCluster()
     rows = c.status()
@@ -114,7 +114,7 @@ def status(
 @app.command("down")
 def down() -> None:
     """Stop every agent (SIGTERM, then SIGKILL) and remove the cluster's state."""
-    from shoal.agent.localcluster import LocalCluster
+    from shoal.deploy.localcluster import LocalCluster
 
     stopped = LocalCluster().down()
     print(f"cluster down ({stopped} processes stopped)" if stopped else "no local cluster running")

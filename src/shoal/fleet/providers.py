@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
+from shoal.deploy.launch import AgentNode, agent_argv
 from shoal.errors import ProviderError
 
 
@@ -207,22 +208,9 @@ class LocalProvider:
 
 
 def default_local_argv(controller_url: str, tls_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "shoal.cli.main",
-        "agent",
-        "--name",
-        "{name}",
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-dir",
-        str(tls_dir),
-        "--controller",
-        controller_url,
-        "--heartbeat",
-        "1",
-    ]
+    """A real `shoal agent` of node {name}, heartbeating every second."""
+    node = AgentNode("{name}", tls_dir=tls_dir)
+    return agent_argv([node], controller=controller_url, heartbeat=1)
 
 
 class LibcloudProvider:

@@ -1,5 +1,5 @@
-"""A cluster of real agents on this machine: for trying shoal, for tests, the
-demo, the benchmark and the fleet controller's `local` provider.
+"""A cluster of real agents on this machine: for trying shoal (a fleet
+controller too, with controller=URL), for tests, the demo and the benchmarks.
 
     c = LocalCluster()                 # state under $SHOAL_HOME/cluster
     c.start(8)                         # node1..node8, one process each, TLS on
@@ -7,7 +7,7 @@ demo, the benchmark and the fleet controller's `local` provider.
     c.stop("node3"); c.start_one("node3")
     c.down()
 
-Each agent is a real process (`python -m shoal.cli.main agent ...`) in its own
+Each agent is a real process (`shoal agent`, see deploy/launch.py) in its own
 session, logging to $SHOAL_HOME/cluster/PROC.log; pids are kept in
 state.json so that another shoal command (`shoal cluster down`) finds them.
 With per_process=K, K agents share one process (--spec-file), each with its
@@ -20,7 +20,7 @@ that process's namespaces: its hostname is its first node's name. Not root:
 every node shares this machine's hostname and /tmp (`isolation_note`).
 
 With netns=True (root), the nodes are real hosts on a network: each agent
-runs in a network namespace of its own on a private bridge (agent/netns.py),
+runs in a network namespace of its own on a private bridge (deploy/netns.py),
 with its own address (10.213.x.y, listening on the default port 1995), its
 link optionally shaped to `rate` by tbf, plus its own UTS and mount
 namespaces. `cut(name)`/`restore(name)` take its link down and up;
@@ -30,63 +30,21 @@ namespaces. `cut(name)`/`restore(name)` take its link down and up;
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from shoal.core import tls
 from shoal.core.config import DEFAULT_PORT, shoal_home
-from shoal.errors import ConfigError, ShoalError
+from shoal.deploy import processes
+from shoal.deploy.isolate import Isolation
+from shoal.deploy.launch import AgentNode, agent_argv, agent_env
+from shoal.deploy.netns import NetnsHosts
+from shoal.deploy.state import Proc, State
+from shoal.errors import ClusterError, ConfigError
 
 MARK = "# written by `shoal cluster up`; removed by `shoal cluster down`"
-READY_TIMEOUT = 120.0  # seconds for every agent to print `ready` (1,024 nodes on 2 cores)
-STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-
-
-class ClusterError(ShoalError):
-    """The local cluster is in the wrong state for what was asked."""
-
-    exit_code = 5
-
-
-@dataclass
-class Proc:
-    """One agent process and the nodes it hosts."""
-
-    pid: int
-    names: list[str]
-    log: str
-    create_time: float = 0.0  # guards against a recycled pid
-
-    def alive(self) -> bool:
-        import psutil
-
-        try:
-            p = psutil.Process(self.pid)
-            return (
-                abs(p.create_time() - self.create_time) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
-            )
-        except psutil.Error:
-            return False
-
-
-@dataclass
-class State:
-    insecure: bool = False
-    isolated: bool = False
-    per_process: int = 1
-    ports: dict[str, int] = field(default_factory=dict)
-    procs: list[Proc] = field(default_factory=list)
-    default_inventory: bool = False  # we wrote $SHOAL_HOME/inventory.toml
-    hosts: dict[str, str] = field(default_factory=dict)  # node -> address (127.0.0.1)
-    netns: dict[str, str] = field(default_factory=dict)  # node -> its network namespace
-    controller: str | None = None  # agents register and heartbeat there
 
 
 def is_root() -> bool:
@@ -118,24 +76,10 @@ class LocalCluster:
 
     # ---- state -------------------------------------------------------------
     def _load(self) -> State:
-        try:
-            raw = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return State()
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cluster state {self.state_file} is unreadable: {e}") from e
-        try:
-            procs = [Proc(**p) for p in raw.pop("procs", [])]
-            known = {f.name for f in fields(State)}  # a newer shoal may have written more
-            return State(**{k: v for k, v in raw.items() if k in known}, procs=procs)
-        except (TypeError, AttributeError) as e:
-            raise ConfigError(f"cluster state {self.state_file} is unreadable: {e}") from e
+        return State.load(self.state_file)
 
     def _save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=1))
-        tmp.replace(self.state_file)
+        self.state.save(self.state_file)
 
     @property
     def names(self) -> list[str]:
@@ -156,10 +100,7 @@ class LocalCluster:
         return self.home / "inventory.toml"
 
     def proc_of(self, name: str) -> Proc | None:
-        for p in self.state.procs:
-            if name in p.names:
-                return p
-        return None
+        return self.state.proc_of(name)
 
     def is_up(self) -> bool:
         return any(p.alive() for p in self.state.procs)
@@ -248,8 +189,6 @@ class LocalCluster:
         self._save()
 
     def _make_netns(self, names: list[str], per_process: int, rate: str | None) -> None:
-        from shoal.agent.netns import NetnsHosts
-
         if not is_root():
             raise ConfigError("--netns needs root (network namespaces, veth links, tc)")
         if per_process != 1:
@@ -273,13 +212,9 @@ class LocalCluster:
 
     def cut(self, name: str) -> None:
         """Take a netns node's link down: a partition or a pulled cable."""
-        from shoal.agent.netns import NetnsHosts
-
         NetnsHosts.load(self._netns_file).cut(self._netns_index(name))
 
     def restore(self, name: str) -> None:
-        from shoal.agent.netns import NetnsHosts
-
         NetnsHosts.load(self._netns_file).restore(self._netns_index(name))
 
     def _credentials(self, names: list[str]) -> None:
@@ -294,103 +229,42 @@ class LocalCluster:
                 tls.issue(self.tls_dir, nm, sans=["127.0.0.1"])
 
     def _argv(self, names: list[str], ports: dict[str, int], log: Path) -> list[str]:
-        base = [sys.executable, "-m", "shoal.cli.main", "agent"]
-        if len(names) == 1:
-            nm = names[0]
-            host = self.state.hosts.get(nm, "127.0.0.1")
-            argv = [*base, "--name", nm, "--listen", f"{host}:{ports[nm]}"]
-            argv += ["--insecure"] if self.state.insecure else ["--tls-dir", str(self.tls_dir)]
-        else:
-            spec = [
-                {
-                    "name": nm,
-                    "host": "127.0.0.1",
-                    "port": ports[nm],
-                    "tls_dir": str(self.tls_dir),
-                    "insecure": self.state.insecure,
-                }
-                for nm in names
-            ]
-            spec_file = log.with_suffix(".spec.json")
-            spec_file.write_text(json.dumps(spec))
-            argv = [*base, "--spec-file", str(spec_file)]
-        if self.state.controller:
-            argv += ["--controller", self.state.controller]
-        if self.state.isolated:
-            argv = self._isolate(names[0], argv)
-        if names[0] in self.state.netns:
-            argv = ["ip", "netns", "exec", self.state.netns[names[0]], *argv]
-        return argv
-
-    def _isolate(self, host: str, argv: list[str]) -> list[str]:
-        """Wrap argv in a UTS + mount namespace: hostname HOST, a private /tmp.
-
-        What the agent needs under /tmp (SHOAL_HOME of a test or the demo, a
-        clone's virtualenv) stays visible: see agent/isolate.py."""
-        from shoal.agent.isolate import private_tmp_script
-
-        tmp = private_tmp_script(self.dir / host / "tmp", [self.home])
-        script = f'hostname "$1" && {tmp} && shift && exec "$@"'
-        return [
-            "unshare",
-            "--uts",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            host,
-            *argv,
+        insecure, tls_dir = self.state.insecure, self.tls_dir
+        nodes = [
+            AgentNode(nm, self.state.hosts.get(nm, "127.0.0.1"), ports[nm], tls_dir, insecure)
+            for nm in names
         ]
+        return agent_argv(
+            nodes,
+            spec_file=log.with_suffix(".spec.json"),
+            controller=self.state.controller,
+            isolation=self._isolation(names[0]),
+        )
+
+    def _isolation(self, host: str) -> Isolation:
+        """As root, a UTS + mount namespace: hostname HOST, a private /tmp
+        (what the agent needs under /tmp stays visible: see deploy/isolate.py);
+        a netns node also in its network namespace."""
+        if not self.state.isolated:
+            return Isolation(netns=self.state.netns.get(host))
+        tmp = self.dir / host / "tmp"
+        return Isolation(self.state.netns.get(host), host, tmp, (self.home,))
 
     async def _start_groups(self, groups: list[list[str]], ports: dict[str, int]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        started: list[tuple[Proc, Path]] = []
+        started: list[Proc] = []
         for names in groups:
             log = self.dir / f"{names[0]}.log"
-            argv = self._argv(names, ports, log)
-            popen = self._spawn(argv, log)
+            popen = processes.spawn(self._argv(names, ports, log), log, agent_env())
             self._popen[popen.pid] = popen
-            proc = Proc(popen.pid, list(names), str(log), _create_time(popen.pid))
+            proc = Proc(popen.pid, list(names), str(log), processes.create_time(popen.pid))
             self.state.procs.append(proc)
-            started.append((proc, log))
-        results = await asyncio.gather(*(self._await_ready(p, log) for p, log in started))
+            started.append(proc)
+        results = await asyncio.gather(
+            *(processes.await_ready(p, self._popen.get(p.pid)) for p in started)
+        )
         for got in results:
             self.state.ports.update(got)
-
-    def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        # Popen, not asyncio's subprocess: these agents outlive this event
-        # loop, and closing an asyncio subprocess transport kills its child.
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd="/",
-            )
-
-    async def _await_ready(self, proc: Proc, log: Path) -> dict[str, int]:
-        """Read the log until every node of proc printed `ready NAME PORT`."""
-        want = set(proc.names)
-        got: dict[str, int] = {}
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            got.update(_ready_lines(log, want))
-            if len(got) == len(want):
-                return got
-            popen = self._popen.get(proc.pid)
-            if popen is not None and popen.poll() is not None:
-                raise ClusterError(
-                    f"agent process for {proc.names[0]} exited ({popen.returncode}):"
-                    f" {_tail(log)} (log: {log})"
-                )
-            if time.monotonic() > deadline:
-                raise ClusterError(f"agents {proc.names[0]}... not ready in time (log: {log})")
-            await asyncio.sleep(0.05)
 
     def _write_inventory(self) -> None:
         lines = [MARK, "[nodes]"] + [f'{n} = "{a}"' for n, a in self.addresses.items()]
@@ -420,8 +294,6 @@ class LocalCluster:
         running = [p for p in self.state.procs if p.alive()]
         self._terminate(self.state.procs)
         if self._netns_file.exists():
-            from shoal.agent.netns import NetnsHosts
-
             NetnsHosts.load(self._netns_file).destroy()
             self._netns_file.unlink()
         self._clean_files()
@@ -429,26 +301,7 @@ class LocalCluster:
         return len(running)
 
     def _terminate(self, procs: list[Proc], sig: int = signal.SIGTERM) -> None:
-        import psutil
-
-        live = []
-        for p in procs:
-            if not p.alive():
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, sig)  # the agent kills its own commands on SIGTERM
-            with contextlib.suppress(psutil.Error):
-                live.append(psutil.Process(p.pid))
-        _, stragglers = psutil.wait_procs(live, timeout=STOP_GRACE)
-        for s in stragglers:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(s.pid, signal.SIGKILL)  # its session: the agent and its commands
-        psutil.wait_procs(stragglers, timeout=STOP_GRACE)
-        for p in procs:
-            popen = self._popen.pop(p.pid, None)
-            if popen is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    popen.wait(timeout=1)
+        processes.terminate(procs, sig, self._popen)
 
     def _clean_files(self) -> None:
         if self.state.default_inventory or (
@@ -461,29 +314,3 @@ class LocalCluster:
         if self.dir.exists():
             for f in self.dir.glob("*.spec.json"):
                 f.unlink()
-
-
-def _create_time(pid: int) -> float:
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return 0.0
-
-
-def _ready_lines(log: Path, want: set[str]) -> dict[str, int]:
-    got = {}
-    for line in log.read_text(errors="replace").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "ready" and parts[1] in want:
-            got[parts[1]] = int(parts[2])
-    return got
-
-
-def _tail(log: Path, n: int = 3) -> str:
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])

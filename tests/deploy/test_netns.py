@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.agent.netns import NetnsHosts
+from shoal.deploy import AgentNode, NetnsHosts, agent_argv, ready_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="netns hosts need root")
 
@@ -118,26 +118,13 @@ def test_copy_survives_a_relay_whose_link_is_cut(hosts: NetnsHosts, tmp_path: Pa
         for i in range(3):
             name = f"h{i + 1}"
             tls.issue(tls_dir, name)
-            argv = hosts.wrap(
-                i,
-                [
-                    sys.executable,
-                    "-m",
-                    "shoal.cli.main",
-                    "agent",
-                    "--name",
-                    name,
-                    "--listen",
-                    f"{hosts.address(i)}:1995",
-                    "--tls-dir",
-                    str(tls_dir),
-                ],
-            )
+            node = AgentNode(name, hosts.address(i), 1995, tls_dir)
+            argv = hosts.wrap(i, agent_argv([node]))
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             agents.append(p)
-            lines.append(f'{name} = "{hosts.address(i)}:1995"')
+            lines.append(f'{name} = "{node.listen}"')
         for p in agents:
-            assert p.stdout is not None and p.stdout.readline().startswith("ready")
+            assert p.stdout is not None and ready_port(p.stdout.readline()) is not None
         (home / "inventory.toml").write_text("\n".join(lines) + "\n")
         src = tmp_path / "payload"
         src.write_bytes(os.urandom(40_000_000))  # 100mbit links: about 3 s per hop

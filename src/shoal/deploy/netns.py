@@ -2,7 +2,7 @@
 shaped with a tbf qdisc (netem is not in this kernel).
 
     hosts = NetnsHosts.create(4, rate="200mbit")   # root only
-    argv = hosts.wrap(0, ["python", "-m", "shoal.cli.main", "agent", ...])
+    argv = hosts.wrap(0, agent_argv([AgentNode("h1", hosts.address(0), 1995)]))
     hosts.cut(2)       # the link of host 2 goes down
     hosts.destroy()
 
@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from shoal.deploy.isolate import Isolation
 from shoal.errors import ConfigError
 
 NET = 213  # 10.213.x.0/24
@@ -122,31 +123,18 @@ class NetnsHosts:
             _tc(self.port(i), self.rate)
 
     def wrap(self, i: int, argv: list[str], *, keep: list[Path] | None = None) -> list[str]:
-        """argv run as host i: in its network namespace and a mount namespace of
-        its own with a private /tmp (fresh per call to wrap). What the process
-        needs under /tmp (a virtualenv, a source tree, the keep paths) stays
-        visible: see agent/isolate.py."""
-        from shoal.agent.isolate import private_tmp_script
+        """argv run as host i (root only)."""
+        return self.isolation(i, keep=keep).wrap(argv)
 
+    def isolation(self, i: int, *, keep: list[Path] | None = None) -> Isolation:
+        """Host i: its network namespace and a mount namespace of its own with
+        a private /tmp (fresh per call). What the process needs under /tmp (a
+        virtualenv, a source tree, the keep paths) stays visible: see
+        deploy/isolate.py."""
         if not self.tmp_root:
             self.tmp_root = tempfile.mkdtemp(prefix=f"shoal-{self.prefix}-", dir="/var/tmp")
         priv = Path(tempfile.mkdtemp(prefix=f"h{i}-", dir=self.tmp_root))
-        script = f'{private_tmp_script(priv, keep or [])} && exec "$@"'
-        return [
-            "ip",
-            "netns",
-            "exec",
-            self.hosts[i],
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            *argv,
-        ]
+        return Isolation(netns=self.hosts[i], tmp=priv, keep=tuple(keep or ()))
 
     def cut(self, i: int) -> None:
         """Take host i's link down (a partition or a pulled cable)."""

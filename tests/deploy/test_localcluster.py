@@ -13,20 +13,12 @@ from typing import Any
 
 import psutil
 import pytest
-from agentproc import wait_for
+from agentproc import shoal, wait_for
 
-from shoal.agent.localcluster import ClusterError, LocalCluster
+from shoal.deploy import LocalCluster
+from shoal.errors import ClusterError
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
-
-
-def shoal(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shoal.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def run_json(*args: str) -> dict[str, Any]:
