@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shoal.gateway import jobe
+from shoal.gateway import jobe, php
 from shoal.gateway.app import AnyMethod
 from shoal.gateway.jobe import JSON_TYPE, JobeError
 
@@ -166,7 +166,7 @@ class Jobe:
                 res = jobe.result(None, 20, stderr="runguard: cannot set up the sandbox")
                 return answer(200, res)
             if self.echo:  # bench mode: the run is the delay, nothing is executed
-                return answer(200, jobe.result(None, 15, stdout=jobe.php_str(spec.get("input"))))
+                return answer(200, jobe.result(None, 15, stdout=php.php_str(spec.get("input"))))
             return answer(200, await self.execute(run, spec))
         finally:
             self.slots.release()
@@ -178,21 +178,21 @@ class Jobe:
 
         def param(key: str) -> Any:  # LanguageTask::getParam: a non-number is the default
             v = params.get(key, defaults.get(key))
-            if key in defaults and not jobe.is_numeric(v):
+            if key in defaults and not php.is_numeric(v):
                 return defaults[key]
             return v
 
         def args(key: str, default: list[str]) -> str:
             v = params.get(key, default)
-            return " ".join(jobe.php_str(a) for a in v) if isinstance(v, list) else ""
+            return " ".join(php.php_str(a) for a in v) if isinstance(v, list) else ""
 
         debug = php_bool(spec.get("debug"))
         d = Path(tempfile.mkdtemp(prefix="jobe_"))
         try:
-            name = jobe.php_str(spec.get("sourcefilename")) or (
+            name = php.php_str(spec.get("sourcefilename")) or (
                 "prog.c" if run.language == "c" else "prog.py"
             )
-            (d / name).write_text(jobe.php_str(spec["sourcecode"]))
+            (d / name).write_text(php.php_str(spec["sourcecode"]))
             files = spec.get("file_list") or []
             for f in files if isinstance(files, list) else files.values():
                 shutil.copy(self.files / f[0], d / f[1])
@@ -215,7 +215,7 @@ class Jobe:
             cpu = max(1, int(float(param("cputime"))))
             mem = int(float(param("memorylimit")))
             stream = int(float(param("streamsize")) * 1_000_000)
-            stdin = jobe.php_str(spec.get("input")).encode()
+            stdin = php.php_str(spec.get("input")).encode()
             out, err, why = await self.sandbox(cmd, d, cpu, mem, stream, stdin)
             rid = str(d) if debug else None
             res = jobe.result(rid, 15, stdout=clean(out), stderr=clean(err))
