@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,3 +109,33 @@ def test_rate_without_netns_is_refused(home: Path) -> None:
     r = shoal("cluster", "up", "-n", "1", "--rate", "200mbit")
     assert r.returncode == 5
     assert "--netns" in r.stderr
+
+
+def test_status_says_when_a_node_is_down_and_down_cleans_tmp(home: Path) -> None:
+    assert shoal("cluster", "up", "-n", "2").returncode == 0
+    c = LocalCluster(home)
+    c.kill("node2")
+    st = shoal("cluster", "status")
+    assert st.returncode == 4 and "1/2 up" in st.stdout
+    assert shoal("cluster", "status", "--json").returncode == 4
+    tmps = list((home / "cluster").glob("*/tmp"))
+    if os.geteuid() == 0:  # private /tmp per node
+        assert tmps
+        (tmps[0] / "left-by-a-command").write_bytes(b"x" * 1000)
+    assert shoal("cluster", "down").returncode == 0
+    assert list((home / "cluster").glob("*/tmp")) == []
+    assert shoal("cluster", "up", "-n", "1").returncode == 0
+    assert shoal("cluster", "down", "--keep").returncode == 0
+    assert len(list((home / "cluster").glob("*/tmp"))) == (1 if os.geteuid() == 0 else 0)
+
+
+def test_netns_zero_is_refused(home: Path) -> None:
+    r = shoal("cluster", "up", "--netns", "0")
+    assert r.returncode == 2 and "at least 1" in r.stderr
+    assert not (home / "inventory.toml").exists()
+
+
+def test_local_cluster_agents_ask_no_cloud_metadata(home: Path) -> None:
+    assert shoal("cluster", "up", "-n", "1").returncode == 0
+    pid = LocalCluster(home).state.procs[0].pid
+    assert psutil.Process(pid).environ().get("SHOAL_METADATA") == "off"

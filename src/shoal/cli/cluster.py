@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from shoal.errors import EXIT_UNREACHABLE, UsageError
+
 app = typer.Typer(
     rich_markup_mode=None,
     help="Start and stop a local cluster of agents.",
@@ -51,9 +53,11 @@ def up(
     from shoal.core.nodeset import fold
     from shoal.deploy.localcluster import LocalCluster, isolation_note
 
+    if netns is not None and netns < 1:
+        raise UsageError(f"--netns {netns}: give the number of nodes, at least 1")
     c = LocalCluster()
     names = c.start(
-        netns or n,
+        netns if netns is not None else n,
         per_process=per_process,
         base_port=base_port,
         insecure=insecure,
@@ -76,13 +80,13 @@ def up(
         print(f"note: {note}", file=sys.stderr)
     if c.state.default_inventory:
         print(f"inventory: {c.default_inventory}")
-        print(f"try: shoal run -w {fold(names[:8])} -- hostname")
+        print(f"try: shoal run -w '{fold(names[:8])}' -- hostname")
     else:
         print(
             f"inventory: {c.inventory_path} ({c.default_inventory} exists and is not"
             " the cluster's: pass --inventory)"
         )
-        print(f"try: shoal run --inventory {c.inventory_path} -w {fold(names[:8])} -- hostname")
+        print(f"try: shoal run --inventory {c.inventory_path} -w '{fold(names[:8])}' -- hostname")
 
 
 @app.command("status")
@@ -98,6 +102,8 @@ def status(
     rows = c.status()
     if json_out:
         print(json.dumps({"home": str(c.home), "nodes": rows}))
+        if not all(r["up"] for r in rows):
+            raise typer.Exit(EXIT_UNREACHABLE)
         return
     if not rows:
         print("no local cluster")
@@ -109,12 +115,19 @@ def status(
         )
     up_n = sum(1 for r in rows if r["up"])
     print(f"{up_n}/{len(rows)} up; inventory: {c.inventory_path}")
+    if up_n < len(rows):
+        raise typer.Exit(EXIT_UNREACHABLE)
 
 
 @app.command("down")
-def down() -> None:
-    """Stop every agent (SIGTERM, then SIGKILL) and remove the cluster's state."""
+def down(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep each node's private /tmp for the next up.")
+    ] = False,
+) -> None:
+    """Stop every agent (SIGTERM, then SIGKILL) and remove the cluster's state
+    and each node's private /tmp."""
     from shoal.deploy.localcluster import LocalCluster
 
-    stopped = LocalCluster().down()
+    stopped = LocalCluster().down(keep=keep)
     print(f"cluster down ({stopped} processes stopped)" if stopped else "no local cluster running")

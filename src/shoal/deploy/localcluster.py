@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -255,7 +256,9 @@ class LocalCluster:
         started: list[Proc] = []
         for names in groups:
             log = self.dir / f"{names[0]}.log"
-            popen = processes.spawn(self._argv(names, ports, log), log, agent_env())
+            # a local cluster is never a cloud host: its agents ask no metadata service
+            env = agent_env(SHOAL_METADATA="off")
+            popen = processes.spawn(self._argv(names, ports, log), log, env)
             self._popen[popen.pid] = popen
             proc = Proc(popen.pid, list(names), str(log), processes.create_time(popen.pid))
             self.state.procs.append(proc)
@@ -288,15 +291,19 @@ class LocalCluster:
         """SIGKILL the process hosting name: a node that dies without a word."""
         self.stop(name, signal.SIGKILL)
 
-    def down(self) -> int:
+    def down(self, keep: bool = False) -> int:
         """Stop every agent (SIGTERM, then SIGKILL after a grace) and remove the
-        state; idempotent. Returns the number of processes that were running."""
+        state and each node's private /tmp (keep: leave those); idempotent.
+        Returns the number of processes that were running."""
         running = [p for p in self.state.procs if p.alive()]
         self._terminate(self.state.procs)
         if self._netns_file.exists():
             NetnsHosts.load(self._netns_file).destroy()
             self._netns_file.unlink()
         self._clean_files()
+        if not keep and self.dir.exists():
+            for tmp in self.dir.glob("*/tmp"):
+                shutil.rmtree(tmp.parent, ignore_errors=True)
         self.state = State()
         return len(running)
 
