@@ -300,3 +300,24 @@ def test_waiting_runs_are_served_in_arrival_order(tmp_path: Path) -> None:
         g.stop()
         for b in bs:
             b.stop()
+
+
+def test_a_port_in_use_is_one_line_exit_5_and_creates_nothing(tmp_path: Path) -> None:
+    import socket
+
+    files = tmp_path / "files"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        conf = tmp_path / "gw.toml"
+        conf.write_text(
+            f'[gateway]\nlisten = "127.0.0.1:{port}"\nfiles_dir = "{files}"\n'
+            '[[backend]]\nurl = "http://127.0.0.1:9"\n'
+        )
+        r = shoal("gateway", "serve", "--config", str(conf))
+    assert r.returncode == 5, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"shoal: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert not files.exists()
