@@ -171,3 +171,23 @@ def test_local_cluster_agents_register_with_the_controller(
         assert [n["name"] for n in nodes] == ["cn1", "cn2", "cn3"]
         facts = c.get("/v1/nodes/cn2").json()["facts"]
         assert facts["cpus_logical"] >= 1 and facts["memory"] > 0
+
+
+def test_nodes_show_is_for_people_and_json_keeps_raw_values(start_controller) -> None:
+    import json
+    import subprocess
+    import sys
+
+    ctl = start_controller()
+    with ctl.client("cn1") as c:
+        c.post("/v1/register", json={"name": "cn1", "facts": FACTS}).raise_for_status()
+    env = {**ctl.env, "SHOAL_CONTROLLER_URL": ctl.url, "COLUMNS": "100"}
+    argv = [sys.executable, "-m", "shoal.cli.main", "nodes", "show", "cn1"]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    mem = next(line for line in r.stdout.splitlines() if line.startswith("memory "))
+    assert mem.split()[-1] == "GiB" and float(mem.split()[-2]) > 0
+    seen = next(line for line in r.stdout.splitlines() if line.startswith("registered_at"))
+    assert "ago)" in seen and "T" not in seen.split()[1]
+    r = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert isinstance(json.loads(r.stdout)["memory"], int)

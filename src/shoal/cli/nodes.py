@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,21 @@ Insecure = Annotated[bool, typer.Option("--insecure", help="Allow a plain-HTTP c
 
 def _gib(b: int | None) -> str:
     return f"{b / 2**30:.1f} GiB" if b else "-"
+
+
+def _for_people(key: str, value: object, ago: Any) -> object:
+    """Sizes in GiB, times as the time and how long ago (--json keeps the raw values)."""
+    if value is None:
+        return "-"
+    if key in ("memory", "memory_total") and isinstance(value, int):
+        return _gib(value)
+    if key in ("last_heartbeat", "registered_at", "created_at") and isinstance(value, str):
+        return f"{value[:19].replace('T', ' ')} ({ago(value)})"
+    if key == "boot_time" and isinstance(value, int | float):
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value
 
 
 @app.callback()
@@ -59,7 +74,7 @@ def nodes(
 @app.command("show")
 def show(name: str, controller: Ctl = None, json: Json = False, insecure: Insecure = False) -> None:
     """All facts and the node's event history."""
-    from shoal.cli._ctlclient import print_json, request
+    from shoal.cli._ctlclient import ago, print_json, request
     from shoal.cli.tables import field, row, show, table
 
     d = request("GET", f"/v1/nodes/{name}", controller, insecure)
@@ -79,7 +94,7 @@ def show(name: str, controller: Ctl = None, json: Json = False, insecure: Insecu
         "created_at",
         "generation",
     ):
-        lines.append(field(k, d.get(k)))
+        lines.append(field(k, _for_people(k, d.get(k), ago)))
     f = d.get("facts") or {}
     for k, v in f.items():
         if k == "interfaces":
@@ -89,7 +104,7 @@ def show(name: str, controller: Ctl = None, json: Json = False, insecure: Insecu
                     field("interface", f"{itf.get('name')} {itf.get('mac') or ''} {addrs}")
                 )
         else:
-            lines.append(field(k, v))
+            lines.append(field(k, _for_people(k, v, ago)))
     t = table("WHEN", "EVENT", "FROM", "TO", "BY", "WHY", title="events")
     for e in reversed(d["events"]):
         row(t, e["at"][:19], e["kind"], e["from"] or "", e["to"] or "", e["actor"], e["reason"])
