@@ -28,3 +28,15 @@ def test_help_text_keeps_brackets() -> None:
         timeout=60,
     )
     assert r.returncode == 0 and "TOML file with [[backend]]" in r.stdout, r.stdout
+
+
+def test_facts_fit_80_columns_and_keep_a_reason_whole(agents) -> None:  # type: ignore[no-untyped-def]
+    from agentproc import free_port, shoal
+
+    agents.start("n1")
+    inv = agents.inventory({"d1": f"127.0.0.1:{free_port()}"})
+    cp = shoal("facts", "--inventory", str(inv), "-w", "n1,d1")
+    assert cp.returncode == 4
+    assert all(len(line) <= 80 for line in cp.stdout.splitlines()), cp.stdout
+    assert "…" not in cp.stdout  # long words wrap, never cut
+    assert cp.stderr.startswith("d1: UNREACHABLE: unreachable: connection refused")

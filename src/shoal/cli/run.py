@@ -312,13 +312,19 @@ def facts(
     import json
 
     from shoal.agent.facts import plain
+    from shoal.cli.output import say
     from shoal.fanout.api import FACTS, tree_job
     from shoal.fanout.report import facts_tables
 
     settings = _settings(inventory, insecure, connect_timeout)
+
+    def on_event(ev: Any, r: Any) -> None:
+        if not json_out and ev.HasField("result"):
+            say(r)
+
     job = tree_job(
         FACTS, node_sets(nodes, hostfile), exclude=exclude, pick=pick, width=width,
-        settings=settings, output_cap=0,
+        settings=settings, output_cap=0, on_event=on_event,
     )  # fmt: skip
     report = job.run_blocking()
     if json_out:
@@ -333,8 +339,8 @@ def facts(
     else:
         from rich.console import Console
 
-        # piped: wide enough that nothing is cut for scripts and logs
-        console = Console(width=None if sys.stdout.isatty() else 240)
+        # a terminal's own width; piped, 80 columns (cells wrap; --json for scripts)
+        console = Console(width=None if sys.stdout.isatty() else 80)
         for t in facts_tables(report, cpus):
             console.print(t)
         _summary(report)

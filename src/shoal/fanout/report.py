@@ -269,21 +269,25 @@ def facts_tables(report: Report, cpus: bool = False) -> list[Any]:
     from datetime import UTC, datetime
 
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table("node", "hostname", "CPUs (log/phys)", "memory", "OS", "kernel", "boot", "addresses")
+    def row(table: Any, *cells: Any) -> None:  # text as written: no markup from peers
+        for col in table.columns:
+            col.overflow = "fold"  # wrap a long word rather than cut it
+        table.add_row(*(Text(str(c)) for c in cells))
+
+    t = Table("node", "hostname", "CPUs", "memory", "OS", "kernel", "boot")
     topo = Table("node", "topology", "NUMA nodes (CPUs, memory, hugepages)", "THP", "sandboxes")
     per_cpu: list[Any] = []
     for n in report.order:
         r = report.nodes[n]
         f = r.facts
-        if f is None:
-            t.add_row(n, f"[{r.state}] {r.reason}", "", "", "", "", "", "")
+        if f is None:  # its reason went to stderr as it came (`shoal facts`)
             continue
-        addrs = ", ".join(f"{i.name}={'/'.join(i.addresses)}" for i in f.interfaces if i.addresses)
         boot = datetime.fromtimestamp(f.boot_time, UTC).strftime("%Y-%m-%d %H:%M")
-        t.add_row(
-            n, f.hostname, f"{f.cpus_logical}/{f.cpus_physical}", _sizes(f.memory_total),
-            f.os, f.kernel, boot, addrs,
+        row(
+            t, n, f.hostname, f"{f.cpus_logical}/{f.cpus_physical}", _sizes(f.memory_total),
+            f.os, f.kernel, boot,
         )  # fmt: skip
         tp = f.topology
         v = tp.cgroup_version
@@ -293,11 +297,11 @@ def facts_tables(report: Report, cpus: bool = False) -> list[Any]:
             if v
             else "none (process-group kill only)"
         )
-        topo.add_row(n, topology_text(tp), numa_text(tp), tp.thp, boxes)
+        row(topo, n, topology_text(tp), numa_text(tp), tp.thp, boxes)
         if cpus:
             c = Table("CPU", "core", "package", "NUMA", "SMT siblings", "L3 group", title=n)
             for x in tp.cpus:
-                c.add_row(*(str(v) for v in (x.cpu, x.core, x.package, x.node, x.siblings, x.l3)))
+                row(c, x.cpu, x.core, x.package, x.node, x.siblings, x.l3)
             per_cpu.append(c)
     return [t, topo, *per_cpu]
 
