@@ -4,20 +4,12 @@ four L3 groups per socket, a KVM guest without NUMA."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from benchutil import topo
 
-from shoal.agent.topology import topology
 from shoal.bench.campaign import Layout
 from shoal.bench.slots import PlanError, plan_layout
 from shoal.core.wire import pb
-
-TOPOLOGIES = Path(__file__).parent / "topologies"
-
-
-def topo(name: str) -> pb.Topology:
-    return topology(TOPOLOGIES / name)
 
 
 def cores(t: pb.Topology, cpus: tuple[int, ...]) -> set[str]:
