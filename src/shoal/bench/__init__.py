@@ -9,6 +9,11 @@ __getattr__, __all__ = exports(
     __name__,
     """
     campaign: Campaign Layout Phase Metric
+    extract: Parsed Run parse_logs
     load: load_campaign parse_campaign
+    output: write_files
+    plots: write_plots
+    report: Report build_report load_results
+    slots: LayoutPlan PlanError Slot plan_layout
     """,
 )
