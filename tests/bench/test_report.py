@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from shoal.bench import build_report, write_files, write_plots
-from shoal.bench.stats import OUTLIER_THRESHOLD, relative_change, summarize, welch
+from shoal.bench.stats import (
+    OUTLIER_THRESHOLD,
+    mean_interval,
+    relative_change,
+    summarize,
+    welch,
+)
 
 
 def test_a_summary_is_what_the_statistics_module_says() -> None:
@@ -41,6 +47,14 @@ def test_welch_matches_its_formula() -> None:
     assert w.t == pytest.approx((statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb))
     assert w.df == pytest.approx((va + vb) ** 2 / (va**2 / 4 + vb**2 / 5))
     assert w.significant and w.p < 1e-4
+    from scipy import stats
+
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert (w.t, w.p) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    lo, hi = mean_interval(summarize(a))
+    assert (lo, hi) == pytest.approx(
+        stats.t.interval(0.95, 4, loc=statistics.fmean(a), scale=stats.sem(a))
+    )
     assert welch([1.0], b) is None
     ch, err = relative_change(summarize(b), summarize(a))
     assert ch == pytest.approx(statistics.fmean(b) / statistics.fmean(a) - 1) and 0 < err < ch

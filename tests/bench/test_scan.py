@@ -4,6 +4,7 @@ UTF-8."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -72,3 +73,24 @@ def test_a_regex_only_pattern_finds_the_same_lines_as_re(tmp_path: Path) -> None
     got = lines(tmp_path, text.encode(), [r"^\d+ bad$"])
     want = [i + 1 for i, ln in enumerate(text.splitlines()) if re.search(r"^\d+ bad$", ln)]
     assert [n for n, _, _ in got] == want
+
+
+def test_ranges_scanned_in_parallel_give_what_one_pass_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = []
+    for k in range(3):
+        f = tmp_path / f"{k}.log"
+        body = b"".join(b"noise %d %d\n" % (k, i) for i in range(3000))
+        f.write_bytes(body.replace(b"noise %d 1234\n" % k, b"the START here\n") + b"END")
+        files.append(f)
+    one = {p: Scanner(["START", "END"]).lines(p) for p in files}
+    monkeypatch.setattr(scan, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(scan, "RANGE_MIN", 1000)  # a range ends mid-line: 1000 bytes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    many = dict(scan.scan_files(["START", "END"], files))
+    assert many == one
+    assert [(ln.number, ln.text) for ln in many[files[1]]] == [
+        (1235, "the START here"),
+        (3001, "END"),
+    ]

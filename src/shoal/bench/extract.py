@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.bench.campaign import Campaign
-from shoal.bench.scan import Scanner
+from shoal.bench.scan import scan_files
 from shoal.errors import UsageError
 
 JSON_TAIL = 4 << 20  # a log's JSON report is looked for in its last bytes
@@ -184,25 +184,27 @@ def parse_logs(patterns: list[str], c: Campaign, group: str | None = None) -> Pa
     out = Parsed(c.name, [str(p) for p in files])
     pats = [p.start for p in c.phases] + [p.end for p in c.phases]
     pats += [m.regex for m in c.metrics if m.regex]
-    scanner = Scanner(pats)
+    regexes = [re.compile(x) for x in pats]
     n = len(c.phases)
     regex_metrics = [(i, m) for i, m in enumerate(c.metrics) if m.regex]
     expected = dict.fromkeys((p.name for p in c.phases), 0)
     started = dict.fromkeys(expected, 0)
     ended = dict.fromkeys(expected, 0)
     names = set(expected)
+    groups: dict[Path, dict[str, str]] = {}
     for path in files:
-        g: dict[str, str] = {}
-        if grx is not None:
-            m = grx.search(str(path))
-            if m is None:
-                out.warnings.append(f"{path}: does not match --group: left out")
-                continue
-            g = {k: v for k, v in m.groupdict().items() if v is not None}
+        if grx is None:
+            groups[path] = {}
+        elif (m := grx.search(str(path))) is not None:
+            groups[path] = {k: v for k, v in m.groupdict().items() if v is not None}
+        else:
+            out.warnings.append(f"{path}: does not match --group: left out")
+    for path, lines in scan_files(pats, list(groups)):
+        g = groups[path]
         only = g.get("phase") if g.get("phase") in names else None
         pairs = [_Pairing(c, i, str(path), g) for i in range(n)]
         last: dict[int, str] = {}
-        for line in scanner.lines(path):
+        for line in lines:
             for h in sorted(line.hits, key=lambda h: not n <= h < 2 * n):  # ends first
                 if h < 2 * n:
                     pair = pairs[h % n]
@@ -226,7 +228,7 @@ def parse_logs(patterns: list[str], c: Campaign, group: str | None = None) -> Pa
                 )
         for k, (_, metric) in enumerate(regex_metrics):
             if k in last:
-                rx = scanner.regexes[2 * n + k]
+                rx = regexes[2 * n + k]
                 mm = rx.search(last[k])
                 assert mm is not None
                 raw = mm.group("value") if "value" in rx.groupindex else mm.group(1)
