@@ -11,9 +11,11 @@ __getattr__, __all__ = exports(
     campaign: Campaign Layout Phase Metric
     extract: Parsed Run parse_logs
     load: load_campaign parse_campaign
+    preflight: Preflight preflight
     output: write_files
     plots: write_plots
     report: Report build_report load_results
+    run: run_campaign
     slots: LayoutPlan PlanError Slot plan_layout
     """,
 )

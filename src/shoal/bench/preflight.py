@@ -10,6 +10,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shoal.bench import cpulist
 from shoal.bench.campaign import Campaign
 from shoal.bench.slots import LayoutPlan, PlanError, Slot, plan_layout
 from shoal.bench.units import human, parse_size
@@ -49,7 +50,7 @@ class Preflight:
         d = asdict(self)
         for p in d["plans"]:
             for s in p["slots"]:
-                s["cpu_list"] = ",".join(map(str, s["cpus"]))
+                s["cpu_list"] = cpulist.fold(s["cpus"])
         return {**d, "ok": self.ok, "exit_code": self.exit_code}
 
 
@@ -130,14 +131,18 @@ def _host_checks(host: str, f: pb.Facts, c: Campaign) -> list[Check]:
             ", ".join(t.cgroup_controllers) if ok else f"no {', '.join(missing)} controller"
         )
         out.append(Check(host, "sandbox", ok, detail))
-    if c.host.thp is not None:
+    if c.host.thp is None:
+        out.append(Check(host, "thp", True, f"transparent hugepages: {t.thp or 'unknown'}"))
+    else:
         ok = t.thp == c.host.thp
         detail = f"transparent hugepages: {t.thp or 'unknown'}" + (
             "" if ok else f", the campaign needs {c.host.thp}"
         )
         out.append(Check(host, "thp", ok, detail))
-    if c.host.hugepages is not None:
-        have = sum(h.size * h.total for m in t.nodes for h in m.hugepages)
+    have = sum(h.size * h.total for m in t.nodes for h in m.hugepages)
+    if c.host.hugepages is None:
+        out.append(Check(host, "hugepages", True, f"hugepages reserved: {human(have)}"))
+    else:
         if c.host.hugepages == "off":
             ok, want = have == 0, "none"
         else:

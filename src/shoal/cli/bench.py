@@ -56,6 +56,33 @@ def plan(
         raise typer.Exit(result.exit_code)
 
 
+@app.command("run")
+def run(
+    campaign: Annotated[Path, typer.Argument(help="The campaign file (TOML).")],
+    nodes: Annotated[
+        str | None, typer.Option("-w", "--nodes", help="Node set instead of the campaign's.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="A new results directory.")] = Path(
+        "bench-results"
+    ),
+    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+) -> None:
+    """Run the campaign from here (synchronous: it stops with this command)."""
+    from shoal.bench.load import load_campaign
+    from shoal.bench.report import build_report
+    from shoal.bench.run import run_campaign
+
+    c = load_campaign(campaign)
+    parsed, slots = run_campaign(c, out, nodes=nodes)
+    states: dict[str, int] = {}
+    for r in slots:
+        states[r.state] = states.get(r.state, 0) + 1
+    print(f"{len(slots)} slot run(s): " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    for w in parsed.warnings:
+        print(f"shoal: bench run: warning: {w}", file=sys.stderr)
+    _emit(build_report(parsed.to_json()), out, plots)
+
+
 def _size(n: int) -> str:
     from shoal.bench.units import human
 
