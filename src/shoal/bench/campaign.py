@@ -68,6 +68,14 @@ class Command(Strict):
     env: dict[str, str] = {}
     memory: str | int | None = None  # per slot: a size or a formula
     pids: Annotated[int, Field(ge=0)] = 0
+    cwd: str = ""  # working directory on the nodes; default: the agent's
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd(cls, v: str) -> str:
+        if v and not v.startswith("/"):
+            raise ValueError(f"{v!r}: must be an absolute path on the nodes")
+        return v
 
     _check_run = field_validator("run")(check_placeholders)
 

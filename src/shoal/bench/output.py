@@ -24,7 +24,7 @@ def num(x: float | None, digits: int = 3) -> str:
         return "-"
     if math.isinf(x):
         return "inf"
-    if abs(x) >= 1e4:
+    if abs(x) >= 1000:
         return f"{x:,.0f}"
     return f"{x:.{digits}g}" if 0 < abs(x) < 1e-3 else f"{x:.{digits}f}"
 

@@ -75,7 +75,8 @@ async def _slot(
 
         r = await fanout.run_async(
             p.host, fill(c.command.run, v), env={k: fill(x, v) for k, x in c.command.env.items()},
-            timeout=c.time_limit_s, resources=res, settings=settings, output_cap=0,
+            timeout=c.time_limit_s, cwd=c.command.cwd, resources=res, settings=settings,
+            output_cap=0,
             on_event=on_event,
         )  # fmt: skip
     n = r[p.host]
