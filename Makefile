@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox proto clean
+.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox bench-parse proto clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,9 @@ bench-soak: $(STAMP)  # 10 minutes: a quiet command while fan-outs run every 30 
 
 bench-sandbox: $(STAMP)  # root: cgroups; two clusters of 64 agents
 	$(PY) benchmarks/sandbox.py
+
+bench-parse: $(STAMP)  # generates 1 GiB of logs into benchmarks/work/ (kept for re-runs)
+	$(PY) benchmarks/bench_parse.py
 
 proto: $(STAMP)
 	$(PY) -m shoal.core.protogen

@@ -85,6 +85,12 @@ def _gateway() -> None:
     app.add_typer(gateway.app, name="gateway")
 
 
+def _bench() -> None:
+    from shoal.cli import bench
+
+    app.add_typer(bench.app, name="bench")
+
+
 COMMANDS: dict[str, Callable[[], None]] = {
     "ca": _ca,
     "agent": _agent,
@@ -99,6 +105,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "jobs": _fleet,
     "events": _fleet,
     "gateway": _gateway,
+    "bench": _bench,
 }
 
 

@@ -1,0 +1,127 @@
+"""`shoal bench run`, synchronous: a real campaign of the example benchmark on
+a real agent, each slot in a real cpuset sandbox (root, cgroups), its log
+parsed and reported; a failing preflight starts nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from agentproc import Agents, shoal
+
+from shoal.agent.cgroups import Host
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "benchy_like.py"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or Host.detect().version == 0, reason="sandboxes need root and cgroups"
+)
+
+
+BENCHY = f"{sys.executable} {EXAMPLE} --threads {{threads}} --work 1 --utc --cache-dir {{scratch}}"
+
+
+def campaign(tmp_path: Path, extra: str = "") -> Path:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        f"""
+nodes = "n1"
+repetitions = 2
+warmups = 1
+time_limit = "2m"
+[[layouts]]
+name = "one"
+slots = 1
+[[layouts]]
+name = "two"
+slots = 2
+span_numa = true
+[command]
+run = "grep Cpus_allowed_list /proc/self/status; echo scratch=$TMPDIR; {BENCHY}"
+env = {{ SLOT = "{{slot}}" }}
+memory = "256MiB + {{threads}} * 64MiB"
+[scratch]
+dir = "{tmp_path / "scratch"}"
+free = "1MiB"
+[parse]
+timestamp = "%Y-%m-%d %H:%M:%S.%f"
+[[phases]]
+name = "p1"
+start = 'seal_pre_commit_phase1: start'
+end = 'seal_pre_commit_phase1: finish'
+{extra}
+"""
+    )
+    return f
+
+
+def test_a_campaign_runs_every_slot_in_its_cpuset_and_reports(
+    agents: Agents, tmp_path: Path
+) -> None:
+    agents.start("n1")
+    agents.inventory()
+    (tmp_path / "scratch").mkdir()
+    out = tmp_path / "res"
+    cp = shoal("bench", "run", str(campaign(tmp_path)), "-o", str(out), "--no-plots")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.startswith("9 slot run(s): PASS 9")  # (1 warm-up + 2 reps) x (1 + 2 slots)
+    meta = json.loads((out / "campaign.json").read_text())
+    two = next(p for p in meta["plans"] if p["layout"] == "two")["slots"]
+    one = next(p for p in meta["plans"] if p["layout"] == "one")["slots"][0]
+    log = (out / "logs" / "n1" / "one-r2-s0.log").read_text()
+    assert f"Cpus_allowed_list:\t{one['cpu_list']}" in log
+    for slot in two:
+        log = (out / "logs" / "n1" / f"two-r1-s{slot['index']}.log").read_text()
+        assert f"Cpus_allowed_list:\t{slot['cpu_list']}" in log
+        assert f"scratch={tmp_path / 'scratch'}/shoal-scratch-" in log
+    assert sorted(p.name for p in (out / "warmup" / "n1").iterdir()) == [
+        "one-r1-s0.log", "two-r1-s0.log", "two-r1-s1.log",
+    ]  # fmt: skip
+    runs = json.loads((out / "runs.json").read_text())
+    assert sorted((r["group"]["layout"], r["status"]) for r in runs["runs"]) == [
+        ("one", "complete")] * 2 + [("two", "complete")] * 4  # fmt: skip
+    assert runs["slots"] == {"one": 1, "two": 2}
+    assert list((tmp_path / "scratch").iterdir()) == []  # every slot's scratch went away
+    assert (out / "report.md").exists()
+
+
+def test_a_failing_preflight_starts_nothing(agents: Agents, tmp_path: Path) -> None:
+    agents.start("n1")
+    agents.inventory()
+    out = tmp_path / "res"
+    cp = shoal("bench", "run", str(campaign(tmp_path)), "-o", str(out))  # no scratch dir
+    assert cp.returncode == 2
+    assert cp.stderr.startswith("shoal: error: preflight failed, nothing started: n1: scratch:")
+    assert not out.exists()
+
+
+def test_an_oom_in_one_slot_is_recorded_and_the_others_go_on(
+    agents: Agents, tmp_path: Path
+) -> None:
+    agents.start("n1")
+    agents.inventory()
+    (tmp_path / "scratch").mkdir()
+    f = tmp_path / "oom.toml"
+    hog = f"{sys.executable} -c 'x = bytearray(600 << 20)'"
+    f.write_text(
+        campaign(tmp_path)
+        .read_text()
+        .replace("repetitions = 2\nwarmups = 1", "repetitions = 1")
+        .replace('[[layouts]]\nname = "one"\nslots = 1\n', "")
+        .replace('memory = "256MiB + {threads} * 64MiB"', 'memory = "200MiB"')
+        .replace('run = "', f'run = "if [ {{slot}} = 1 ]; then {hog}; exit 1; fi; ')
+    )
+    out = tmp_path / "res"
+    cp = shoal("bench", "run", str(f), "-o", str(out), "--no-plots")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.startswith("2 slot run(s): OOM 1, PASS 1")
+    slots = json.loads((out / "campaign.json").read_text())["slots"]
+    (oom,) = [s for s in slots if s["state"] == "OOM"]
+    assert oom["slot"] == 1 and oom["peak_memory"] > 100 << 20
+    assert "warning: n1 two rep 1 slot 1: OOM" in cp.stderr
+    runs = json.loads((out / "runs.json").read_text())["runs"]
+    assert [(r["group"]["slot"], r["status"]) for r in runs] == [("0", "complete")]
