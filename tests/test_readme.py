@@ -58,3 +58,49 @@ def test_the_tour_works_typed_in_order(shoal_home: Path, tmp_path: Path) -> None
     finally:
         subprocess.run(["shoal", "cluster", "down"], env=env, capture_output=True, timeout=120)
     assert checked >= 12  # the summaries of run, -b, -t, OOM, scratch, ping, copy, gather...
+
+
+def controller_tour() -> list[str]:
+    text = README.read_text()
+    part = text[text.index("## Keep the fleet") : text.index("## One endpoint")]
+    return [line[6:] for line in part.splitlines() if line.startswith("    $ ")]
+
+
+def test_the_controller_tour_works_typed_in_order(tmp_path: Path) -> None:
+    """The same for the controller's block, as one shell session (it exports
+    and backgrounds), on a free port, with the pauses a person takes: until
+    the controller answers, until the agents registered, one cron tick."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lines = ["set -u", f"export TMPDIR={tmp_path}"]
+    for cmd in controller_tour():
+        cmd = cmd.replace("127.0.0.1:8443", f"127.0.0.1:{port}")
+        if cmd.startswith("shoal jobs history"):
+            lines.append("sleep 7")  # a cron tick of */5 s, then its run
+        lines.append(cmd if cmd.endswith("&") else f'{cmd}\necho "@@ $?"')  # after a # too
+        if cmd.startswith("shoal controller"):
+            lines.append(
+                "for i in $(seq 150); do shoal nodes >/dev/null 2>&1 && break; sleep 0.2; done"
+            )
+        if cmd.startswith("shoal cluster up"):
+            lines.append(
+                "for i in $(seq 150); do [ $(shoal nodes --json | grep -c '\"running\"') = 4 ]"
+                " && break; sleep 0.2; done"
+            )
+    lines += ["kill %1", "shoal cluster down"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("SHOAL_CONTROLLER_URL", None)
+    cp = subprocess.run(["bash", "-c", "\n".join(lines)], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=300)  # fmt: skip
+    out = cp.stdout
+    codes = [int(x.split()[1]) for x in out.splitlines() if x.startswith("@@ ")]
+    # every command but `jobs add bad` (a cron that can never fire) succeeds
+    assert codes == [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0], (codes, out, cp.stderr)
+    assert "node3: drained" in out and "job scrub added; next run" in out
+    assert "hour field '25'" in cp.stderr
+    assert out.count("running") >= 3 and "node4" in out
+    history = out[out.index("SCHEDULED") :]
+    assert "node4=failed" in history.replace("\n", "").replace("│", "").replace(" ", "")

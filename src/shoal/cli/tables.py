@@ -19,6 +19,8 @@ def table(*columns: str, title: str | None = None) -> Table:
 def row(t: Table, *cells: Any) -> None:
     from rich.text import Text
 
+    for col in t.columns:
+        col.overflow = "fold"  # a narrow terminal wraps a long word, never cuts it
     t.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in cells))
 
 
