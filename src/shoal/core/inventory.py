@@ -18,6 +18,7 @@ node the inventory names unless [groups] defines it.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,20 @@ def parse_listen(text: str, error: type[ShoalError] = UsageError) -> Address:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise error(f"listen address {text!r}: expected HOST:PORT")
     return Address(host.strip("[]"), int(port))
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for a service to serve on, made before anything else
+    it creates: a port in use is a ConfigError (one line, exit 5)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host or "0.0.0.0", port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    return sock
 
 
 @dataclass
@@ -137,4 +152,11 @@ def _node_address(where: str, name: str, spec: Any, port: int) -> Address:
         raise ConfigError(f"{where}: node {name}: {e}") from e
 
 
-__all__ = ["Address", "Inventory", "NodeSetError", "parse_address", "parse_listen"]
+__all__ = [
+    "Address",
+    "Inventory",
+    "NodeSetError",
+    "listening_socket",
+    "parse_address",
+    "parse_listen",
+]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import ssl
 from typing import Any
 
-from shoal.core.inventory import parse_listen
+from shoal.core.inventory import listening_socket, parse_listen
 from shoal.errors import ConfigError, ServiceError
 from shoal.fleet.dbhealth import brief
 from shoal.fleet.settings import ControllerSettings
@@ -72,20 +71,6 @@ def make_provider(s: ControllerSettings, url: str) -> Any:
     return None
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, made before anything else (the database included):
-    a port in use is one line and exit 5 with nothing created."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host or "0.0.0.0", port))
-    except OSError as e:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from e
-    return sock
-
-
 def _tls(s: ControllerSettings) -> dict[str, Any]:
     if s.insecure:  # `shoal controller --insecure` says so, loudly
         return {}
@@ -113,7 +98,7 @@ async def serve(s: ControllerSettings) -> None:
     listen = parse_listen(s.listen, ConfigError)
     host, port = listen.host, listen.port
     kw = _tls(s)
-    sock = _bind(host, port)
+    sock = listening_socket(host, port)
     try:
         scheme = "http" if s.insecure else "https"
         ctl = Controller(s, provider=make_provider(s, f"{scheme}://{host}:{port}"))

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 
-from shoal.core.inventory import parse_listen
+from shoal.core.inventory import listening_socket, parse_listen
 from shoal.errors import ConfigError
 from shoal.gateway.config import GatewayConfig
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket: a port in use is one line and exit 5."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}") from e
-    return sock
 
 
 def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
@@ -49,7 +35,7 @@ def serve(cfg: GatewayConfig, access_log: bool = True) -> None:
 
         asyncio.run(check(cfg.settings.redis))
     listen = parse_listen(cfg.settings.listen, ConfigError)
-    sock = _bind(listen.host or "127.0.0.1", listen.port)  # before anything is made
+    sock = listening_socket(listen.host or "127.0.0.1", listen.port)  # before anything is made
     raise_nofile()  # then max_connections, by default, is what it allows
     gw = Gateway(cfg)
     app = gw.asgi()
