@@ -17,14 +17,16 @@ app = typer.Typer(
     help="Benchmark campaigns in cpuset slots: plan, parse logs, report.",
     no_args_is_help=True,
 )
+Nodes = Annotated[
+    str | None, typer.Option("-w", "--nodes", help="Node set instead of the campaign's.")
+]
+Plots = Annotated[bool, typer.Option(help="Write PNG plots.")]
 
 
 @app.command("plan")
 def plan(
     campaign: Annotated[Path, typer.Argument(help="The campaign file (TOML).")],
-    nodes: Annotated[
-        str | None, typer.Option("-w", "--nodes", help="Node set instead of the campaign's.")
-    ] = None,
+    nodes: Nodes = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Slots per host and every preflight check; nothing is started."""
@@ -32,6 +34,7 @@ def plan(
 
     from shoal.bench.load import load_campaign
     from shoal.bench.preflight import preflight
+    from shoal.bench.units import human
     from shoal.cli.tables import row, show, table
 
     c = load_campaign(campaign)
@@ -42,7 +45,7 @@ def plan(
         t = table("host", "layout", "slot", "CPUs", "cores", "threads", "mems", "memory")
         for p in result.plans:
             for s in p.slots:
-                mem = _size(s.memory) if s.memory else "no limit"
+                mem = human(s.memory) if s.memory else "no limit"
                 row(t, p.host, p.layout, s.index, s.cpu_list, s.cores, s.threads,
                     s.mem_list or "-", mem)  # fmt: skip
         checks = table("host", "check", "", "detail")
@@ -59,13 +62,11 @@ def plan(
 @app.command("run")
 def run(
     campaign: Annotated[Path, typer.Argument(help="The campaign file (TOML).")],
-    nodes: Annotated[
-        str | None, typer.Option("-w", "--nodes", help="Node set instead of the campaign's.")
-    ] = None,
+    nodes: Nodes = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="A new results directory.")] = Path(
         "bench-results"
     ),
-    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    plots: Plots = True,
 ) -> None:
     """Run the campaign from here (synchronous: it stops with this command)."""
     from shoal.bench.load import load_campaign
@@ -83,12 +84,6 @@ def run(
     _emit(build_report(parsed.to_json()), out, plots)
 
 
-def _size(n: int) -> str:
-    from shoal.bench.units import human
-
-    return human(n)
-
-
 @app.command("parse")
 def parse(
     logs: Annotated[list[str], typer.Argument(help="Log files or globs ('logs/**/*.log').")],
@@ -104,7 +99,7 @@ def parse(
     out: Annotated[Path, typer.Option("--out", "-o", help="Results directory.")] = Path(
         "bench-results"
     ),
-    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    plots: Plots = True,
 ) -> None:
     """Extract phases and metrics from existing logs, then report."""
     from shoal.bench.extract import parse_logs
@@ -133,7 +128,7 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where the files go [default: RESULTS].")
     ] = None,
-    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    plots: Plots = True,
 ) -> None:
     """Tables, CSV/JSON/Markdown files and PNG plots of a campaign's results."""
     from shoal.bench.report import build_report, load_results

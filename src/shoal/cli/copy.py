@@ -185,10 +185,10 @@ def _report(report: Any, json_out: bool) -> None:
     if json_out:
         report.write_json(sys.stdout)
     else:
+        from shoal.cli.output import say
+
         for n in report.order:
-            r = report.nodes[n]
-            if r.state != "PASS":
-                print(f"{n}: {r.state}: {r.reason}", file=sys.stderr)
+            say(report.nodes[n])  # each failed node with its reason, as run and ping say it
         _summary(report)
     code = report.exit_code()
     if code:
