@@ -104,3 +104,75 @@ def test_the_controller_tour_works_typed_in_order(tmp_path: Path) -> None:
     assert out.count("running") >= 3 and "node4" in out
     history = out[out.index("SCHEDULED") :]
     assert "node4=failed" in history.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def gateway_tour() -> list[tuple[str, list[str]]]:
+    """(command, the lines shown after it) of the gateway's block; a here-document
+    and a line ending in a backslash belong to their command."""
+    text = README.read_text()
+    part = text[text.index("## One endpoint") : text.index("## Benchmark campaigns")]
+    steps: list[tuple[str, list[str]]] = []
+    heredoc = False
+    for line in part.splitlines():
+        if not line.startswith("    "):
+            continue
+        body = line[4:]
+        if heredoc or (steps and steps[-1][0].endswith("\\")):
+            steps[-1] = (steps[-1][0] + "\n" + body, steps[-1][1])
+            heredoc = heredoc and body != "EOF"
+        elif body.startswith("$ "):
+            steps.append((body[2:], []))
+            heredoc = "<<'EOF'" in body
+        elif steps:
+            steps[-1][1].append(body)
+    return steps
+
+
+def test_the_gateway_tour_works_typed_in_order(tmp_path: Path) -> None:
+    """The gateway's block as one shell session, on free ports, with the pauses
+    a person takes (until each server answers); its run answer, the state of
+    each backend and the refusal of a bad config are what the README shows."""
+    import socket
+
+    ports = {}
+    for p in ("4001", "4002", "8080"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports[p] = str(s.getsockname()[1])
+    backend = str(README.parent / "tests" / "gateway" / "jobe_backend.py")
+    wait = "for i in $(seq 150); do curl -s -o /dev/null {url} && break; sleep 0.2; done"
+    lines, shown = ["set -u"], {}
+    for cmd, out in gateway_tour():
+        for p, free in ports.items():
+            cmd = cmd.replace(f":{p}", f":{free}").replace(f"--port {p}", f"--port {free}")
+            out = [x.replace(f":{p}", f":{free}") for x in out]
+        cmd = cmd.replace(
+            ".venv/bin/python tests/gateway/jobe_backend.py", f"{sys.executable} {backend}"
+        )
+        shown[cmd.split("\n")[0]] = out
+        # (a newline first: curl's answer has none)
+        lines.append(
+            cmd if cmd.endswith("&") or "&  " in cmd else f"{cmd}\nprintf '\\n@@ %s\\n' $?"
+        )
+        if "--port" in cmd:
+            port = cmd.split("--port ")[1].split()[0]
+            lines.append(
+                wait.format(url=f"http://127.0.0.1:{port}/jobe/index.php/restapi/languages")
+            )
+        if "gateway serve --config gateway.toml" in cmd:
+            lines.append(wait.format(url=f"http://127.0.0.1:{ports['8080']}/shoal/status"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cp = subprocess.run(["bash", "-c", "\n".join(lines)], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = cp.stdout
+    codes = [int(x.split()[1]) for x in out.splitlines() if x.startswith("@@ ")]
+    # cat, curl, kill+sleep, status, printf, the refused config (5), the last kill
+    assert codes == [0, 0, 0, 0, 0, 5, 0], (codes, out, cp.stderr)
+    run = next(v for k, v in shown.items() if k.startswith("curl"))
+    assert run[0] in out.splitlines(), (out, cp.stderr)
+    rows = {r.split()[1]: r.split("│")[2].strip() for r in out.splitlines() if r.startswith("│")}
+    assert rows[f"http://127.0.0.1:{ports['4001']}"] == "live", out
+    assert rows[f"http://127.0.0.1:{ports['4002']}"].startswith("ejected ("), out
+    refused = next(v for k, v in shown.items() if "bad.toml" in k and "serve" in k)
+    assert refused[0] in cp.stderr, cp.stderr
+    assert '"outcome": 15' in (tmp_path / "gateway.log").read_text()

@@ -25,7 +25,7 @@ from shoal.agent.files import FilesService
 from shoal.agent.gate import Gate
 from shoal.core.wire import fpb, frpc, pb
 from shoal.fanout.broadcast import SourceOrigin
-from shoal.tree.claim import label, open_existing
+from shoal.tree.claim import claim, label, open_existing, part_path
 from shoal.tree.feed import Feed
 from shoal.tree.source import open_source
 
@@ -304,5 +304,71 @@ async def test_a_node_never_follows_a_writer_below_it(tmp_path: Path) -> None:
     finally:
         early.cancel()
         await ch.close()
+        for s in servers:
+            await s.stop(0)
+
+
+async def test_a_follower_whose_writer_died_unreplaced_writes_its_own_copy(
+    tmp_path: Path,
+) -> None:
+    """a follows w's file and feeds b from it; w dies with 64 KB written, after
+    a's whole stream arrived, and nobody takes its place: a asks for its stream
+    again and writes the file itself, and b follows a."""
+    root = tmp_path / "shared"
+    dest = root / "dest"
+    dest.mkdir(parents=True)
+    servers, addr = [], {}
+    for name in ("a", "b"):
+        server = grpc.aio.server()
+        frpc.add_FilesServicer_to_server(FilesService(_dial, root, Gate(name, None)), server)
+        addr[name] = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+        await server.start()
+        servers.append(server)
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(4_000_000))
+    source = open_source(str(src), recursive=False, chunk_size=64 * 1024)
+    m = source.meta
+    header = fpb.CopyHeader(
+        transfer_id=uuid.uuid4().hex,
+        dest="/dest/",
+        name=m.name,
+        kind=m.kind,
+        size=m.size,
+        mode=m.mode,
+        mtime_ns=m.mtime_ns,
+        chunk_size=64 * 1024,
+        connect_timeout=2.0,
+    )
+    # w: another agent on this filesystem, writing this transfer (its lock held).
+    w = claim(part_path(dest / "big.bin", header.transfer_id), header.transfer_id, "w")
+    assert w is not None
+    os.write(w, src.read_bytes()[: 64 * 1024])
+    origin = SourceOrigin(source)
+    out: asyncio.Queue[fpb.CopyEvent] = asyncio.Queue()
+    feed = Feed(header=header, origin=origin, dial=_dial, out=out)
+    producer = asyncio.create_task(origin.produce())
+    b_tree = pb.Subtree(name="b", address=addr["b"])
+    try:
+        feed.start(pb.Subtree(name="a", address=addr["a"], children=[b_tree]))
+        for _ in range(6000):
+            if feed.sent.get("a") == len(src.read_bytes()):
+                break
+            await asyncio.sleep(0.005)
+        assert feed.sent.get("a") == 4_000_000
+        os.close(w)  # w dies: the kernel drops its lock, its part stays
+        await asyncio.wait_for(feed.wait(), 60)
+        await producer
+        results = {}
+        while not out.empty():
+            ev = out.get_nowait()
+            results[ev.event.node] = ev.event.result
+        assert {n: (r.state, r.reason) for n, r in results.items()} == {
+            "a": (pb.STATE_OK, ""),
+            "b": (pb.STATE_OK, "same file already written by a of this transfer"),
+        }
+        assert (dest / "big.bin").read_bytes() == src.read_bytes()
+        assert shoal_files(root) == []
+    finally:
+        origin.close()
         for s in servers:
             await s.stop(0)

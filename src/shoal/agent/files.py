@@ -23,7 +23,6 @@ with the reason and closes its stream, so its parent adopts its children.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
@@ -33,15 +32,14 @@ from pathlib import Path
 
 import grpc
 
-from shoal.agent.follow import Follower, open_spool
+from shoal.agent.fetch import fetch_chunks
+from shoal.agent.follow import POLL, Follower, Rewind, open_spool
 from shoal.agent.gate import Gate
 from shoal.core.config import shoal_home
 from shoal.core.grant import body_of
 from shoal.core.wire import fpb, frpc, pb
-from shoal.errors import ShoalError
 from shoal.tree.claim import SpoolDirs
 from shoal.tree.feed import DEFAULT_STALL, Dialer, Feed, copy_result
-from shoal.tree.source import DEFAULT_CHUNK, open_source
 from shoal.tree.spool import Meta, Spool, TransferError, resolve_target
 from shoal.tree.subtree import names
 
@@ -84,7 +82,14 @@ class SpoolOrigin:
         self.t = t
 
     async def read(self, offset: int, size: int) -> bytes:
-        return await self.t.spool.read(offset, size, complete=self.t.complete)
+        while True:
+            spool = self.t.spool
+            try:
+                return await spool.read(offset, size, complete=self.t.complete)
+            except Rewind:
+                if self.t.spool is spool:
+                    raise TransferError("transfer ended") from None
+                await asyncio.sleep(POLL)  # from our own copy now (see _rewind)
 
     def end(self) -> fpb.CopyEnd:
         assert self.t.end is not None
@@ -189,7 +194,7 @@ class FilesService(frpc.FilesServicer):
             feed.reported.add(me)
         for child in h.tree.children:
             feed.start(child)
-        receiver = asyncio.create_task(self._receive(request_iterator, t, feed, me, started))
+        receiver = asyncio.create_task(self._receive(request_iterator, t, feed, h, started))
         call = t.owner = Call(receiver, feed)
         # The generator's finally may run late (at garbage collection) when gRPC
         # cancels it at a yield; the RPC's done callback always runs.
@@ -250,10 +255,12 @@ class FilesService(frpc.FilesServicer):
         requests: AsyncIterator[fpb.CopyMessage],
         t: Transfer,
         feed: Feed,
-        me: str,
+        h: fpb.CopyHeader,
         started: int,
     ) -> None:
         """Write what the parent sends; send our own result when verified."""
+        me = h.tree.name
+        rewound = False  # until the parent's stream starts again from our offset
         try:
             async for msg in requests:
                 kind = msg.WhichOneof("kind")
@@ -262,14 +269,24 @@ class FilesService(frpc.FilesServicer):
                     if c.offset + len(c.data) <= t.spool.offset:
                         continue  # already held (a resume overlapped)
                     if c.offset != t.spool.offset:
+                        if rewound:
+                            continue  # sent before our parent saw the rewind
                         raise TransferError(
                             f"stream gap: got offset {c.offset}, hold {t.spool.offset}"
                         )
-                    await t.spool.write(c.data)
+                    rewound = False
+                    try:
+                        await t.spool.write(c.data)
+                    except Rewind as e:
+                        rewound = await self._rewind(t, feed, h, e)
                 elif kind == "end":
-                    if t.complete.is_set():
+                    if t.complete.is_set() or rewound:
                         continue
-                    await t.spool.finish(msg.end.xxh3_128)
+                    try:
+                        await t.spool.finish(msg.end.xxh3_128)
+                    except Rewind as e:
+                        rewound = await self._rewind(t, feed, h, e)
+                        continue
                     t.end = msg.end
                     t.complete.set()
                     await t.spool.notify()
@@ -288,6 +305,21 @@ class FilesService(frpc.FilesServicer):
             await feed.out.put(t.result)
             feed.reported.add(me)
             raise
+
+    async def _rewind(self, t: Transfer, feed: Feed, h: fpb.CopyHeader, why: Rewind) -> bool:
+        """Our follower lost the file it followed: keep our own copy from now on,
+        and ask the parent for the stream again from its start."""
+        log.info(
+            "copy %s: %s no longer follows (%s): writes its own copy of %s",
+            h.transfer_id[:8],
+            h.tree.name,
+            why.reason,
+            t.spool.target,
+        )
+        t.spool.close()
+        t.spool = self._spool(h, resumed=True)  # before any await: readers switch to it
+        await feed.out.put(fpb.CopyEvent(resume_offset=t.spool.offset))
+        return True
 
     def _rpc_done(self, tid: str, t: Transfer, call: Call) -> None:
         finished = call.feed.aborted is not None or (t.complete.is_set() and not call.feed.tasks)
@@ -345,27 +377,5 @@ class FilesService(frpc.FilesServicer):
     ) -> AsyncIterator[fpb.FetchChunk]:
         me = pb.Subtree(name=self._gate.name)
         await self._gate.admit(context, request.signed, body_of(request), me)
-        try:
-            if not os.path.isabs(request.path):
-                raise TransferError(f"path {request.path!r} is not absolute")
-            src = open_source(
-                self._local(request.path),
-                recursive=request.recursive,
-                chunk_size=request.chunk_size or DEFAULT_CHUNK,
-            )
-        except ShoalError as e:
-            yield fpb.FetchChunk(error=pb.Result(state=pb.STATE_FAILED, reason=e.message))
-            return
-        # What the file holds when read (/proc files, a growing log), not its
-        # stat size: the end says how much was sent and its hash.
-        unknown = dataclasses.replace(src.meta, size=-1)
-        yield fpb.FetchChunk(header=unknown.to_header(chunk_size=src.chunk_size))
-        try:
-            for chunk in src.chunks():
-                yield fpb.FetchChunk(data=chunk)
-        except OSError as e:
-            yield fpb.FetchChunk(
-                error=pb.Result(state=pb.STATE_FAILED, reason=f"reading {request.path}: {e}")
-            )
-            return
-        yield fpb.FetchChunk(end=fpb.CopyEnd(xxh3_128=src.digest, size=src.sent))
+        async for chunk in fetch_chunks(request, self._local(request.path)):
+            yield chunk

@@ -12,10 +12,12 @@ naively, collide. The node follows instead:
   bytes at the same offsets), read back as the writer writes them;
 - it reports OK once its stream verified *and* the writer put the file in
   place ("same file already written by node3 of this transfer"). If the
-  writer dies or fails first, the node follows whichever node claims the file
-  next (a follower of the dead writer resumed after the fault writes it
-  anew); if none does in time, it fails with the reason, so that its parent
-  adopts its children.
+  writer dies, fails or hangs first, the node follows whichever node claims
+  the file next (a follower of the dead writer resumed after the fault writes
+  it anew). If none does soon, or the one that does is below it, the node
+  raises Rewind: the agent asks its parent to send the stream again from the
+  start and writes its own copy (files.py), so no node waits on a file that
+  nobody writes.
 
 A node never follows a writer below it in the tree (that writer's bytes come
 through this node: after a writer died, one of our children may have taken
@@ -45,6 +47,18 @@ log = logging.getLogger("shoal.agent.files")
 
 POLL = 0.02  # seconds between looks at the writer's progress
 PATIENCE = 30.0  # seconds without progress before a (hung) writer is given up
+SUCCESSOR = 5.0  # seconds a follower waits for a node to take a dead writer's place
+CHECK = 1 << 20  # bytes of our own stream between looks at the writer
+
+
+class Rewind(Exception):
+    """This follower lost the file it followed (its writer died or hung and no
+    node it may follow took its place): its node writes its own copy, from its
+    parent's stream sent again from the start."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def open_spool(
@@ -150,10 +164,16 @@ class Follower:
         self._progress = (-1, 0.0)  # the writer's size, and when we saw it change
         self._gone_at: float | None = None  # when we saw the writer gone
         self._below = below
+        self._checked = 0  # our offset when we last looked at the writer
+        self.lost: str | None = None  # why we stopped following (see Rewind)
 
     async def write(self, data: bytes) -> None:
         if self.failed is not None:
             raise TransferError(self.failed)
+        if self.offset - self._checked >= CHECK:
+            self._checked = self.offset
+            if self.look() is not None:
+                raise Rewind(self.lost or "")
         self._hash.update(data)
         self.offset += len(data)
 
@@ -169,9 +189,8 @@ class Follower:
                 f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
             )
         while not installed(self.target, self.meta, self.transfer_id, self._fd):
-            reason = self._give_up()
-            if reason is not None:
-                await self._fail(reason)
+            if self.look() is not None:
+                raise Rewind(self.lost or "")
             await asyncio.sleep(POLL)
         lab = label(self.target)  # who put it in place (our writer's successor?)
         who = lab[1] if lab is not None and lab[0] == self.transfer_id else self.writer
@@ -186,37 +205,42 @@ class Follower:
             return False
         return since - self._progress[1] > self._patience
 
-    def _give_up(self) -> str | None:
-        """Why to stop waiting on the writer; None to wait on. A writer that died
-        or failed is replaced by the node that claimed the file after it (one of
-        its followers, resumed after the fault), if one does within `patience`."""
-        if not self.writer_gone():
+    def look(self) -> str | None:
+        """Why we can follow the writer no longer (sticky), None while we can.
+        A writer that died or failed is replaced by the node that claimed the
+        file after it (one of its followers, resumed after the fault)."""
+        if self.lost is not None or installed(self.target, self.meta, self.transfer_id, self._fd):
+            return self.lost
+        if held(self._fd):
             self._gone_at = None
             if self.stalled():
-                return (
-                    f"{self.target} is on a filesystem shared with {self.writer}, which was"
-                    f" writing it for this transfer and made no progress for {self._patience:g}s"
-                )
-            return None
-        if self._refollow():
-            return None
+                self.lost = f"{self.writer} made no progress for {self._patience:g}s"
+            return self.lost
         now = time.monotonic()
         self._gone_at = self._gone_at or now
-        return self._gone_reason() if now - self._gone_at > self._patience else None
+        successor = self._refollow()
+        if successor is None and now - self._gone_at > SUCCESSOR:
+            self.lost = f"{self.writer} stopped, and no other node took its place"
+        elif successor is False:
+            self.lost = f"{self.writer} stopped, and a node below this one took its place"
+        return self.lost
 
-    def _refollow(self) -> bool:
-        """Follow the node that claimed the file after our writer, if any."""
+    def _refollow(self) -> bool | None:
+        """Follow the node that claimed the file after our writer: True; None
+        if none has yet; False if one has whose bytes come through us."""
         fd = open_existing(self.part)
         if fd is None:
-            return False
+            return None
         lab, new, old = label(fd), os.fstat(fd), os.fstat(self._fd)
         if (
             (new.st_dev, new.st_ino) == (old.st_dev, old.st_ino)
             or lab is None
             or lab[0] != self.transfer_id
-            or lab[1] in self._below  # its bytes come through us: never wait on it
             or not held(fd)
         ):
+            os.close(fd)
+            return None
+        if lab[1] in self._below:  # never wait on a writer we feed
             os.close(fd)
             return False
         log.info(
@@ -237,12 +261,6 @@ class Follower:
             self.target, self.meta, self.transfer_id, self._fd
         )
 
-    def _gone_reason(self) -> str:
-        return (
-            f"{self.target} is on a filesystem shared with {self.writer}, which was writing it"
-            " for this transfer and stopped before it was in place"
-        )
-
     async def _fail(self, reason: str) -> None:
         await self.fail(reason)
         raise TransferError(reason)
@@ -261,19 +279,19 @@ class Follower:
             self._fd = -1
 
     async def read(self, offset: int, size: int, *, complete: asyncio.Event) -> bytes:
-        """Our children's bytes, from the writer's file as it grows (see Spool.read)."""
+        """Our children's bytes, from the writer's file as it grows (see Spool.read).
+        Raises Rewind once this follower was replaced by its node's own spool."""
         while True:
             if self.failed is not None:
                 raise TransferError(self.failed)
+            if self._fd < 0:
+                raise Rewind(self.lost or "replaced")
             have = os.fstat(self._fd).st_size
             if offset < have:
                 return os.pread(self._fd, min(size, have - offset), offset)
             if complete.is_set():
                 return b""
-            reason = self._give_up()
-            if reason is not None and os.fstat(self._fd).st_size <= offset:
-                self.discard(reason)
-                continue
+            self.look()  # follows a successor; once lost, our node replaces us soon
             await asyncio.sleep(POLL)
 
     async def notify(self) -> None:

@@ -12,6 +12,10 @@ never answered or died, as it said otherwise), and each of its own child
 subtrees with unreported nodes is adopted here, by a new feeder that resumes
 from the offset the grandchild already holds. One dead relay therefore never
 costs its subtree, and only the dead node is reported.
+
+A child may ask for its stream again from an earlier offset (a node that
+followed another's writing of a shared file and lost it, agent/follow.py):
+the feeder goes back there, after the end too, until the child has answered.
 """
 
 from __future__ import annotations
@@ -140,22 +144,29 @@ class Feed:
             if first is grpc.aio.EOF or not first.HasField("resume_offset"):
                 return "relay refused the transfer"
             offset = first.resume_offset
-            reader = asyncio.create_task(self._relay_events(call))
+            again: asyncio.Queue[int] = asyncio.Queue()  # offsets the child asks from anew
+            answered = asyncio.Event()  # the child's own result is in
+            reader = asyncio.create_task(self._relay_events(call, child.name, again, answered))
             size = header.chunk_size or 512 * 1024
             while not reader.done() and self.aborted is None:
-                data = await self._read(offset, size)
-                if data is None or not data:
-                    break
-                await write(fpb.CopyMessage(chunk=fpb.CopyChunk(offset=offset, data=data)))
-                offset += len(data)
-                self.sent[child.name] = offset
-            if reader.done():
-                pass
-            elif self.aborted is not None:
-                await write(fpb.CopyMessage(abort=fpb.CopyAbort(reason=self.aborted)))
-                await call.done_writing()
-            else:
+                while not again.empty():
+                    offset = again.get_nowait()
+                # Once the child answered it needs nothing more than the end.
+                data = b"" if answered.is_set() else await self._read(offset, size)
+                if data is None or not again.empty():
+                    continue  # aborted, or asked again meanwhile (from that offset)
+                if data:
+                    await write(fpb.CopyMessage(chunk=fpb.CopyChunk(offset=offset, data=data)))
+                    offset += len(data)
+                    self.sent[child.name] = offset
+                    continue
                 await write(fpb.CopyMessage(end=self.origin.end()))
+                # A follower that lost the file it followed may still ask again.
+                if not await self._asked_again(again, answered, reader):
+                    await call.done_writing()
+                    break
+            if not reader.done() and self.aborted is not None:
+                await write(fpb.CopyMessage(abort=fpb.CopyAbort(reason=self.aborted)))
                 await call.done_writing()
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             pass  # the call is over; the reader drains what the child said before
@@ -171,6 +182,25 @@ class Feed:
             raise
         return await reader if reader is not None else "relay lost before answering"
 
+    @staticmethod
+    async def _asked_again(
+        again: asyncio.Queue[int], answered: asyncio.Event, reader: asyncio.Task[str]
+    ) -> bool:
+        """After the end: True if the child asked for its stream again before
+        it answered or its call ended."""
+        ask = asyncio.ensure_future(again.get())
+        got = asyncio.ensure_future(answered.wait())
+        try:
+            await asyncio.wait({ask, got, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            got.cancel()
+            if not ask.done():
+                ask.cancel()
+        if ask.done() and not ask.cancelled() and not answered.is_set():
+            again.put_nowait(ask.result())
+            return True
+        return False
+
     async def _read(self, offset: int, size: int) -> bytes | None:
         """origin.read, or None when abort() interrupted the wait."""
         fut = asyncio.ensure_future(self.origin.read(offset, size))
@@ -185,10 +215,17 @@ class Feed:
         finally:
             self._reading.discard(fut)
 
-    async def _relay_events(self, call: Any) -> str:
+    async def _relay_events(
+        self, call: Any, child: str, again: asyncio.Queue[int], answered: asyncio.Event
+    ) -> str:
         """Merge the child's events into ours; returns why the stream ended early."""
         try:
             while (ev := await call.read()) is not grpc.aio.EOF:
+                if ev.HasField("resume_offset"):
+                    again.put_nowait(ev.resume_offset)
+                    continue
+                if ev.HasField("event") and ev.event.node == child and ev.event.HasField("result"):
+                    answered.set()
                 await self._emit(ev)
         except grpc.aio.AioRpcError as e:
             return f"relay lost: {e.details() or e.code().name}"
