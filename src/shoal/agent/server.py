@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,10 @@ import grpc
 from shoal.agent import tasks
 from shoal.agent.cgroups import Host
 from shoal.agent.gate import Gate
+from shoal.agent.jobs import JobError, Jobs
 from shoal.agent.runs import Execution, Runs
 from shoal.core import tls
+from shoal.core.config import shoal_home
 from shoal.core.grant import WINDOW, body_of
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import frpc, pb, rpc
@@ -55,18 +58,21 @@ class AgentSpec:
 
 
 class AgentService(rpc.AgentServicer):
-    def __init__(self, spec: AgentSpec, channels: Channels, runs: Runs, host: Host) -> None:
+    def __init__(
+        self, spec: AgentSpec, channels: Channels, runs: Runs, host: Host, jobs: Path
+    ) -> None:
         self.spec = spec
         self.channels = channels
         self.runs = runs
         self.host = host
         self.gate = Gate(spec.name, spec.identity)
+        self.jobs = Jobs(jobs / spec.name, spec.name, host)
         ka = channels.keepalive
         # An orphan waits this long for an adopter: longer than a grandparent
         # takes to find its relay dead and dial us.
         self.grace = 2 * (ka.interval + ka.timeout)
 
-    async def _local(self, req: pb.TaskRequest, emit: tasks.Emit) -> None:
+    async def _local(self, req: pb.TaskRequest, emit: tasks.Emit, signer: str) -> None:
         node = req.tree.name
         try:
             kind = req.WhichOneof("task")
@@ -76,6 +82,8 @@ class AgentService(rpc.AgentServicer):
                 await tasks.run_ping(node, emit)
             elif kind == "facts":
                 await tasks.run_facts(node, emit, self.host)
+            elif kind in ("job", "jobs"):
+                await self._job(req, emit, signer)
             else:
                 await emit(result_event(node, pb.STATE_FAILED, f"unknown task {kind!r}"))
         except asyncio.CancelledError:
@@ -84,16 +92,29 @@ class AgentService(rpc.AgentServicer):
             log.exception("task on %s failed", node)
             await emit(result_event(node, pb.STATE_FAILED, f"agent error: {e}"))
 
-    def _execution(self, request: pb.TaskRequest, body: bytes) -> Execution:
+    async def _job(self, req: pb.TaskRequest, emit: tasks.Emit, signer: str) -> None:
+        node, start = req.tree.name, time.time_ns()
+        try:
+            if req.WhichOneof("task") == "job":
+                found = [self.jobs.start(req.job)]
+            else:
+                found = await self.jobs.query(req.jobs, signer)
+        except JobError as e:
+            await emit(result_event(node, pb.STATE_REFUSED, f"refused: {e}", start))
+            return
+        for status in found:
+            await emit(pb.TaskEvent(node=node, job=status))
+        await emit(result_event(node, pb.STATE_OK, "", start))
+
+    def _execution(self, request: pb.TaskRequest, body: bytes, signer: str) -> Execution:
         ex: Execution | None = None
 
         async def work(emit: tasks.Emit) -> None:
             relay = Relay(self.channels, emit)
             if ex is not None:
                 ex.relay = relay
-            await asyncio.gather(
-                self._local(request, emit), relay.serve(request, list(request.tree.children))
-            )
+            children = list(request.tree.children)
+            await asyncio.gather(self._local(request, emit, signer), relay.serve(request, children))
 
         if not request.task_id:  # an old client: nothing can attach to it
             ex = Execution(body, work)
@@ -115,7 +136,7 @@ class AgentService(rpc.AgentServicer):
         peer = tls.peer_name(dict(context.auth_context())) or context.peer()
         if ex is None:
             log.info("%s: %s for %s from %s", self.spec.name, kind, signer, peer)
-            ex = self._execution(request, body)
+            ex = self._execution(request, body, signer)
         elif ex.body != body:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task id reused for another task")
         else:
@@ -164,9 +185,12 @@ class _Running:
     channels: Channels
     files: Any  # FilesService
     port: int
+    service: AgentService
 
 
-async def _start(spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host) -> _Running:
+async def _start(
+    spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host, jobs: Path
+) -> _Running:
     from shoal.agent.files import FilesService
 
     creds = tls.channel_credentials(spec.identity) if spec.identity else None
@@ -183,7 +207,8 @@ async def _start(spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host) 
             *keepalive.server_options(),
         ]
     )
-    service = AgentService(spec, channels, runs, host)
+    service = AgentService(spec, channels, runs, host, jobs)
+    service.jobs.sweep()  # what the last agent left running
     rpc.add_AgentServicer_to_server(service, server)
     files = FilesService(channels.get, spec.files_root or Path("/"), service.gate, spec.name)
     files.sweep()  # what a crash of this agent left
@@ -208,7 +233,7 @@ async def _start(spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host) 
         port,
         "plain text" if spec.identity is None else "mutual TLS",
     )
-    return _Running(server, channels, files, port)
+    return _Running(server, channels, files, port, service)
 
 
 def _sandboxes(sandbox: bool, state: Path | None) -> Host:
@@ -280,6 +305,7 @@ async def serve(
     runs = Runs(keep=2 * WINDOW)
     _log_setup()
     host = _sandboxes(sandbox, state)
+    jobs = (state or shoal_home() / "agent") / "jobs"
     loop = asyncio.get_running_loop()
     _pidfd_child_watcher(loop)
     stop = asyncio.Event()
@@ -289,7 +315,7 @@ async def serve(
     heartbeats: list[asyncio.Task[Any]] = []
     try:
         for spec in specs:
-            started.append(await _start(spec, keepalive, runs, host))
+            started.append(await _start(spec, keepalive, runs, host, jobs))
         if on_ready is not None:
             on_ready([r.port for r in started])
         if controller is not None:
@@ -316,6 +342,8 @@ async def serve(
             await asyncio.wait(heartbeats, timeout=5)
             for t in heartbeats:
                 t.cancel()
+        for r in started:
+            await r.service.jobs.close()
         tasks.kill_all()
         await runs.cancel_all()
         await asyncio.gather(*(r.server.stop(grace=1.0) for r in started), return_exceptions=True)

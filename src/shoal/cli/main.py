@@ -16,13 +16,15 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    from shoal.errors import Interrupted
+
     # Ctrl-C before a command takes it over (while typer, rich... import): one
     # line and 130, never a traceback nor click's "Aborted!" and 1.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupted)
     try:
         code = _main(argv)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # the latter: during _main's imports
         print("shoal: error: interrupted", file=sys.stderr)
         code = 130
     if argv is None and "grpc" in sys.modules:

@@ -4,10 +4,10 @@
     report = run("cn[1-8]", "uname -r", timeout=10)
     print(report.ok, [n.name for n in report if not n.ok])
 
-``run``, ``ping``, ``facts``, ``copy`` and ``gather`` block; their ``*_async``
-forms are coroutines. Each returns a Report of NodeResults (state, exit_code,
-reason, stdout, stderr, timings, facts or path). The CLI, the fleet's jobs,
-bench and faas all call these.
+``run``, ``ping``, ``facts``, ``copy``, ``gather``, ``start_job`` and ``jobs``
+block; their ``*_async`` forms are coroutines. Each returns a Report of
+NodeResults (state, exit_code, reason, stdout, stderr, timings, facts, path or
+jobs). The CLI, the fleet's jobs, bench and faas all call these.
 """
 
 from shoal.fanout.api import (
@@ -20,6 +20,7 @@ from shoal.fanout.api import (
     run,
     run_async,
 )
+from shoal.fanout.jobs import Step, jobs, jobs_async, start_job, start_job_async
 from shoal.fanout.report import NodeResult, Report
 
 _TRANSFER = ("copy", "copy_async", "gather", "gather_async")
@@ -39,14 +40,19 @@ __all__ = [
     "NodeResult",
     "Report",
     "Resources",
+    "Step",
     "copy",
     "copy_async",
     "facts",
     "facts_async",
     "gather",
     "gather_async",
+    "jobs",
+    "jobs_async",
     "ping",
     "ping_async",
     "run",
     "run_async",
+    "start_job",
+    "start_job_async",
 ]

@@ -40,6 +40,7 @@ class NodeResult:
     path: Path | None = None  # gather: where this node's copy landed
     cpu_ns: int = 0  # in a sandbox: user + system of the whole process tree
     peak_memory: int = 0  # in a sandbox: bytes, the whole process tree
+    jobs: list[pb.JobStatus] = field(default_factory=list)  # start_job, jobs
 
     @property
     def stdout(self) -> str:
@@ -124,6 +125,8 @@ class Report:
             r.rtt_ms = (time.monotonic_ns() - self.sent_ns) / 1e6
         elif kind == "facts":
             r.facts = ev.facts
+        elif kind == "job":
+            r.jobs.append(ev.job)
         return r
 
     def missing(self) -> list[str]:

@@ -85,6 +85,93 @@ class PingTask(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class JobTask(_message.Message):
+    __slots__ = ("job_id", "kind", "label", "stamp", "plans")
+    class PlansEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: JobPlan
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[JobPlan, _Mapping]] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    STAMP_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    label: str
+    stamp: bool
+    plans: _containers.MessageMap[str, JobPlan]
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., stamp: _Optional[bool] = ..., plans: _Optional[_Mapping[str, JobPlan]] = ...) -> None: ...
+
+class JobPlan(_message.Message):
+    __slots__ = ("stages",)
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    stages: _containers.RepeatedCompositeFieldContainer[JobStage]
+    def __init__(self, stages: _Optional[_Iterable[_Union[JobStage, _Mapping]]] = ...) -> None: ...
+
+class JobStage(_message.Message):
+    __slots__ = ("steps",)
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedCompositeFieldContainer[JobStep]
+    def __init__(self, steps: _Optional[_Iterable[_Union[JobStep, _Mapping]]] = ...) -> None: ...
+
+class JobStep(_message.Message):
+    __slots__ = ("name", "exec")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    exec: ExecTask
+    def __init__(self, name: _Optional[str] = ..., exec: _Optional[_Union[ExecTask, _Mapping]] = ...) -> None: ...
+
+class JobQuery(_message.Message):
+    __slots__ = ("job_id", "kind", "stop", "forget")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    FORGET_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    stop: bool
+    forget: bool
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., stop: _Optional[bool] = ..., forget: _Optional[bool] = ...) -> None: ...
+
+class JobStatus(_message.Message):
+    __slots__ = ("job_id", "kind", "label", "state", "stage", "stages", "dir", "started_ns", "ended_ns", "steps", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    DIR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_NS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_NS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    label: str
+    state: str
+    stage: int
+    stages: int
+    dir: str
+    started_ns: int
+    ended_ns: int
+    steps: _containers.RepeatedCompositeFieldContainer[JobStepResult]
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[int] = ..., stages: _Optional[int] = ..., dir: _Optional[str] = ..., started_ns: _Optional[int] = ..., ended_ns: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[JobStepResult, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class JobStepResult(_message.Message):
+    __slots__ = ("name", "result")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    result: Result
+    def __init__(self, name: _Optional[str] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+
 class FactsTask(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -110,7 +197,7 @@ class Signed(_message.Message):
     def __init__(self, grant: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("tree", "connect_timeout", "task_id", "signed", "exec", "ping", "facts")
+    __slots__ = ("tree", "connect_timeout", "task_id", "signed", "exec", "ping", "facts", "job", "jobs")
     TREE_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +205,8 @@ class TaskRequest(_message.Message):
     EXEC_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
     tree: Subtree
     connect_timeout: float
     task_id: str
@@ -125,7 +214,9 @@ class TaskRequest(_message.Message):
     exec: ExecTask
     ping: PingTask
     facts: FactsTask
-    def __init__(self, tree: _Optional[_Union[Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., task_id: _Optional[str] = ..., signed: _Optional[_Union[Signed, _Mapping]] = ..., exec: _Optional[_Union[ExecTask, _Mapping]] = ..., ping: _Optional[_Union[PingTask, _Mapping]] = ..., facts: _Optional[_Union[FactsTask, _Mapping]] = ...) -> None: ...
+    job: JobTask
+    jobs: JobQuery
+    def __init__(self, tree: _Optional[_Union[Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., task_id: _Optional[str] = ..., signed: _Optional[_Union[Signed, _Mapping]] = ..., exec: _Optional[_Union[ExecTask, _Mapping]] = ..., ping: _Optional[_Union[PingTask, _Mapping]] = ..., facts: _Optional[_Union[FactsTask, _Mapping]] = ..., job: _Optional[_Union[JobTask, _Mapping]] = ..., jobs: _Optional[_Union[JobQuery, _Mapping]] = ...) -> None: ...
 
 class Output(_message.Message):
     __slots__ = ("stream", "data", "offset")
@@ -267,16 +358,18 @@ class HugePages(_message.Message):
     def __init__(self, size: _Optional[int] = ..., total: _Optional[int] = ..., free: _Optional[int] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("node", "output", "result", "facts")
+    __slots__ = ("node", "output", "result", "facts", "job")
     NODE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     node: str
     output: Output
     result: Result
     facts: Facts
-    def __init__(self, node: _Optional[str] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ...) -> None: ...
+    job: JobStatus
+    def __init__(self, node: _Optional[str] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., facts: _Optional[_Union[Facts, _Mapping]] = ..., job: _Optional[_Union[JobStatus, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("task_id", "node")
