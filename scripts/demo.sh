@@ -47,3 +47,17 @@ echo "${dim}# a 1-second time limit: node[1-2] sleep 5 s and are killed, the res
 step shoal run -w 'node[1-8]' -t 1 -- 'case $SHOAL_NODE in node1|node2) sleep 5;; esac; echo done'
 step shoal ping -w 'node[1-8]'
 step shoal facts -w 'node[1-8]'
+
+# A benchmark campaign (docs/bench.md): two layouts of this machine's cores,
+# every slot a cpuset sandbox, phases read from the logs, a table and plots.
+if [ "$(id -u)" = 0 ]; then
+    results="$(mktemp -d -t shoal-demo-bench.XXXXXX)"
+    sed -e 's/--work 10/--work 2/; s/^repetitions = 3/repetitions = 2/' \
+        examples/benchy-campaign.toml > "$results/campaign.toml"
+    step shoal copy -w 'node[1-2]' examples/benchy_like.py /tmp/
+    step shoal bench plan "$results/campaign.toml"
+    step shoal bench run "$results/campaign.toml" -o "$results/out"
+    echo "${dim}# the report and its plots stay in $results/out${off}"
+else
+    echo "${dim}# shoal bench needs cpuset sandboxes: run the demo as root to see a campaign${off}"
+fi

@@ -82,6 +82,7 @@ def test_the_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
         ("[[layouts]]\nsmt = true", "layouts[0]: a layout needs slots, cores_per_slot or"),
         ("[[layouts]]\ncores_per_slot = 2\ncpus_per_slot = 4", "not both"),
         ("[[layouts]]\nslots = 0", "layouts[0].slots: Input should be greater than 0"),
+        ("[[layouts]]\nname = 'a/b'\nslots = 1", "layouts[0].name: String should match pattern"),
         (
             "[[phases]]\nname = 'p2'\nstart = '(a'\nend = 'b'",
             "phases[0]: phase p2: start pattern '(a' does not compile",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -125,3 +126,115 @@ def test_an_oom_in_one_slot_is_recorded_and_the_others_go_on(
     assert "warning: n1 two rep 1 slot 1: OOM" in cp.stderr
     runs = json.loads((out / "runs.json").read_text())["runs"]
     assert [(r["group"]["slot"], r["status"]) for r in runs] == [("0", "complete")]
+
+
+def _slow(tmp_path: Path, seconds: int = 300) -> Path:
+    """A campaign whose first slot run takes `seconds` (to look at it running)."""
+    f = tmp_path / "slow.toml"
+    f.write_text(
+        campaign(tmp_path)
+        .read_text()
+        .replace('run = "', f'run = "[ {{rep}} = 1 ] && [ {{layout}} = one ] && sleep {seconds}; ')
+    )
+    return f
+
+
+def test_the_campaign_goes_on_when_the_client_is_killed(agents: Agents, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    agents.start("n1")
+    agents.inventory()
+    (tmp_path / "scratch").mkdir()
+    out = tmp_path / "res"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shoal.cli.main", "bench", "run", str(_slow(tmp_path, 4)),
+         "-o", str(out), "--no-plots"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out / "campaign.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # started on the host by now
+    p.send_signal(signal.SIGKILL)  # the terminal dropped
+    p.communicate(timeout=30)
+    cp = shoal("bench", "status", str(out))
+    assert cp.returncode == 0, cp.stderr
+    assert "running" in cp.stdout or "slot run(s)" in cp.stdout
+    cp = shoal("bench", "status", str(out), "--wait", "--no-plots")
+    assert cp.returncode == 0, cp.stderr
+    assert "9 slot run(s): PASS 9" in cp.stdout
+    assert len(list((out / "logs" / "n1").iterdir())) == 6
+    assert json.loads((out / "runs.json").read_text())["slots"] == {"one": 1, "two": 2}
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_started_twice_on_the_same_hosts_the_second_starts_nowhere(
+    agents: Agents, tmp_path: Path
+) -> None:
+    agents.start("n1")
+    agents.inventory()
+    (tmp_path / "scratch").mkdir()
+    first = shoal("bench", "run", "-d", str(_slow(tmp_path)), "-o", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    assert "started on 1 host(s)" in first.stderr
+    second = shoal("bench", "run", str(_slow(tmp_path)), "-o", str(tmp_path / "b"))
+    assert second.returncode == 2
+    assert "started nowhere: n1: refused: bench job bench-" in second.stderr
+    assert "is running here since" in second.stderr
+    assert not (tmp_path / "b" / "campaign.json").exists()
+    stop = shoal("bench", "stop", str(tmp_path / "a"), "--no-plots")
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped by" in stop.stdout and "slot run(s)" in stop.stdout
+    assert list((tmp_path / "scratch").iterdir()) == []  # the killed slot's scratch too
+    gc = shoal("bench", "gc", "-w", "n1")
+    assert gc.returncode == 0 and gc.stdout.startswith("removed 1 ended campaign(s)"), gc.stdout
+    again = shoal("bench", "status", str(tmp_path / "a"))
+    assert "no job" in again.stdout + again.stderr
+
+
+def test_a_host_that_dies_is_reported_and_the_campaign_finishes_on_the_rest(
+    agents: Agents, tmp_path: Path
+) -> None:
+    agents.start("n1")
+    agents.start("n2")
+    agents.inventory()
+    (tmp_path / "scratch").mkdir()
+    f = _slow(tmp_path, 3)
+    f.write_text(f.read_text().replace('nodes = "n1"', 'nodes = "n[1-2]"'))
+    out = tmp_path / "res"
+    assert shoal("bench", "run", "-d", str(f), "-o", str(out)).returncode == 0
+    agents.started[1].kill()
+    cp = shoal("bench", "status", str(out), "--wait", "--no-plots")
+    assert cp.returncode == 0, cp.stderr
+    assert "9 slot run(s): PASS 9" in cp.stdout  # n1's
+    assert "warning: n2: no logs collected (UNREACHABLE" in cp.stderr
+    assert sorted(p.name for p in (out / "logs").iterdir()) == ["n1"]
+
+
+def test_capture_stamps_time_phases_of_a_tool_that_prints_no_time(
+    agents: Agents, tmp_path: Path
+) -> None:
+    agents.start("n1")
+    agents.inventory()
+    (tmp_path / "scratch").mkdir()
+    f = tmp_path / "capture.toml"
+    f.write_text(
+        campaign(tmp_path)
+        .read_text()
+        .replace("repetitions = 2\nwarmups = 1", "repetitions = 1")
+        .replace('timestamp = "%Y-%m-%d %H:%M:%S.%f"', 'timestamp = "capture"')
+        .replace(
+            BENCHY,
+            "echo seal_pre_commit_phase1: start; sleep 1; echo seal_pre_commit_phase1: finish",
+        )
+    )
+    out = tmp_path / "res"
+    cp = shoal("bench", "run", str(f), "-o", str(out), "--no-plots")
+    assert cp.returncode == 0, cp.stderr
+    log = (out / "logs" / "n1" / "one-r1-s0.log").read_text().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 ", x) for x in log), log
+    runs = json.loads((out / "runs.json").read_text())["runs"]
+    assert {r["status"] for r in runs} == {"complete"} and len(runs) == 3
+    assert all(1.0 <= r["seconds"] < 30 for r in runs), runs

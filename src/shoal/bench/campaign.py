@@ -35,7 +35,8 @@ def fill(text: str, values: dict[str, str]) -> str:
 
 
 class Layout(Strict):
-    name: str = ""
+    # a file name on the nodes: DIR/logs/NAME-rREP-sSLOT.log
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
     slots: Annotated[int, Field(gt=0)] | None = None
     cores_per_slot: Annotated[int, Field(gt=0)] | None = None
     cpus_per_slot: Annotated[int, Field(gt=0)] | None = None

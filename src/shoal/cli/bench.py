@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Benchmark campaigns in cpuset slots: plan, parse logs, report.",
+    help="Benchmark campaigns in cpuset slots: plan, run, status, stop, parse logs, report, gc.",
     no_args_is_help=True,
 )
 Nodes = Annotated[
@@ -59,29 +59,139 @@ def plan(
         raise typer.Exit(result.exit_code)
 
 
+Out = Annotated[Path, typer.Option("--out", "-o", help="A new results directory.")]
+Results = Annotated[Path, typer.Argument(help="The campaign's results directory.")]
+
+
 @app.command("run")
 def run(
     campaign: Annotated[Path, typer.Argument(help="The campaign file (TOML).")],
     nodes: Nodes = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="A new results directory.")] = Path(
-        "bench-results"
-    ),
+    out: Out = Path("bench-results"),
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Start it and return; see `bench status`.")
+    ] = False,
     plots: Plots = True,
 ) -> None:
-    """Run the campaign from here (synchronous: it stops with this command)."""
+    """Run a campaign on the hosts (it goes on if this command goes), then
+    collect its logs and report."""
     from shoal.bench.load import load_campaign
-    from shoal.bench.report import build_report
-    from shoal.bench.run import run_campaign
+    from shoal.bench.run import start_campaign
 
     c = load_campaign(campaign)
-    parsed, slots = run_campaign(c, out, nodes=nodes)
+    p = start_campaign(c, out, nodes=nodes)
+    print(
+        f"campaign {c.name} started on {len(p.hosts)} host(s) (job {p.job_id});"
+        f" follow it with: shoal bench status {out} --wait",
+        file=sys.stderr,
+    )
+    if not detach:
+        _follow(out, plots)
+
+
+@app.command("status")
+def status(
+    results: Results,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow it until it ends.")] = False,
+    plots: Plots = True,
+) -> None:
+    """Where a campaign is on every host; once it ended, collect and report."""
+    from shoal.bench.run import status as get
+
+    if wait:
+        _follow(results, plots)
+        return
+    p = get(results)
+    _hosts(p)
+    if p.finished:
+        _collect(p, plots)
+
+
+@app.command("stop")
+def stop(results: Results, plots: Plots = True) -> None:
+    """Stop a campaign on every host (its commands die, their scratch goes),
+    then collect and report what ran."""
+    from shoal.bench.run import status as get
+
+    p = get(results, stop=True)
+    _hosts(p)
+    _collect(p, plots)
+
+
+@app.command("gc")
+def gc(
+    nodes: Annotated[str, typer.Option("-w", "--nodes", help="Node set.")],
+) -> None:
+    """Remove the logs that ended campaigns left on the nodes (collect first)."""
+    from shoal import fanout
+    from shoal.cli.output import say
+
+    listed = fanout.jobs(nodes, kind="bench")
+    ended = {n.name: [j.job_id for j in n.jobs if j.state != "running"] for n in listed if n.ok}
+    removed = 0
+    for node, ids in ended.items():
+        for job_id in ids:
+            r = fanout.jobs(node, job_id=job_id, forget=True)
+            removed += r.ok
+    running = sum(j.state == "running" for n in listed for j in n.jobs)
+    print(f"removed {removed} ended campaign(s) from {len(ended)} node(s); {running} running kept")
+    bad = [n for n in listed if not n.ok]
+    for n in bad:
+        say(f"{n.name}: {n.state}: {n.reason}")
+    if bad:
+        raise typer.Exit(4)
+
+
+def _hosts(p: object) -> None:
+    from shoal.bench.run import Progress
+    from shoal.cli.tables import row, show, table
+
+    assert isinstance(p, Progress)
+    t = table("host", "state", "stages", "reason", title=f"job {p.job_id}")
+    for h in p.hosts:
+        row(t, h.host, h.state, f"{h.stage}/{h.stages}" if h.stages else "-", h.reason)
+    show(t)
+
+
+def _follow(out: Path, plots: bool) -> None:
+    from shoal.bench.run import Progress, follow
+
+    seen: dict[str, tuple[str, int]] = {}
+
+    def progress(p: Progress) -> None:
+        for h in p.hosts:
+            now = (h.state, h.stage)
+            if seen.get(h.host) != now:
+                seen[h.host] = now
+                print(f"{h.host}: {h.state} {h.stage}/{h.stages}", file=sys.stderr)
+
+    try:
+        p = follow(out, on_progress=progress)
+    except KeyboardInterrupt:
+        print(
+            f"shoal: bench: detached; the campaign goes on: shoal bench status {out}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130) from None
+    _collect(p, plots)
+
+
+def _collect(p: object, plots: bool) -> None:
+    from shoal.bench.report import build_report
+    from shoal.bench.run import Progress, collect
+
+    assert isinstance(p, Progress)
+    parsed, slots = collect(p)
     states: dict[str, int] = {}
     for r in slots:
         states[r.state] = states.get(r.state, 0) + 1
     print(f"{len(slots)} slot run(s): " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    if parsed is None:
+        print("shoal: bench: no repetition's log came back: nothing to report", file=sys.stderr)
+        return
     for w in parsed.warnings:
         print(f"shoal: bench run: warning: {w}", file=sys.stderr)
-    _emit(build_report(parsed.to_json()), out, plots)
+    _emit(build_report(parsed.to_json()), p.out, plots)
 
 
 @app.command("parse")

@@ -17,7 +17,7 @@ not (another job of the kind is running there, a bad plan).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Unpack
 
@@ -52,7 +52,7 @@ def new_job_id(kind: str) -> str:
 
 
 def job_task(
-    kind: str, plans: dict[str, Plan], *, job_id: str = "", label: str = "", stamp: bool = False
+    kind: str, plans: Mapping[str, Plan], *, job_id: str = "", label: str = "", stamp: bool = False
 ) -> pb.TaskRequest:
     if not plans:
         raise UsageError("a job needs a plan for at least one node")
@@ -71,7 +71,7 @@ def job_task(
 async def start_job_async(
     nodes: NodeSets,
     kind: str,
-    plans: dict[str, Plan],
+    plans: Mapping[str, Plan],
     *,
     job_id: str = "",
     label: str = "",
@@ -88,7 +88,7 @@ async def start_job_async(
 def start_job(
     nodes: NodeSets,
     kind: str,
-    plans: dict[str, Plan],
+    plans: Mapping[str, Plan],
     *,
     job_id: str = "",
     label: str = "",
