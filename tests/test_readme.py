@@ -82,8 +82,10 @@ def test_the_controller_tour_works_typed_in_order(tmp_path: Path) -> None:
             lines.append("sleep 7")  # a cron tick of */5 s, then its run
         lines.append(cmd if cmd.endswith("&") else f'{cmd}\necho "@@ $?"')  # after a # too
         if cmd.startswith("shoal controller"):
+            # (the tour exports the controller's URL only on its next line)
             lines.append(
-                "for i in $(seq 150); do shoal nodes >/dev/null 2>&1 && break; sleep 0.2; done"
+                f"for i in $(seq 150); do SHOAL_CONTROLLER_URL=https://127.0.0.1:{port}"
+                " shoal nodes >/dev/null 2>&1 && break; sleep 0.2; done"
             )
         if cmd.startswith("shoal cluster up"):
             lines.append(
