@@ -155,11 +155,17 @@ async def isolation(rounds: int, n: int, settings: Settings) -> dict[str, Any]:
             r = await beside_hog(cmd, *cases[k], settings)
             wall[k].append(r.wall_s)
             cpu[k].append(r.cpu_ns / 1e9)
+        # The machine's own floor: the loop in slot 0 with no hog at all.
+        alone = node_of(await fanout.run_async(NODE, cmd, resources=SLOT[0], settings=settings),
+                        "the benchmark alone")  # fmt: skip
+        wall.setdefault("alone", []).append(alone.wall_s)
+        cpu.setdefault("alone", []).append(alone.cpu_ns / 1e9)
         print(f"  round {i + 1}/{rounds}: " + ", ".join(
             f"{k} {wall[k][-1]:.3f} s (CPU {cpu[k][-1]:.3f})" for k in cases))  # fmt: skip
     res: dict[str, Any] = {"iterations": n, "rounds": rounds, "hog": HOG}
-    for k in cases:
+    for k in wall:
         res[k] = summary(wall[k], cpu[k])
+    res["cv_needed_pct"] = round(100 * cv(wall["no_cpusets"]) * TARGET_CV_RATIO, 3)
     ratio = cv(wall["slots"]) / cv(wall["no_cpusets"])
     res["cv_ratio"] = round(ratio, 4)
     res["target_cv_ratio_max"] = round(TARGET_CV_RATIO, 4)
@@ -288,6 +294,10 @@ def markdown(res: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|",
             row("slots (loop on CPU 0, hog on CPU 1)", *(s[k] for k in keys)),
             row("no cpusets (both float)", *(f[k] for k in keys)),
+            row("alone in slot 0, no hog (this machine's floor)", *(iso["alone"][k] for k in keys)),
+            "",
+            f"The target asks the slots' CV to be at most {iso['cv_needed_pct']} %; the same loop"
+            f" alone, nothing beside it, varies by {iso['alone']['cv_pct']} % on this machine.",
             "",
             f"CV ratio (slots / no cpusets): {iso['cv_ratio']} (target: at most 1/3:"
             f" {met[iso['target_met']]}).",
