@@ -87,6 +87,8 @@ def test_a_campaign_runs_every_slot_in_its_cpuset_and_reports(
         ("one", "complete")] * 2 + [("two", "complete")] * 4  # fmt: skip
     assert runs["slots"] == {"one": 1, "two": 2}
     assert list((tmp_path / "scratch").iterdir()) == []  # every slot's scratch went away
+    freed = json.loads((out / "campaign.json").read_text())["scratch_freed"]
+    assert freed > 0 and "; scratch freed: " in cp.stdout.splitlines()[0]
     assert (out / "report.md").exists()
 
 

@@ -61,6 +61,26 @@ def test_thp_and_hugepages_as_the_campaign_asks() -> None:
     ]
 
 
+def test_the_cpufreq_governor_is_read_from_sysfs_and_checked(tmp_path: Path) -> None:
+    from shoal.agent.topology import governor
+
+    for cpu, gov in ((0, "performance"), (1, "powersave"), (2, "performance")):
+        d = tmp_path / f"devices/system/cpu/cpu{cpu}/cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_governor").write_text(gov + "\n")
+    assert governor(tmp_path) == "performance,powersave"
+    assert governor(tmp_path / "none") == ""
+    c = parse_campaign(campaign('[host]\ngovernor = "performance"\n'))
+    facts = xeon_facts()
+    facts.topology.governor = "performance,powersave"
+    assert failed(check_host("cn1", facts, c)[1]) == [
+        ("governor", "cpufreq governor: performance,powersave, the campaign needs performance"
+                     " on every CPU"),
+    ]  # fmt: skip
+    facts.topology.governor = "performance"
+    assert failed(check_host("cn1", facts, c)[1]) == []
+
+
 def test_a_layout_that_does_not_fit_is_a_failed_check_naming_host_and_numbers() -> None:
     c = parse_campaign(campaign(layouts="[[layouts]]\ncores_per_slot = 20\n"))
     plans, checks = check_host("cn1", xeon_facts(), c)

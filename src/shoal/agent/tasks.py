@@ -78,9 +78,13 @@ def request_of(task: pb.ExecTask) -> Request:
     return Request(r.cpus, r.mems, r.memory, r.cpu_quota, r.pids, r.scratch)
 
 
-async def _drop_scratch(host: Host, scratch: Path | None) -> None:
-    if scratch is not None:  # a big tree takes a while: off the event loop
-        await asyncio.shield(asyncio.to_thread(host.scratches.remove, scratch))
+async def _drop_scratch(host: Host, scratch: Path | None) -> int:
+    """Bytes freed."""
+    if scratch is None:
+        return 0
+    # a big tree takes a while: off the event loop
+    _, size = await asyncio.shield(asyncio.to_thread(host.scratches.remove, scratch))
+    return size
 
 
 class _Watched(asyncio.subprocess.SubprocessStreamProtocol):
@@ -214,7 +218,7 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
         usage = box.usage() if box is not None else None
         if box is not None:  # here, so that a cancelled run leaves no cgroup either
             host.release(box)
-        await _drop_scratch(host, scratch)  # nothing is left to write in it
+        freed = await _drop_scratch(host, scratch)  # nothing is left to write in it
     code = proc.returncode if proc.returncode is not None else -9
     if usage is not None and usage.oom:
         state = pb.STATE_OOM
@@ -230,6 +234,7 @@ async def run_exec(node: str, task: pb.ExecTask, emit: Emit, host: Host | None =
     ev = result_event(node, state, why, start, code)
     if usage is not None:
         ev.result.cpu_ns, ev.result.peak_memory = usage.cpu_ns, usage.peak_memory
+    ev.result.scratch_freed = freed
     await emit(ev)
 
 

@@ -111,4 +111,16 @@ def topology(root: Path = SYS) -> pb.Topology:
         nodes=memory_nodes(root),
         thp=_bracketed(thp / "enabled"),
         thp_defrag=_bracketed(thp / "defrag"),
+        governor=governor(root),
     )
+
+
+def governor(root: Path = SYS) -> str:
+    """The CPUs' cpufreq scaling governors, distinct, in CPU order; "" without cpufreq."""
+    seen: dict[str, None] = {}
+    for f in sorted(root.glob("devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")):
+        try:
+            seen[f.read_text().strip()] = None
+        except OSError:
+            continue
+    return ",".join(seen)

@@ -129,6 +129,7 @@ class Scratch(Strict):
 class HostNeeds(Strict):
     thp: Literal["always", "madvise", "never"] | None = None
     hugepages: str | int | None = None  # "off": none reserved; a size: at least that reserved
+    governor: str | None = None  # every CPU's cpufreq scaling governor, e.g. "performance"
 
     @field_validator("hugepages")
     @classmethod

@@ -10,6 +10,8 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from google.protobuf import json_format
+
 from shoal.bench import cpulist
 from shoal.bench.campaign import Campaign
 from shoal.bench.slots import LayoutPlan, PlanError, Slot, plan_layout
@@ -139,6 +141,10 @@ def _host_checks(host: str, f: pb.Facts, c: Campaign) -> list[Check]:
             "" if ok else f", the campaign needs {c.host.thp}"
         )
         out.append(Check(host, "thp", ok, detail))
+    gov = t.governor or "none (no cpufreq)"
+    ok = c.host.governor is None or t.governor == c.host.governor
+    why = "" if ok else f", the campaign needs {c.host.governor} on every CPU"
+    out.append(Check(host, "governor", ok, f"cpufreq governor: {gov}{why}"))
     have = sum(h.size * h.total for m in t.nodes for h in m.hugepages)
     if c.host.hugepages is None:
         out.append(Check(host, "hugepages", True, f"hugepages reserved: {human(have)}"))
@@ -211,11 +217,15 @@ def recorded(f: pb.Facts) -> dict[str, Any]:
         "os": f.os,
         "thp": t.thp,
         "thp_defrag": t.thp_defrag,
+        "governor": t.governor or "none (no cpufreq)",
         "hugepages": [
             {"node": m.node, "size": h.size, "total": h.total} for m in t.nodes for h in m.hugepages
         ],
         "cgroup_version": t.cgroup_version,
         "agent_version": f.agent_version,
+        "cpus_logical": f.cpus_logical,
+        "memory_total": f.memory_total,
+        "topology": json_format.MessageToDict(t, preserving_proto_field_name=True),
     }
 
 

@@ -54,6 +54,7 @@ class SlotRun:
     cpu_s: float
     peak_memory: int
     log: str
+    scratch_freed: int = 0  # bytes the agent removed with the slot's scratch
 
 
 @dataclass
@@ -257,6 +258,7 @@ def collect(
     slot_runs = _slot_runs(p, meta, out)
     meta["slots"] = [asdict(r) for r in slot_runs]
     meta["ended"] = {h.host: {"state": h.state, "reason": h.reason} for h in p.hosts}
+    meta["scratch_freed"] = sum(r.scratch_freed for r in slot_runs)
     _write_json(out / "campaign.json", meta)
     if not any((out / "logs").rglob("*.log")):
         for w in warnings:
@@ -293,6 +295,7 @@ def _slot_runs(p: Progress, meta: dict[str, Any], out: Path) -> list[SlotRun]:
                 cpus.get((h.host, layout, index), ""), str(NodeState.from_wire(res.state)),
                 res.exit_code, res.reason, (res.timing.end_ns - res.timing.start_ns) / 1e9,
                 res.cpu_ns / 1e9, res.peak_memory, str(out / where / h.host / f"{name}.log"),
+                res.scratch_freed,
             ))  # fmt: skip
     return runs
 

@@ -185,7 +185,14 @@ def _collect(p: object, plots: bool) -> None:
     states: dict[str, int] = {}
     for r in slots:
         states[r.state] = states.get(r.state, 0) + 1
-    print(f"{len(slots)} slot run(s): " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    from shoal.bench.units import human
+
+    freed = sum(r.scratch_freed for r in slots)
+    print(
+        f"{len(slots)} slot run(s): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        + f"; scratch freed: {human(freed)}"
+    )
     if parsed is None:
         print("shoal: bench: no repetition's log came back: nothing to report", file=sys.stderr)
         return

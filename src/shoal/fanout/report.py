@@ -40,6 +40,7 @@ class NodeResult:
     path: Path | None = None  # gather: where this node's copy landed
     cpu_ns: int = 0  # in a sandbox: user + system of the whole process tree
     peak_memory: int = 0  # in a sandbox: bytes, the whole process tree
+    scratch_freed: int = 0  # with a scratch directory: bytes removed with it
     jobs: list[pb.JobStatus] = field(default_factory=list)  # start_job, jobs
 
     @property
@@ -122,6 +123,7 @@ class Report:
             r.exit_code, r.reason = res.exit_code, res.reason
             r.start_ns, r.end_ns = res.timing.start_ns, res.timing.end_ns
             r.cpu_ns, r.peak_memory = res.cpu_ns, res.peak_memory
+            r.scratch_freed = res.scratch_freed
             r.rtt_ms = (time.monotonic_ns() - self.sent_ns) / 1e6
         elif kind == "facts":
             r.facts = ev.facts

@@ -235,7 +235,7 @@ class Output(_message.Message):
     def __init__(self, stream: _Optional[_Union[Output.Stream, str]] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("state", "exit_code", "reason", "timing", "output_dropped", "cpu_ns", "peak_memory")
+    __slots__ = ("state", "exit_code", "reason", "timing", "output_dropped", "cpu_ns", "peak_memory", "scratch_freed")
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +243,7 @@ class Result(_message.Message):
     OUTPUT_DROPPED_FIELD_NUMBER: _ClassVar[int]
     CPU_NS_FIELD_NUMBER: _ClassVar[int]
     PEAK_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    SCRATCH_FREED_FIELD_NUMBER: _ClassVar[int]
     state: State
     exit_code: int
     reason: str
@@ -250,7 +251,8 @@ class Result(_message.Message):
     output_dropped: int
     cpu_ns: int
     peak_memory: int
-    def __init__(self, state: _Optional[_Union[State, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., output_dropped: _Optional[int] = ..., cpu_ns: _Optional[int] = ..., peak_memory: _Optional[int] = ...) -> None: ...
+    scratch_freed: int
+    def __init__(self, state: _Optional[_Union[State, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., output_dropped: _Optional[int] = ..., cpu_ns: _Optional[int] = ..., peak_memory: _Optional[int] = ..., scratch_freed: _Optional[int] = ...) -> None: ...
 
 class Interface(_message.Message):
     __slots__ = ("name", "mac", "addresses")
@@ -298,7 +300,7 @@ class Facts(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., cpus_logical: _Optional[int] = ..., cpus_physical: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., boot_time: _Optional[int] = ..., agent_version: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ..., topology: _Optional[_Union[Topology, _Mapping]] = ...) -> None: ...
 
 class Topology(_message.Message):
-    __slots__ = ("cpus", "nodes", "thp", "thp_defrag", "cgroup_version", "cgroup_controllers", "cpus_allowed", "mems_allowed")
+    __slots__ = ("cpus", "nodes", "thp", "thp_defrag", "cgroup_version", "cgroup_controllers", "cpus_allowed", "mems_allowed", "governor")
     CPUS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     THP_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +309,7 @@ class Topology(_message.Message):
     CGROUP_CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
     CPUS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     MEMS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    GOVERNOR_FIELD_NUMBER: _ClassVar[int]
     cpus: _containers.RepeatedCompositeFieldContainer[Cpu]
     nodes: _containers.RepeatedCompositeFieldContainer[MemoryNode]
     thp: str
@@ -315,7 +318,8 @@ class Topology(_message.Message):
     cgroup_controllers: _containers.RepeatedScalarFieldContainer[str]
     cpus_allowed: str
     mems_allowed: str
-    def __init__(self, cpus: _Optional[_Iterable[_Union[Cpu, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[MemoryNode, _Mapping]]] = ..., thp: _Optional[str] = ..., thp_defrag: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., cgroup_controllers: _Optional[_Iterable[str]] = ..., cpus_allowed: _Optional[str] = ..., mems_allowed: _Optional[str] = ...) -> None: ...
+    governor: str
+    def __init__(self, cpus: _Optional[_Iterable[_Union[Cpu, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[MemoryNode, _Mapping]]] = ..., thp: _Optional[str] = ..., thp_defrag: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., cgroup_controllers: _Optional[_Iterable[str]] = ..., cpus_allowed: _Optional[str] = ..., mems_allowed: _Optional[str] = ..., governor: _Optional[str] = ...) -> None: ...
 
 class Cpu(_message.Message):
     __slots__ = ("cpu", "core", "package", "node", "siblings", "l3")
