@@ -187,13 +187,19 @@ def overhead(rounds: int, n: int, settings: Settings) -> dict[str, Any]:
         boxed.append(r.wall_s)
         boxed_cpu.append(r.cpu_ns / 1e9)
 
+    again: list[float] = []  # taskset a second time: the machine's own A/A spread
+
     def taskset() -> None:
         w, c = loop_seconds(n, cpu_no)
         pinned.append(w)
         pinned_cpu.append(c)
 
+    def taskset_again() -> None:
+        again.append(loop_seconds(n, cpu_no)[0])
+
     for i in range(rounds):
-        for f in (slot, taskset) if i % 2 == 0 else (taskset, slot):
+        arms = (slot, taskset, taskset_again)
+        for f in arms if i % 2 == 0 else arms[::-1]:
             f()
         print(
             f"  round {i + 1}/{rounds}: slot {boxed[-1]:.3f} s (CPU {boxed_cpu[-1]:.3f}),"
@@ -211,6 +217,8 @@ def overhead(rounds: int, n: int, settings: Settings) -> dict[str, Any]:
         "taskset_s_median": round(p, 4),
         "taskset_s_all": [round(x, 4) for x in pinned],
         "difference_pct": round(diff, 2),
+        "taskset_again_s_median": round(statistics.median(again), 4),
+        "a_a_difference_pct": round(100 * (statistics.median(again) / p - 1), 2),
         "cpu_s_median": {"slot": round(bc, 4), "taskset": round(pc, 4)},
         "cpu_difference_pct": round(100 * (bc / pc - 1), 2),
         "target_pct": TARGET_OVERHEAD_PCT,
@@ -315,6 +323,11 @@ def markdown(res: dict[str, Any]) -> str:
                 ov["cpu_s_median"]["slot"]),
             row(f"`taskset -c {ov['cpu']}` (subprocess)", ov["taskset_s_median"],
                 ov["cpu_s_median"]["taskset"]),
+            row(f"`taskset -c {ov['cpu']}` again (the same arm twice)",
+                ov["taskset_again_s_median"], "-"),
+            "",
+            f"The same taskset arm run twice differs by {ov['a_a_difference_pct']} %: the"
+            " spread of this machine between two identical arms.",
             "",
             f"Difference: {ov['difference_pct']} % (target: within {ov['target_pct']} %:"
             f" {met[ov['target_met']]}); of the CPU time: {ov['cpu_difference_pct']} %.",
