@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox bench-parse bench-slots proto clean
+.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox bench-parse bench-slots bench-faas-policy proto clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,9 @@ bench-sandbox: $(STAMP)  # root: cgroups; two clusters of 64 agents
 
 bench-parse: $(STAMP)  # generates 1 GiB of logs into benchmarks/work/ (kept for re-runs)
 	$(PY) benchmarks/bench_parse.py
+
+bench-faas-policy: $(STAMP)  # pure simulation, about a minute
+	$(PY) benchmarks/faas_policy.py
 
 bench-slots: $(STAMP)  # root: cpuset cgroups, CPUs 0 and 1; about 4 minutes
 	$(PY) benchmarks/bench_slots.py

@@ -91,6 +91,12 @@ def _bench() -> None:
     app.add_typer(bench.app, name="bench")
 
 
+def _faas() -> None:
+    from shoal.cli import faas
+
+    app.add_typer(faas.app, name="faas")
+
+
 COMMANDS: dict[str, Callable[[], None]] = {
     "ca": _ca,
     "agent": _agent,
@@ -106,6 +112,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "events": _fleet,
     "gateway": _gateway,
     "bench": _bench,
+    "faas": _faas,
 }
 
 

@@ -1,0 +1,66 @@
+"""The keep-alive policy interface the simulator calls (and the real scheduler
+will): told of every call, asked what to do with a container gone idle, and
+for an eviction priority when memory is needed."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Window:
+    """Keep a warm container of the function ready from ``start`` to ``end``
+    seconds after now. start 0: keep it; start > 0: remove it now and pre-warm
+    one for then; end 0: remove it now."""
+
+    start: float = 0.0
+    end: float = 0.0
+
+
+class Policy(ABC):
+    name = "policy"
+    capacity_mb: float | None = None  # a policy's own cache size, if it has one
+
+    def bind(self, memory_mb: Sequence[float], cold_start: float) -> None:
+        """Before the first call: each function's memory and the start cost (s)."""
+        self.memory_mb = list(memory_mb)
+        self.cold_start = cold_start
+
+    def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None) -> None:  # noqa: B027
+        """A call arrived; gap: seconds since the function's running calls
+        last fell to as many as run now, i.e. since the container that would
+        serve it went idle (None the first time)."""
+
+    @abstractmethod
+    def on_idle(self, fn: int, now: float) -> Window:
+        """A container of ``fn`` has no call to serve."""
+
+    def priority(self, fn: int, now: float) -> float:
+        """Eviction order of a container gone idle now: lowest goes first (LRU)."""
+        return now
+
+    def on_evict(self, fn: int, priority: float, now: float, last: bool) -> None:  # noqa: B027
+        """An idle container was evicted for memory; last: none of ``fn`` left."""
+
+
+class NoKeepAlive(Policy):
+    name = "none"
+
+    def on_idle(self, fn: int, now: float) -> Window:
+        return Window(0.0, 0.0)
+
+
+class FixedTTL(Policy):
+    """OpenWhisk keeps an idle container 10 minutes, Azure Functions 20."""
+
+    def __init__(self, ttl: float = 600.0) -> None:
+        self.ttl = ttl
+        self.name = f"ttl-{ttl / 60:g}"
+
+    def on_idle(self, fn: int, now: float) -> Window:
+        return Window(0.0, self.ttl)
