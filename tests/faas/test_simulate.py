@@ -69,7 +69,7 @@ def test_a_reserved_node_serves_waiting_calls() -> None:
     assert r.sl == pytest.approx(1.0 + 5.0 + 1.0)  # a cold start each, one after the node came
 
 
-def test_pack_holds_no_more_nodes_than_first_fit(tmp_path: Path) -> None:
+def test_both_placements_answer_every_call_and_never_overcommit(tmp_path: Path) -> None:
     generate_burst(tmp_path, functions=6, calls=3000, seconds=120, seed=2)
     t = load_trace(tmp_path)
     ff = simulate_trace(t, make_policy("ttl-10"), Config(placement="first-fit"))
