@@ -14,7 +14,8 @@ class TraceError(UsageError):
     """A trace file that cannot be read: the message names file, line, column."""
 
     def __init__(self, path: object, line: int, column: int, what: str) -> None:
-        super().__init__(f"{path}: line {line}, column {column}: {what}")
+        where = f" line {line}, column {column}:" if line > 0 else ""  # 0: the file itself
+        super().__init__(f"{path}:{where} {what}")
         self.line = line
         self.column = column
 
