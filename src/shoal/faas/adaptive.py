@@ -22,7 +22,7 @@ class Adaptive(Policy):
         self,
         *,
         history: int = 64,
-        cold_value: float = 150.0,
+        cold_value: float = 50.0,  # by the mini-faas score: seeds 1 and 2 score 0.795, 0.797
         slack: float = 0.02,
         pad_s: float = 1.0,
     ) -> None:
