@@ -98,6 +98,7 @@ def test_a_job_whose_agent_died_is_lost_not_running(agents: Agents) -> None:
     s = _settings(agents, 1)  # the same node, restarted
     st = _status(s, "n1", job_id)
     assert st.state == "lost" and "agent stopped while it ran" in st.reason  # type: ignore[attr-defined]
+    assert Path(st.dir, "state.json").stat().st_mode & 0o077 == 0  # type: ignore[attr-defined]
     assert fanout.start_job("n1", "bench", {"n1": [[Step("x", "true")]]}, settings=s).ok
 
 

@@ -43,6 +43,17 @@ _STEP = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 RUNNING, DONE, STOPPED, LOST = "running", "done", "stopped", "lost"
 
 
+def _write_state(path: Path, doc: dict[str, object]) -> None:
+    """state.json whole or not at all, readable by the agent only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class JobError(Exception):
     """A job request this agent refuses, with the reason."""
 
@@ -104,14 +115,8 @@ class Job:
         self.task: asyncio.Task[None] | None = None
 
     def save(self) -> None:
-        tmp = self.dir / "state.json.tmp"
         doc = json_format.MessageToDict(self.status, preserving_proto_field_name=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "state.json")
+        _write_state(self.dir / "state.json", doc)
 
     def end(self, state: str, reason: str = "") -> None:
         if self.status.state != RUNNING:
@@ -168,9 +173,7 @@ class Jobs:
                 if doc.get("state") == RUNNING:
                     doc.update(state=LOST, reason="the agent stopped while it ran",
                                ended_ns=str(time.time_ns()))  # fmt: skip
-                    tmp = state.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(doc, indent=1))
-                    os.replace(tmp, state)
+                    _write_state(state, doc)
                     log.warning("job %s was lost with the previous agent", state.parent.name)
 
     def start(self, job: pb.JobTask) -> pb.JobStatus:
