@@ -239,10 +239,23 @@ async def _dial(tree: pb.Subtree, timeout: float) -> grpc.aio.Channel:
     return ch
 
 
-async def test_a_node_never_follows_a_writer_below_it(tmp_path: Path) -> None:
-    """After a writer died, a node's child may claim the shared file before the
-    node itself is resumed: the node must keep its own bytes (it feeds that
-    child), not wait on the child's file, which waits on it."""
+@dataclass
+class Pair:
+    """Files services a and b in this process, sharing root; a 4 MB source."""
+
+    root: Path
+    servers: list[grpc.aio.Server]
+    addr: dict[str, str]
+    src: Path
+    source: Any  # a tree.source Source
+    header: fpb.CopyHeader
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            await server.stop(0)
+
+
+async def _pair(tmp_path: Path) -> Pair:
     root = tmp_path / "shared"
     (root / "dest").mkdir(parents=True)
     servers, addr = [], {}
@@ -267,6 +280,23 @@ async def test_a_node_never_follows_a_writer_below_it(tmp_path: Path) -> None:
         chunk_size=64 * 1024,
         connect_timeout=2.0,
     )
+    return Pair(root, servers, addr, src, source, header)
+
+
+def _results(out: asyncio.Queue[fpb.CopyEvent]) -> dict[str, pb.Result]:
+    results = {}
+    while not out.empty():
+        ev = out.get_nowait()
+        results[ev.event.node] = ev.event.result
+    return results
+
+
+async def test_a_node_never_follows_a_writer_below_it(tmp_path: Path) -> None:
+    """After a writer died, a node's child may claim the shared file before the
+    node itself is resumed: the node must keep its own bytes (it feeds that
+    child), not wait on the child's file, which waits on it."""
+    p = await _pair(tmp_path)
+    root, addr, src, source, header = p.root, p.addr, p.src, p.source, p.header
     b_tree = pb.Subtree(name="b", address=addr["b"])
     # b is already writing this transfer, as when an adopter reached it first.
     ch = grpc.aio.insecure_channel(addr["b"])
@@ -293,10 +323,7 @@ async def test_a_node_never_follows_a_writer_below_it(tmp_path: Path) -> None:
         await asyncio.wait_for(feed.wait(), 60)  # a bound against the deadlock
         await producer
         origin.close()
-        results = {}
-        while not out.empty():
-            ev = out.get_nowait()
-            results[ev.event.node] = ev.event.result
+        results = _results(out)
         assert {n: r.state for n, r in results.items()} == {"a": pb.STATE_OK, "b": pb.STATE_OK}
         assert results["a"].reason == "same file already written by b of this transfer"
         assert (dest / "big.bin").read_bytes() == src.read_bytes()
@@ -304,8 +331,7 @@ async def test_a_node_never_follows_a_writer_below_it(tmp_path: Path) -> None:
     finally:
         early.cancel()
         await ch.close()
-        for s in servers:
-            await s.stop(0)
+        await p.stop()
 
 
 async def test_a_follower_whose_writer_died_unreplaced_writes_its_own_copy(
@@ -314,31 +340,9 @@ async def test_a_follower_whose_writer_died_unreplaced_writes_its_own_copy(
     """a follows w's file and feeds b from it; w dies with 64 KB written, after
     a's whole stream arrived, and nobody takes its place: a asks for its stream
     again and writes the file itself, and b follows a."""
-    root = tmp_path / "shared"
+    p = await _pair(tmp_path)
+    root, addr, src, source, header = p.root, p.addr, p.src, p.source, p.header
     dest = root / "dest"
-    dest.mkdir(parents=True)
-    servers, addr = [], {}
-    for name in ("a", "b"):
-        server = grpc.aio.server()
-        frpc.add_FilesServicer_to_server(FilesService(_dial, root, Gate(name, None)), server)
-        addr[name] = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-        await server.start()
-        servers.append(server)
-    src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(4_000_000))
-    source = open_source(str(src), recursive=False, chunk_size=64 * 1024)
-    m = source.meta
-    header = fpb.CopyHeader(
-        transfer_id=uuid.uuid4().hex,
-        dest="/dest/",
-        name=m.name,
-        kind=m.kind,
-        size=m.size,
-        mode=m.mode,
-        mtime_ns=m.mtime_ns,
-        chunk_size=64 * 1024,
-        connect_timeout=2.0,
-    )
     # w: another agent on this filesystem, writing this transfer (its lock held).
     w = claim(part_path(dest / "big.bin", header.transfer_id), header.transfer_id, "w")
     assert w is not None
@@ -358,10 +362,7 @@ async def test_a_follower_whose_writer_died_unreplaced_writes_its_own_copy(
         os.close(w)  # w dies: the kernel drops its lock, its part stays
         await asyncio.wait_for(feed.wait(), 60)
         await producer
-        results = {}
-        while not out.empty():
-            ev = out.get_nowait()
-            results[ev.event.node] = ev.event.result
+        results = _results(out)
         assert {n: (r.state, r.reason) for n, r in results.items()} == {
             "a": (pb.STATE_OK, ""),
             "b": (pb.STATE_OK, "same file already written by a of this transfer"),
@@ -370,5 +371,4 @@ async def test_a_follower_whose_writer_died_unreplaced_writes_its_own_copy(
         assert shoal_files(root) == []
     finally:
         origin.close()
-        for s in servers:
-            await s.stop(0)
+        await p.stop()
