@@ -141,7 +141,10 @@ def _slow(tmp_path: Path, seconds: int = 300) -> Path:
     return f
 
 
-def test_the_campaign_goes_on_when_the_client_is_killed(agents: Agents, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_the_campaign_goes_on_when_the_client_is_killed_or_interrupted(
+    agents: Agents, tmp_path: Path, how: str
+) -> None:
     import signal
     import subprocess
     import time
@@ -159,8 +162,11 @@ def test_the_campaign_goes_on_when_the_client_is_killed(agents: Agents, tmp_path
     while not (out / "campaign.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1)  # started on the host by now
-    p.send_signal(signal.SIGKILL)  # the terminal dropped
-    p.communicate(timeout=30)
+    p.send_signal(getattr(signal, how))  # the terminal dropped, or Ctrl-C
+    _, err = p.communicate(timeout=30)
+    if how == "SIGINT":
+        assert p.returncode == 130, err
+        assert "detached; the campaign goes on: shoal bench status" in err, err
     cp = shoal("bench", "status", str(out))
     assert cp.returncode == 0, cp.stderr
     assert "running" in cp.stdout or "slot run(s)" in cp.stdout

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from shoal.errors import Interrupted
+
 if TYPE_CHECKING:
     from shoal.bench.report import Report
 
@@ -167,7 +169,7 @@ def _follow(out: Path, plots: bool) -> None:
 
     try:
         p = follow(out, on_progress=progress)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print(
             f"shoal: bench: detached; the campaign goes on: shoal bench status {out}",
             file=sys.stderr,

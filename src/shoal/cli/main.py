@@ -10,7 +10,9 @@ themselves, cancel their work and raise Interrupted (exit 130).
 
 from __future__ import annotations
 
+import os
 import sys
+from types import FrameType
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _interrupted(signum: int, frame: object) -> None:
+def _interrupted(signum: int, frame: FrameType | None) -> None:
     from shoal.errors import Interrupted
 
+    if _importing(frame):
+        # An exception raised inside an import may surface as another one (a C
+        # extension's init turns it into a TypeError); nothing is half-done yet
+        os.write(2, b"shoal: error: interrupted\n")
+        os._exit(130)
     raise Interrupted("interrupted")
+
+
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _exit_now(code: int) -> None:
@@ -43,7 +58,6 @@ def _exit_now(code: int) -> None:
     teardown of its threads and channels is a visible share of a short command,
     and by now the work is done and the output written."""
     import logging
-    import os
 
     logging.shutdown()
     try:

@@ -52,23 +52,37 @@ class Job:
         """Run in an event loop of its own; Ctrl-C (in the main thread) cancels
         the work on every node and returns what came back, ``interrupted`` set."""
 
+        # SIGINT stays blocked while the loop is built and torn down: a Ctrl-C
+        # there would raise inside asyncio's own code; it waits for the handler
+        catch = threading.current_thread() is threading.main_thread()
+        sigint = {signal.SIGINT}
+
         async def main() -> Report:
             me = asyncio.current_task()
             assert me is not None
             loop = asyncio.get_running_loop()
-            catch = threading.current_thread() is threading.main_thread()
+            before = signal.getsignal(signal.SIGINT)
             if catch:
                 loop.add_signal_handler(signal.SIGINT, me.cancel)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, sigint)
             try:
                 await self.work()
             except asyncio.CancelledError:
                 self.report.interrupted = True
             finally:
                 if catch:
+                    signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
                     loop.remove_signal_handler(signal.SIGINT)
+                    signal.signal(signal.SIGINT, before)
             return self.report
 
-        return asyncio.run(main())
+        if not catch:
+            return asyncio.run(main())
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigint)
+        try:
+            return asyncio.run(main())
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigint)
 
 
 def _list(sets: NodeSets | None) -> list[str]:
