@@ -128,3 +128,12 @@ class Interrupted(ShoalError):
     """The user pressed Ctrl-C; the work was cancelled everywhere."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class SchedulingError(ShoalError):
+    """A function call the scheduler cannot serve; ``status`` is the gRPC code
+    it answers with (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -133,3 +133,177 @@ def generate(
         paths = generate_azure(out, functions=functions, days=days, seed=seed)
     for p in paths:
         print(p)
+
+
+Inv = Annotated[Path | None, typer.Option("--inventory", help="Inventory TOML file.")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Plain text, no TLS.")]
+SchedulerAddr = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="HOST:PORT [the one running here, from $SHOAL_HOME/faas]."),
+]
+
+
+def _settings(inventory: Path | None, insecure: bool) -> object:
+    from shoal.core.config import Settings
+
+    return Settings.load(inventory=inventory, insecure=insecure or None)
+
+
+@app.command("scheduler")
+def scheduler(
+    nodes: Annotated[str, typer.Option("-w", "--nodes", help="The node set it may reserve.")],
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy", help="Keep-alive: none, ttl-10, ttl-20, hybrid, greedy-dual, shoal."
+        ),
+    ] = "shoal",
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:0",
+    functions: Annotated[
+        Path | None, typer.Option("--functions", help="TOML file of [functions.NAME] tables.")
+    ] = None,
+    node_memory: Annotated[
+        int, typer.Option("--node-memory", help="MiB a node offers to functions.")
+    ] = 3072,
+    start_nodes: Annotated[
+        int, typer.Option("--start-nodes", help="Nodes reserved at start.")
+    ] = 10,
+    max_nodes: Annotated[int, typer.Option("--max-nodes", help="Most nodes held.")] = 20,
+    placement: Annotated[str, typer.Option("--placement", help="pack or spread.")] = "pack",
+    code_root: Annotated[
+        str, typer.Option("--code-root", help="Where functions' code goes on the nodes.")
+    ] = "/var/tmp/shoal-faas",
+    inventory: Inv = None,
+    insecure: Insecure = False,
+) -> None:
+    """Serve the mini-faas Scheduler and ResourceManager APIs over the nodes'
+    agents until Ctrl-C or SIGTERM; then remove every container."""
+    import asyncio
+    import logging
+
+    from shoal.core.config import Settings
+    from shoal.errors import UsageError
+    from shoal.faas.registry import make_policy
+    from shoal.faas.scheduler import Options
+    from shoal.faas.service import Running, serve_until_stopped
+
+    if node_memory < 1 or start_nodes < 0 or max_nodes < 1 or start_nodes > max_nodes:
+        raise UsageError(
+            "--node-memory and --max-nodes must be positive, --start-nodes in [0, max]"
+        )
+    if placement not in ("pack", "spread"):
+        raise UsageError(f"unknown placement {placement!r}; one of: pack, spread")
+    if not code_root.startswith("/"):
+        raise UsageError(f"--code-root {code_root!r} must be an absolute path on the nodes")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    s = _settings(inventory, insecure)
+    assert isinstance(s, Settings)
+    pol = make_policy(policy)
+    opts = Options(nodes=start_nodes, max_nodes=max_nodes, placement=placement)
+
+    def ready(r: Running) -> None:
+        held = len(r.scheduler.nodes)
+        print(
+            f"scheduler listening on port {r.served.port}: {held} node(s), policy {pol.name}",
+            flush=True,
+        )
+
+    usage = asyncio.run(
+        serve_until_stopped(
+            nodes,
+            pol,
+            settings=s,
+            on_ready=ready,
+            listen=listen,
+            node_memory=node_memory << 20,
+            options=opts,
+            functions=functions,
+            code_root=code_root,
+        )
+    )
+    print(
+        f"stopped: {usage['acquired']} call(s), {usage['cold']} cold, "
+        f"{usage['created']} container(s) made, all removed"
+    )
+
+
+@app.command("invoke")
+def invoke(
+    function: Annotated[str, typer.Argument(help="The function's name.")],
+    event: Annotated[str, typer.Option("--event", help="The event (JSON or any text).")] = "",
+    handler: Annotated[
+        str | None,
+        typer.Option("--handler", help="module:function or a command, if not registered."),
+    ] = None,
+    memory: Annotated[int, typer.Option("--memory", help="MiB, with --handler.")] = 128,
+    timeout_ms: Annotated[int, typer.Option("--timeout-ms", help="With --handler.")] = 60_000,
+    scheduler: SchedulerAddr = None,
+    json_out: Json = False,
+    insecure: Insecure = False,
+) -> None:
+    """Call a function once through the scheduler, as a mini-faas API server
+    would; print what it returned (its log and timings on stderr)."""
+    import asyncio
+    import sys
+
+    from shoal.core.config import Settings
+    from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
+    from shoal.errors import SchedulingError, UsageError
+    from shoal.faas.client import Client, Invocation, scheduler_address
+
+    s = _settings(None, insecure)
+    assert isinstance(s, Settings)
+    addr = scheduler_address(s, scheduler)
+    config = None
+    if handler is not None:
+        if memory < 1 or timeout_ms < 1:
+            raise UsageError("--memory and --timeout-ms must be positive")
+        config = xpb.FunctionConfig(
+            handler=handler, memory_in_bytes=memory << 20, timeout_in_ms=timeout_ms
+        )
+
+    async def once() -> Invocation:
+        c = Client(addr, s)
+        try:
+            return await c.invoke(function, event.encode(), config=config)
+        finally:
+            await c.close()
+
+    try:
+        inv = asyncio.run(once())
+    except SchedulingError as e:
+        raise UsageError(
+            e.message, exit_code=1 if e.status == "RESOURCE_EXHAUSTED" else 2
+        ) from None
+    if json_out:
+        out = {
+            "request_id": inv.request_id,
+            "node": inv.node,
+            "container": inv.container,
+            "cold": inv.cold,
+            "scheduling_ms": inv.scheduling_ns / 1e6,
+            "duration_ms": inv.duration_ns / 1e6,
+            "max_memory": inv.max_memory,
+            "body": inv.body.decode(errors="replace"),
+            "log": inv.log,
+            "error_code": inv.error_code,
+            "error_message": inv.error_message,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        if inv.log:
+            sys.stderr.write(inv.log if inv.log.endswith("\n") else inv.log + "\n")
+        sys.stdout.buffer.write(
+            inv.body + (b"" if inv.body.endswith(b"\n") or not inv.body else b"\n")
+        )
+        print(
+            f"{function}: {'cold' if inv.cold else 'warm'} on {inv.node}, "
+            f"scheduling {inv.scheduling_ns / 1e6:.2f} ms, run {inv.duration_ns / 1e6:.2f} ms, "
+            f"peak {inv.max_memory / 2**20:.1f} MiB",
+            file=sys.stderr,
+        )
+    if not inv.ok:
+        print(f"shoal: error: {function}: {inv.error_code}: {inv.error_message}", file=sys.stderr)
+        raise typer.Exit(1)

@@ -36,12 +36,18 @@ class Channels:
         opts.append(("grpc.ssl_target_name_override", name))
         return grpc.aio.secure_channel(address, self._credentials, options=opts)
 
+    def channel(self, name: str, address: str) -> grpc.aio.Channel:
+        """The kept channel to name at address, opened if need be, not waited for."""
+        key = (name, address)
+        ch = self._channels.get(key)
+        if ch is None:
+            ch = self._channels[key] = self._open(name, address)
+        return ch
+
     async def get(self, tree: pb.Subtree, timeout: float) -> grpc.aio.Channel:
         """A ready channel to tree's node, or PeerError (see the module docstring)."""
         key = (tree.name, tree.address)
-        ch = self._channels.get(key)
-        if ch is None:
-            ch = self._channels[key] = self._open(tree.name, tree.address)
+        ch = self.channel(tree.name, tree.address)
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):
                 while (state := ch.get_state(try_to_connect=True)) != READY:
