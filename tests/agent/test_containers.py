@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +52,9 @@ def flaky(event):
     if event == "fail":
         raise ValueError("bad event " + event)
     return "fine"
+
+def env(event):
+    return {"tmpdir": os.environ["TMPDIR"], "cwd": os.getcwd(), "keys": sorted(os.environ)}
 
 def sleepy(event):
     time.sleep(600)
@@ -163,6 +167,28 @@ def test_a_python_container_stays_warm(agents: Agents, code: Path) -> None:
     assert all(f.error_code == "" and f.duration_in_nanos > 0 for _, _, f in calls)
     assert all(h.max_mem_usage_in_bytes > 0 for h, _, _ in calls)
     assert re.search(r"container n1-\w+ of fns:count ready: cold start \d+ ms", a.log_text())
+
+
+def test_a_container_has_its_limits_its_own_scratch_and_a_clean_env(
+    agents: Agents, code: Path
+) -> None:
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> Any:
+        cid = await _create(stub, _meta(code, "fns:env", memory_in_bytes=256 * MiB))
+        return await _invoke(stub, cid, b"")
+
+    _, body, _ = _run(agents, a, go)
+    seen = json.loads(body)
+    scratch = agents.home / "agent" / "containers" / "n1"
+    assert Path(seen["tmpdir"]).parent == scratch and seen["cwd"] == str(code)
+    assert "SHOAL_HOME" not in seen["keys"] and "SHOAL_NODE" in seen["keys"]
+    bases = Host.detect().bases
+    (box,) = _sandboxes(a)
+    assert int((box / "memory.limit_in_bytes").read_text()) == 256 * MiB
+    quota = int((bases["cpu"] / box.name / "cpu.cfs_quota_us").read_text())
+    assert quota == int(0.67 * 0.25 * 100_000)  # 0.67 cores per GiB
+    assert int((bases["pids"] / box.name / "pids.max").read_text()) > 0
 
 
 def test_a_command_container_gets_the_event_on_stdin(agents: Agents, code: Path) -> None:
@@ -434,3 +460,45 @@ def test_a_worker_killed_by_its_memory_limit_at_start_says_so(agents: Agents, co
     assert code_ == grpc.StatusCode.FAILED_PRECONDITION
     assert "out of memory: limit 4.0 MiB" in details
     assert _procs(code) == [] and _sandboxes(a) == []
+
+
+def test_a_time_out_ends_the_other_calls_in_flight_container_gone(
+    agents: Agents, code: Path
+) -> None:
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> Any:
+        cid = await _create(stub, _meta(code, "fns:sleepy", timeout_in_ms=1000, concurrency=2))
+        calls = await asyncio.gather(_invoke(stub, cid, b"{}"), _invoke(stub, cid, b"{}"))
+        return [f.error_code for _, _, f in calls], _procs(code)
+
+    codes, procs = _run(agents, a, go)
+    assert sorted(codes) == ["CONTAINER_GONE", "TIMEOUT"] and procs == []
+
+
+def test_a_command_killed_by_the_memory_limit_is_oom(agents: Agents, code: Path) -> None:
+    a = agents.start("n1")
+    hog = f"{sys.executable} -c 'x = b\"x\" * (400 << 20)'"
+
+    async def go(stub: Any) -> Any:
+        cid = await _create(stub, _meta(code, hog, memory_in_bytes=128 * MiB))
+        _, _, f = await _invoke(stub, cid, b"")
+        return f, _procs(code), await _gone(stub, cid)
+
+    f, procs, gone = _run(agents, a, go)
+    assert f.error_code == "OOM" and f.error_message.startswith("out of memory: limit 128.0 MiB")
+    assert procs == [] and gone[0] == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_create_its_caller_gives_up_on_leaves_nothing(agents: Agents, code: Path) -> None:
+    a = agents.start("n1")
+    (code / "slow.py").write_text("import time\ntime.sleep(600)\ndef f(e):\n    return e\n")
+
+    async def go(stub: Any) -> Any:
+        meta = _meta(code, "slow:f")
+        req = fpb.CreateContainerRequest(name="slow", function_meta=meta)
+        return await _code_of(stub.CreateContainer(req, timeout=2))
+
+    assert _run(agents, a, go)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: _procs(code) == [] and _sandboxes(a) == [], "the half-started container gone")
+    assert "Traceback" not in a.log_text()

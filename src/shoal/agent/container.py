@@ -24,7 +24,7 @@ from typing import Any
 
 from shoal.agent import tasks
 from shoal.agent.cgroups import Host
-from shoal.agent.sandbox import Sandbox
+from shoal.agent.sandbox import Sandbox, Usage
 from shoal.agent.worker import HEADER, MAX_META, MAX_PAYLOAD, pack
 
 log = logging.getLogger("shoal.agent.faas")
@@ -94,7 +94,7 @@ class Container:
                 why = str(first[0].get("error") or "the worker said no")
             elif not why:
                 await self._reap()
-                why = self._oom(dead=True) or _last(self.stderr) or self._death()
+                why = self._oom(self.box.usage(), dead=True) or _last(self.stderr) or self._death()
             await self.destroy("", why)
             raise StartError(why)
         self.oom_kills = self.box.usage().oom_kills
@@ -164,27 +164,30 @@ class Container:
     async def _read(self) -> None:
         while (frame := await self._frame()) is not None:
             meta, body = frame
-            fut = self.calls.get(int(meta.get("id", 0)))
-            oom = self._oom()
+            cid = meta.get("id")
+            if not isinstance(cid, int):
+                break  # not our protocol: the container is unusable
+            u = self.box.usage()
+            oom = self._oom(u)
             if oom:
                 await self.destroy("OOM", oom)
                 return
+            fut = self.calls.pop(cid, None)
             if fut is None or fut.done():
                 continue
-            del self.calls[int(meta["id"])]
             fut.set_result(
                 Outcome(
                     body,
                     str(meta.get("log", "")),
-                    int(meta.get("ns", 0)),
+                    int(meta.get("ns") or 0),
                     str(meta.get("code", "")),
                     str(meta.get("message", "")),
-                    self.box.usage().peak_memory,
+                    u.peak_memory,
                 )
             )
         if not self.gone:  # the worker ended by itself
             await self._reap()
-            oom = self._oom(dead=True)
+            oom = self._oom(self.box.usage(), dead=True)
             await self.destroy("OOM" if oom else "CONTAINER_GONE", oom or self._death())
 
     async def _reap(self) -> None:
@@ -193,10 +196,9 @@ class Container:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 5)
 
-    def _oom(self, dead: bool = False) -> str:
+    def _oom(self, u: Usage, dead: bool = False) -> str:
         """A message when the memory limit killed something since the start
         (or, for a dead worker on a kernel without an OOM-kill count, was hit)."""
-        u = self.box.usage()
         if u.oom_kills <= self.oom_kills and not (dead and u.oom and not u.oom_kills):
             return ""
         limit, peak = self.spec.memory / 2**20, u.peak_memory / 2**20

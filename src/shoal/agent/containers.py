@@ -176,6 +176,9 @@ class NodeService(frpc.NodeServiceServicer):
         try:
             await c.ready(limit)
         except asyncio.CancelledError:  # the caller went away: nothing is kept
+            log.info(
+                "%s: container %s of %s: its caller gave up during start", self.node, cid, name
+            )
             await c.destroy("CONTAINER_GONE", "creation cancelled")
             raise
         return c

@@ -78,6 +78,9 @@ class _PerCall(io.TextIOBase):
         if getattr(self.local, "log", None) is None:
             self.fallback.flush()
 
+    def fileno(self) -> int:  # what writes to the descriptor goes to the agent's drain
+        return int(self.fallback.fileno())
+
 
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
