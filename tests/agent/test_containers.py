@@ -150,6 +150,15 @@ async def _code_of(aw: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
     raise AssertionError("the call succeeded")
 
 
+async def _until(cond: Callable[[], object], what: str, limit: float = 30.0) -> None:
+    """wait_for inside the event loop (a bound against hangs, not a timing check)."""
+    for _ in range(int(limit / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
 async def _gone(stub: Any, cid: str) -> tuple[grpc.StatusCode, str]:
     return await _code_of(_invoke(stub, cid, b"{}"))
 
@@ -354,8 +363,12 @@ def test_remove_container_kills_its_worker_and_ends_its_calls(agents: Agents, co
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:sleepy"))
         call = asyncio.create_task(_invoke(stub, cid, b"{}"))
-        while not (await stub.GetStats(fpb.GetStatsRequest())).container_stats_list[0].in_flight:
+        for _ in range(600):  # a bound against hangs
+            stats = await stub.GetStats(fpb.GetStatsRequest())
+            if stats.container_stats_list[0].in_flight:
+                break
             await asyncio.sleep(0.05)
+        assert stats.container_stats_list[0].in_flight == 1
         await stub.RemoveContainer(fpb.RemoveContainerRequest(container_id=cid))
         after = _procs(code), _sandboxes(a)
         _, _, f = await call
@@ -401,13 +414,24 @@ def test_agent_sigterm_leaves_no_worker(agents: Agents, code: Path) -> None:
 
 def test_a_crashed_agents_containers_are_swept_at_restart(agents: Agents, code: Path) -> None:
     a = agents.start("n1")
-    _run(agents, a, lambda stub: _create(stub, _meta(code, "sleep 600; cat")))
-    a.kill()  # SIGKILL: the agent cleans nothing up itself
+
+    async def go(stub: Any) -> None:
+        # the call's sleep leaves the worker's process group: only the sweep finds it
+        cid = await _create(stub, _meta(code, "setsid sleep 600"))
+        call = asyncio.create_task(_invoke(stub, cid, b""))
+        await _until(lambda: "sleep" in [p.name() for p in _procs(code)], "the sleep running")
+        a.kill()  # SIGKILL: the agent cleans nothing up itself
+        assert (await _code_of(call))[0] == grpc.StatusCode.UNAVAILABLE
+
+    _run(agents, a, go)
+    wait_for(lambda: [p.name() for p in _procs(code)] == ["sleep"], "only the escaped sleep left")
     scratch = agents.home / "agent" / "containers" / "n1"
     assert len(list(scratch.iterdir())) == 1
-    agents.start("n1")
-    wait_for(lambda: _procs(code) == [], "the orphaned container gone after the restart")
-    assert list(scratch.iterdir()) == []
+    b = agents.start("n1")
+    assert _procs(code) == [] and list(scratch.iterdir()) == []
+    assert re.search(
+        r"removed 1 sandbox\(es\) of a previous agent \([1-9]\d* process", b.log_text()
+    )
 
 
 def test_concurrency_two_runs_two_calls_at_once(agents: Agents, code: Path, tmp_path: Path) -> None:
@@ -439,8 +463,7 @@ def test_a_call_beyond_the_concurrency_is_refused_busy(
         first = asyncio.create_task(
             _invoke(stub, cid, json.dumps({"dir": d, "me": "a", "other": "go"}).encode())
         )
-        while not (tmp_path / "a").exists():
-            await asyncio.sleep(0.05)
+        await _until((tmp_path / "a").exists, "the first call running")
         busy = await _gone(stub, cid)
         (tmp_path / "go").touch()
         return busy, await first
@@ -468,7 +491,8 @@ def test_a_time_out_ends_the_other_calls_in_flight_container_gone(
     a = agents.start("n1")
 
     async def go(stub: Any) -> Any:
-        cid = await _create(stub, _meta(code, "fns:sleepy", timeout_in_ms=1000, concurrency=2))
+        # 3 s: time enough for the second call to reach the agent on a loaded machine
+        cid = await _create(stub, _meta(code, "fns:sleepy", timeout_in_ms=3000, concurrency=2))
         calls = await asyncio.gather(_invoke(stub, cid, b"{}"), _invoke(stub, cid, b"{}"))
         return [f.error_code for _, _, f in calls], _procs(code)
 

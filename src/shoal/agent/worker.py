@@ -8,7 +8,7 @@ A frame is ``>II`` (meta length, payload length), a JSON object, the payload.
 Worker -> agent: {"ready": true} or {"error": line} once, then per call
 {"id", "code", "message", "log", "ns"} with the body as payload. Agent ->
 worker: {"id"} with the event as payload. EOF on the frame pipe ends the
-worker. Standard library only: this is imported in every container.
+worker and what it started. Standard library only: this is imported in every container.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -196,7 +197,10 @@ def main(argv: list[str]) -> None:
             break
         cid = int(json.loads(meta)["id"])
         threading.Thread(target=w.call, args=(cid, payload), daemon=True).start()
-    os._exit(0)  # the agent is gone or closed us: no call thread may keep us
+    # The agent is gone or closed us: no call thread may keep us, and no
+    # command we started outlives us (what left our group, the sweep finds).
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(0)
 
 
 if __name__ == "__main__":
