@@ -53,6 +53,9 @@ def flaky(event):
         raise ValueError("bad event " + event)
     return "fine"
 
+async def later(event):
+    return "awaited " + event
+
 def env(event):
     return {"tmpdir": os.environ["TMPDIR"], "cwd": os.getcwd(), "keys": sorted(os.environ)}
 
@@ -198,6 +201,26 @@ def test_a_container_has_its_limits_its_own_scratch_and_a_clean_env(
     quota = int((bases["cpu"] / box.name / "cpu.cfs_quota_us").read_text())
     assert quota == int(0.67 * 0.25 * 100_000)  # 0.67 cores per GiB
     assert int((bases["pids"] / box.name / "pids.max").read_text()) > 0
+
+
+def test_an_async_handler_is_awaited(agents: Agents, code: Path) -> None:
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> Any:
+        return await _invoke(stub, await _create(stub, _meta(code, "fns:later")), b'"it"')
+
+    assert _run(agents, a, go)[1] == b"awaited it"
+
+
+def test_under_insecure_anyone_may_call(agents: Agents, code: Path) -> None:
+    a = agents.start("n1", insecure=True)
+
+    async def go() -> Any:
+        ch, stub = dial_node_service(a.name, a.address, None)
+        async with ch:
+            return await _invoke(stub, await _create(stub, _meta(code, "fns:count")), b"1")
+
+    assert json.loads(asyncio.run(go())[1]) == {"count": 1, "event": 1}
 
 
 def test_a_command_container_gets_the_event_on_stdin(agents: Agents, code: Path) -> None:

@@ -55,6 +55,7 @@ class NodeService(frpc.NodeServiceServicer):
         self.host = host
         self.scratch = state / "containers" / node  # parent of each container's scratch
         self.containers: dict[str, Container] = {}
+        self._bg: set[asyncio.Task[None]] = set()  # removals nobody awaits
         self._cpu = _cpu_times()
 
     # -- access ----------------------------------------------------------------
@@ -117,8 +118,15 @@ class NodeService(frpc.NodeServiceServicer):
         if problem is not None:
             await self._fail(context, *problem)
         started = time.monotonic()
+        made: list[Container] = []
+        # its own task: a caller that gives up cannot cut a start short between
+        # a process spawned and a process tracked; what it made is removed
+        work = asyncio.create_task(self._create(request.name or meta.function_name, meta, made))
         try:
-            c = await self._create(request.name or meta.function_name, meta)
+            c = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self._abandon(work, made)
+            raise
         except (StartError, SandboxError) as e:
             why = f"container for {meta.function_name or request.name}: {e}"
             await self._fail(context, grpc.StatusCode.FAILED_PRECONDITION, why)
@@ -129,7 +137,24 @@ class NodeService(frpc.NodeServiceServicer):
         )  # fmt: skip
         return fpb.CreateContainerReply(container_id=c.id)
 
-    async def _create(self, name: str, meta: fpb.FunctionMeta) -> Container:
+    def _abandon(self, work: asyncio.Task[Container], made: list[Container]) -> None:
+        name = made[0].id if made else "(not made yet)"
+        log.info("%s: container %s: its caller gave up during the start", self.node, name)
+
+        def done(t: asyncio.Task[Container]) -> None:
+            if not t.cancelled() and t.exception() is None:
+                self._background(t.result().destroy("CONTAINER_GONE", "creation abandoned"))
+
+        for c in made:
+            self._background(c.destroy("CONTAINER_GONE", "creation abandoned"))
+        work.add_done_callback(done)
+
+    def _background(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    async def _create(self, name: str, meta: fpb.FunctionMeta, made: list[Container]) -> Container:
         cores = meta.cpu_quota or max(MIN_CORES, CORES_PER_GIB * meta.memory_in_bytes / 2**30)
         concurrency = meta.concurrency or 1
         req = Request(memory=meta.memory_in_bytes, cpu_quota=cores, pids=_pids(concurrency))
@@ -172,15 +197,8 @@ class NodeService(frpc.NodeServiceServicer):
         c = Container(cid, spec, self.host, box, scratch, proc, self._forget)
         c.cpu_mark = (0, time.monotonic())
         self.containers[cid] = c  # now, so that agent stop finds it while it starts
-        limit = max(START_LIMIT, meta.timeout_in_ms / 1000)
-        try:
-            await c.ready(limit)
-        except asyncio.CancelledError:  # the caller went away: nothing is kept
-            log.info(
-                "%s: container %s of %s: its caller gave up during start", self.node, cid, name
-            )
-            await c.destroy("CONTAINER_GONE", "creation cancelled")
-            raise
+        made.append(c)
+        await c.ready(max(START_LIMIT, meta.timeout_in_ms / 1000))
         return c
 
     def _forget(self, cid: str) -> None:
@@ -276,6 +294,7 @@ class NodeService(frpc.NodeServiceServicer):
         live = list(self.containers.values())
         await asyncio.gather(
             *(c.destroy("CONTAINER_GONE", f"agent {self.node} stopping") for c in live),
+            *self._bg,
             return_exceptions=True,
         )
         if live:

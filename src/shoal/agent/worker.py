@@ -14,6 +14,7 @@ worker and what it started. Standard library only: this is imported in every con
 from __future__ import annotations
 
 import importlib
+import inspect
 import io
 import json
 import os
@@ -138,7 +139,12 @@ class Worker:
         if self.fn is not None:
             self.local.log = log
             try:
-                body = _body(self.fn(_event(event)))
+                value = self.fn(_event(event))
+                if inspect.iscoroutine(value):  # an async def handler
+                    import asyncio
+
+                    value = asyncio.run(value)
+                body = _body(value)
             except BaseException:
                 tb = traceback.format_exc()
                 log.add(tb.encode(errors="replace"))
