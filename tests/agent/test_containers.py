@@ -32,7 +32,7 @@ pytestmark = needs_cgroups
 T = TypeVar("T")
 MiB = 2**20
 
-FNS = """
+FNS = r"""
 import os, time
 
 COUNT = 0
@@ -52,6 +52,15 @@ def flaky(event):
     if event == "fail":
         raise ValueError("bad event " + event)
     return "fine"
+
+def noisy(event):
+    os.write(1, b"\0\0\0\x05not a frame")  # the descriptor a frame would go to, were it fd 1
+    os.write(2, b"\0\0\0\x05nor this")
+    print("hi")
+    return "clean"
+
+def quit(event):
+    os._exit(3)
 
 async def later(event):
     return "awaited " + event
@@ -201,6 +210,32 @@ def test_a_container_has_its_limits_its_own_scratch_and_a_clean_env(
     quota = int((bases["cpu"] / box.name / "cpu.cfs_quota_us").read_text())
     assert quota == int(0.67 * 0.25 * 100_000)  # 0.67 cores per GiB
     assert int((bases["pids"] / box.name / "pids.max").read_text()) > 0
+
+
+def test_what_a_function_writes_to_fd_1_and_2_cannot_corrupt_a_frame(
+    agents: Agents, code: Path
+) -> None:
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> Any:
+        cid = await _create(stub, _meta(code, "fns:noisy"))
+        return await _invoke(stub, cid, b""), await _invoke(stub, cid, b"")
+
+    for h, body, f in _run(agents, a, go):
+        assert (body, f.error_code, h.function_log) == (b"clean", "", "hi\n")
+
+
+def test_a_worker_that_exits_ends_its_calls_container_gone(agents: Agents, code: Path) -> None:
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> Any:
+        cid = await _create(stub, _meta(code, "fns:quit"))
+        _, _, f = await _invoke(stub, cid, b"")
+        return f, _procs(code), await _gone(stub, cid)
+
+    f, procs, gone = _run(agents, a, go)
+    assert (f.error_code, f.error_message) == ("CONTAINER_GONE", "the worker exited (status 3)")
+    assert procs == [] and gone[0] == grpc.StatusCode.NOT_FOUND
 
 
 def test_an_async_handler_is_awaited(agents: Agents, code: Path) -> None:

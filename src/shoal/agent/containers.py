@@ -6,6 +6,10 @@ proportion to it (0.67 cores per GiB, as mini-faas), a process limit, its
 own scratch as TMPDIR. Calls beyond a container's concurrency are refused
 (RESOURCE_EXHAUSTED "container busy"): the scheduler holds the queue, and an
 agent that queued would hide its accounting errors and blur the time limit.
+A call's time limit is the container's timeout_in_ms (0: none); one that
+runs over it, or an OOM kill, ends the container (agent/container.py).
+function_log is what a call printed (Python: through sys.stdout/stderr; a
+command: its stderr), its first 64 KiB.
 
 This runs code as root: with TLS only an operator's or the controller's
 certificate may call it. GetStats' CPU figures: the node's is a percentage
