@@ -68,6 +68,9 @@ async def later(event):
 def env(event):
     return {"tmpdir": os.environ["TMPDIR"], "cwd": os.getcwd(), "keys": sorted(os.environ)}
 
+def spin(event):
+    return sum(i * i for i in range(event))
+
 def sleepy(event):
     time.sleep(600)
 
@@ -443,7 +446,9 @@ def test_get_stats_reports_the_node_and_each_container(agents: Agents, code: Pat
     a = agents.start("n1")
 
     async def go(stub: Any) -> Any:
-        await _create(stub, _meta(code, "fns:count", memory_in_bytes=256 * MiB))
+        cid = await _create(stub, _meta(code, "fns:spin", memory_in_bytes=256 * MiB))
+        await stub.GetStats(fpb.GetStatsRequest())
+        await _invoke(stub, cid, b"300000")  # CPU time since that GetStats
         return await stub.GetStats(fpb.GetStatsRequest())
 
     s = _run(agents, a, go)
@@ -452,8 +457,8 @@ def test_get_stats_reports_the_node_and_each_container(agents: Agents, code: Pat
     assert n.memory_usage_in_bytes + n.available_memory_in_bytes == n.total_memory_in_bytes
     assert 0 <= n.cpu_usage_pct <= 100
     (c,) = s.container_stats_list
-    assert (c.total_memory_in_bytes, c.function_name, c.in_flight) == (256 * MiB, "fns:count", 0)
-    assert 0 < c.memory_usage_in_bytes < 256 * MiB and c.cpu_usage_pct >= 0
+    assert (c.total_memory_in_bytes, c.function_name, c.in_flight) == (256 * MiB, "fns:spin", 0)
+    assert 0 < c.memory_usage_in_bytes < 256 * MiB and c.cpu_usage_pct > 0
 
 
 def test_agent_sigterm_leaves_no_worker(agents: Agents, code: Path) -> None:
