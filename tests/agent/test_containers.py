@@ -51,6 +51,8 @@ def flaky(event):
     print("about to look at", event)
     if event == "fail":
         raise ValueError("bad event " + event)
+    if event == "long":
+        raise ValueError("x" * 5_000_000)
     return "fine"
 
 def noisy(event):
@@ -293,9 +295,11 @@ def test_a_function_exception_is_function_error_and_the_next_call_works(
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:flaky"))
-        return await _invoke(stub, cid, b'"fail"'), await _invoke(stub, cid, b'"ok"')
+        calls = [await _invoke(stub, cid, e) for e in (b'"fail"', b'"long"', b'"ok"')]
+        return calls[0], calls[2], calls[1][2]
 
-    (h, _, f), (h2, body, f2) = _run(agents, a, go)
+    (h, _, f), (h2, body, f2), long = _run(agents, a, go)
+    assert long.error_code == "FUNCTION_ERROR" and len(long.error_message) < 1100
     assert (f.error_code, f.error_message) == ("FUNCTION_ERROR", "ValueError: bad event fail")
     assert "about to look at fail" in h.function_log and "Traceback" in h.function_log
     assert (body, f2.error_code, h2.function_log) == (b"fine", "", "about to look at ok\n")

@@ -33,6 +33,7 @@ HEADER = struct.Struct(">II")
 MAX_META = 1 << 20  # bytes of a frame's JSON
 MAX_PAYLOAD = 64 << 20  # bytes of an event or a body
 LOG_LIMIT = 64 << 10  # bytes of function_log kept per call
+MESSAGE_LIMIT = 1000  # characters of an error message (a frame's JSON stays small)
 PYTHON_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -86,7 +87,8 @@ class _PerCall(io.TextIOBase):
 
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else "unknown error"
+    line = lines[-1].strip() if lines else "unknown error"
+    return line if len(line) <= MESSAGE_LIMIT else line[:MESSAGE_LIMIT] + "..."
 
 
 def _event(data: bytes) -> Any:
