@@ -305,6 +305,17 @@ def test_a_function_exception_is_function_error_and_the_next_call_works(
     assert (body, f2.error_code, h2.function_log) == (b"fine", "", "about to look at ok\n")
 
 
+def test_a_body_larger_than_a_grpc_message_arrives_whole(agents: Agents, code: Path) -> None:
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> Any:
+        cid = await _create(stub, _meta(code, "head -c 6000000 /dev/zero"))
+        return await _invoke(stub, cid, b"")
+
+    _, body, f = _run(agents, a, go)
+    assert (len(body), set(body), f.error_code) == (6_000_000, {0}, "")
+
+
 def test_a_failing_command_is_function_error_with_its_status(agents: Agents, code: Path) -> None:
     a = agents.start("n1")
 

@@ -154,13 +154,19 @@ class Worker:
             finally:
                 self.local.log = None
         else:
-            p = subprocess.run(["/bin/sh", "-c", self.handler], input=event, capture_output=True)
-            body = p.stdout
-            log.add(p.stderr)
-            if p.returncode:
-                code = "FUNCTION_ERROR"
-                rc = p.returncode
-                message = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+            try:
+                p = subprocess.run(
+                    ["/bin/sh", "-c", self.handler], input=event, capture_output=True
+                )
+            except OSError as e:  # the process limit, memory
+                code, message = "FUNCTION_ERROR", f"cannot run the command: {e}"
+            else:
+                body = p.stdout
+                log.add(p.stderr)
+                if p.returncode:
+                    code = "FUNCTION_ERROR"
+                    rc = p.returncode
+                    message = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
         ns = time.monotonic_ns() - t0
         if len(body) > MAX_PAYLOAD:
             code, message = "FUNCTION_ERROR", f"body of {len(body)} bytes: above {MAX_PAYLOAD}"
@@ -204,7 +210,10 @@ def main(argv: list[str]) -> None:
         if meta is None or payload is None:
             break
         cid = int(json.loads(meta)["id"])
-        threading.Thread(target=w.call, args=(cid, payload), daemon=True).start()
+        try:
+            threading.Thread(target=w.call, args=(cid, payload), daemon=True).start()
+        except RuntimeError as e:  # the process limit
+            w.send({"id": cid, "code": "FUNCTION_ERROR", "message": f"cannot start a call: {e}"})
     # The agent is gone or closed us: no call thread may keep us, and no
     # command we started outlives us (what left our group, the sweep finds).
     os.killpg(os.getpgrp(), signal.SIGKILL)
