@@ -60,6 +60,8 @@ class Usage:
     cpu_ns: int = 0  # user + system of every process that ran in it
     peak_memory: int = 0  # bytes, of the whole tree
     oom: bool = False  # the memory limit killed something
+    oom_kills: int = 0  # processes it killed (a long-lived sandbox compares counts)
+    memory: int = 0  # bytes charged now
 
 
 def parse_list(text: str) -> set[int]:
@@ -188,15 +190,18 @@ class Sandbox:
                 u.cpu_ns = int(_keyed(d / "cpu.stat").get("usage_usec", 0)) * 1000
                 if (d / "memory.peak").exists():
                     u.peak_memory = int(_read(d / "memory.peak"))
-                u.oom = int(_keyed(d / "memory.events").get("oom_kill", 0)) > 0
+                u.oom_kills = int(_keyed(d / "memory.events").get("oom_kill", 0))
+                u.oom = u.oom_kills > 0
+                u.memory = int(_read(d / "memory.current"))
                 return u
             if (acct := self._dir("cpuacct")) is not None:
                 u.cpu_ns = int(_read(acct / "cpuacct.usage"))
             if (mem := self._dir("memory")) is not None:
                 u.peak_memory = int(_read(mem / "memory.max_usage_in_bytes"))
-                kills = int(_keyed(mem / "memory.oom_control").get("oom_kill", 0))
+                u.oom_kills = int(_keyed(mem / "memory.oom_control").get("oom_kill", 0))
                 hit = self.limited and int(_read(mem / "memory.failcnt")) > 0
-                u.oom = kills > 0 or hit
+                u.oom = u.oom_kills > 0 or hit
+                u.memory = int(_read(mem / "memory.usage_in_bytes"))
         return u
 
     def remove(self) -> None:

@@ -1,4 +1,5 @@
-"""The node agent: a grpc.aio server for shoal.v1.Agent (and Files).
+"""The node agent: a grpc.aio server for shoal.v1.Agent (and Files, and the
+faas NodeService of agent/containers.py).
 
 Each Run is admitted by the gate (an operator's grant, core/grant.py), then
 serves request.tree: the local part (exec, ping or facts) runs concurrently
@@ -186,12 +187,15 @@ class _Running:
     files: Any  # FilesService
     port: int
     service: AgentService
+    nodes: Any  # NodeService (faas containers)
 
 
 async def _start(
     spec: AgentSpec, keepalive: Keepalive, runs: Runs, host: Host, jobs: Path
 ) -> _Running:
+    from shoal.agent.containers import NodeService
     from shoal.agent.files import FilesService
+    from shoal.core.wire.shoal.v1 import faas_pb2_grpc
 
     creds = tls.channel_credentials(spec.identity) if spec.identity else None
     channels = Channels(creds, keepalive)
@@ -213,6 +217,8 @@ async def _start(
     files = FilesService(channels.get, spec.files_root or Path("/"), service.gate, spec.name)
     files.sweep()  # what a crash of this agent left
     frpc.add_FilesServicer_to_server(files, server)
+    nodes = NodeService(spec.name, spec.identity, host, jobs.parent)  # the agent's state dir
+    faas_pb2_grpc.add_NodeServiceServicer_to_server(nodes, server)
     addr = f"{spec.host}:{spec.port}"
     if spec.identity is None:
         log.warning(
@@ -233,7 +239,7 @@ async def _start(
         port,
         "plain text" if spec.identity is None else "mutual TLS",
     )
-    return _Running(server, channels, files, port, service)
+    return _Running(server, channels, files, port, service, nodes)
 
 
 def _sandboxes(sandbox: bool, state: Path | None) -> Host:
@@ -344,6 +350,8 @@ async def serve(
                 t.cancel()
         for r in started:
             await r.service.jobs.close()
+        for r in started:  # their calls end (CONTAINER_GONE) before the servers stop
+            await r.nodes.close()
         tasks.kill_all()
         await runs.cancel_all()
         await asyncio.gather(*(r.server.stop(grace=1.0) for r in started), return_exceptions=True)

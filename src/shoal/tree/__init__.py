@@ -10,7 +10,7 @@ from shoal.core.lazy import exports
 __getattr__, __all__ = exports(
     __name__,
     """
-    channels: Channels
+    channels: Channels dial_node_service
     claim: SpoolDirs
     feed: Feed
     relay: Relay

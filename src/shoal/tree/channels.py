@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from shoal.core import tls
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import pb, rpc
 from shoal.errors import PeerError
@@ -30,11 +31,7 @@ class Channels:
         self.keepalive = keepalive or Keepalive()
 
     def _open(self, name: str, address: str) -> grpc.aio.Channel:
-        opts: list[tuple[str, Any]] = self.keepalive.channel_options()
-        if self._credentials is None:
-            return grpc.aio.insecure_channel(address, options=opts)
-        opts.append(("grpc.ssl_target_name_override", name))
-        return grpc.aio.secure_channel(address, self._credentials, options=opts)
+        return open_channel(name, address, self._credentials, self.keepalive)
 
     def channel(self, name: str, address: str) -> grpc.aio.Channel:
         """The kept channel to name at address, opened if need be, not waited for."""
@@ -77,6 +74,32 @@ class Channels:
         chans, self._channels = list(self._channels.values()), {}
         for ch in chans:
             await ch.close(grace=None)
+
+
+def open_channel(
+    name: str, address: str, credentials: Any | None, keepalive: Keepalive
+) -> grpc.aio.Channel:
+    """A channel to node ``name`` at ``address`` (connected on first use);
+    with credentials, the node must prove it is ``name``."""
+    opts: list[tuple[str, Any]] = keepalive.channel_options()
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=opts)
+    opts.append(("grpc.ssl_target_name_override", name))
+    return grpc.aio.secure_channel(address, credentials, options=opts)
+
+
+def dial_node_service(
+    name: str, address: str, identity: tls.Identity | None, keepalive: Keepalive | None = None
+) -> tuple[grpc.aio.Channel, Any]:
+    """(channel, NodeServiceStub) to the faas NodeService of agent ``name`` at
+    ``address``, presenting identity (an operator's or the controller's, or
+    None under --insecure). The caller closes the channel. TLSError when a
+    certificate file cannot be read."""
+    from shoal.core.wire.shoal.v1 import faas_pb2_grpc  # out of every command's start-up
+
+    creds = tls.channel_credentials(identity) if identity is not None else None
+    ch = open_channel(name, address, creds, keepalive or Keepalive())
+    return ch, faas_pb2_grpc.NodeServiceStub(ch)
 
 
 READY = grpc.ChannelConnectivity.READY
