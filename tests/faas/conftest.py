@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+from agentproc import agents  # noqa: F401
 
 from shoal.faas.model import Function, Trace
 

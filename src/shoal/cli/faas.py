@@ -250,12 +250,15 @@ def invoke(
 
     from shoal.core.config import Settings
     from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
-    from shoal.errors import SchedulingError, UsageError
+    from shoal.errors import SchedulingError, ServiceError, UsageError
     from shoal.faas.client import Client, Invocation, scheduler_address
 
     s = _settings(None, insecure)
     assert isinstance(s, Settings)
-    addr = scheduler_address(s, scheduler)
+    try:
+        addr = scheduler_address(s, scheduler)
+    except SchedulingError as e:
+        raise ServiceError(e.message) from None
     config = None
     if handler is not None:
         if memory < 1 or timeout_ms < 1:
@@ -274,9 +277,10 @@ def invoke(
     try:
         inv = asyncio.run(once())
     except SchedulingError as e:
-        raise UsageError(
-            e.message, exit_code=1 if e.status == "RESOURCE_EXHAUSTED" else 2
-        ) from None
+        if e.status in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            raise ServiceError(e.message) from None
+        code = 1 if e.status == "RESOURCE_EXHAUSTED" else 2
+        raise UsageError(e.message, exit_code=code) from None
     if json_out:
         out = {
             "request_id": inv.request_id,
@@ -307,3 +311,70 @@ def invoke(
     if not inv.ok:
         print(f"shoal: error: {function}: {inv.error_code}: {inv.error_message}", file=sys.stderr)
         raise typer.Exit(1)
+
+
+@app.command("replay")
+def replay(
+    trace: TracePath,
+    nodes: Annotated[str, typer.Option("-w", "--nodes", help="The node set to run on.")],
+    policy: Annotated[
+        str, typer.Option("--policy", help="none, ttl-10, ttl-20, hybrid, greedy-dual, shoal.")
+    ] = "shoal",
+    speed: Annotated[float, typer.Option("--speed", help="Trace seconds per real second.")] = 1.0,
+    limit_s: Annotated[
+        float | None, typer.Option("--limit-s", help="Only calls in the first S (real) seconds.")
+    ] = None,
+    node_memory: Annotated[
+        int, typer.Option("--node-memory", help="MiB a node offers to functions.")
+    ] = 3072,
+    learn: Annotated[
+        bool, typer.Option("--learn/--no-learn", help="Learn calls per container (the sim: 1).")
+    ] = False,
+    seed: Seed = 0,
+    json_out: Json = False,
+    inventory: Inv = None,
+    insecure: Insecure = False,
+) -> None:
+    """Replay a trace against the real scheduler on the nodes, time-scaled, and
+    print it beside what the simulator predicts for the same calls."""
+    import asyncio
+
+    from shoal.cli.tables import row, show, table
+    from shoal.core.config import Settings
+    from shoal.errors import UsageError
+    from shoal.faas.azure import load_trace
+    from shoal.faas.registry import make_policy
+    from shoal.faas.replay import predicted, replay_trace, scaled
+    from shoal.faas.scheduler import Options
+    from shoal.fanout.client import resolve
+
+    if node_memory < 1:
+        raise UsageError("--node-memory must be positive")
+    if limit_s is not None and not limit_s > 0:
+        raise UsageError("--limit-s must be positive")
+    s = _settings(inventory, insecure)
+    assert isinstance(s, Settings)
+    n = len(resolve([nodes], [], s).nodes)
+    t = scaled(load_trace(trace, seed=seed), speed, limit_s)
+    opts = Options(nodes=n, max_nodes=n, min_nodes=n, learn=learn)
+    got = asyncio.run(
+        replay_trace(
+            t, make_policy(policy), nodes, settings=s, node_memory=node_memory << 20, options=opts
+        )
+    )
+    real = got.to_json()
+    sim = predicted(t, make_policy(policy), got, nodes=n, node_memory=node_memory << 20)
+    if json_out:
+        print(
+            json.dumps({"policy": policy, "speed": speed, "real": real, "simulated": sim}, indent=2)
+        )
+        return
+    tab = table("metric", "real", "simulated", title=f"{policy} on {trace} x{speed:g}, {n} node(s)")
+    for k in ("calls", "cold", "cold_ratio", "errors", "mean_sl_ms", "wasted_gbs"):
+        a, b = real[k], sim[k]
+        row(tab, k, *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in (a, b)))
+    row(tab, "p99_sl_ms", f"{real['p99_sl_ms']:.4g}", "")
+    row(tab, "containers", str(real["containers"]), "")
+    show(tab)
+    if real["errors"]:
+        print(f"first errors: {'; '.join(real['first_errors'])}")

@@ -27,8 +27,10 @@ class Policy(ABC):
     capacity_mb: float | None = None  # a policy's own cache size, if it has one
 
     def bind(self, memory_mb: Sequence[float], cold_start: float) -> None:
-        """Before the first call: each function's memory and the start cost (s)."""
-        self.memory_mb = list(memory_mb)
+        """Before the first call: each function's memory and the start cost (s).
+        The sequence is kept, not copied: the real scheduler appends to it as
+        functions are first called."""
+        self.memory_mb = memory_mb
         self.cold_start = cold_start
 
     def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None) -> None:  # noqa: B027

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from shoal.agent.containers import CORES_PER_GIB, MIN_CORES
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
 from shoal.core.wire.shoal.v1 import faas_pb2_grpc as xrpc
 from shoal.errors import SchedulingError
@@ -31,6 +32,7 @@ log = logging.getLogger("shoal.faas")
 GONE = frozenset({"OOM", "TIMEOUT", "CONTAINER_GONE"})  # the agent removed the container
 MAX_CAP = 8  # calls one container may be given at once
 RAISE_AFTER = 4  # clean returns at a concurrency before trying one more
+CLOSE_WAIT = 20.0  # seconds close() lets starts and removals in flight finish
 RETURNED = 65536  # request ids remembered after their return (a second one is an error)
 
 
@@ -58,7 +60,8 @@ class Function:
     cap: int = 1  # calls a container is given at once (learned)
     clean: int = 0  # clean returns since cap last changed
     peak: int = 0  # most memory a container of it was seen to use
-    cpu_pct: float = 0.0  # most CPU % of its quota a container was seen to use
+    cpu_pct: float = 0.0  # most CPU a container was seen to use, % of one core
+    pressed: bool = False  # a call found no warm room since cap last changed
     in_flight: int = 0
     booting: int = 0
     containers: dict[str, Container] = field(default_factory=dict)
@@ -96,6 +99,7 @@ class Container:
     idle_since: float | None = None
     expiry: asyncio.TimerHandle | None = None
     until: float | None = None  # pre-warmed: kept idle until then
+    polled: bool = False  # GetStats has reported it once
 
 
 @dataclass
@@ -151,8 +155,9 @@ class Scheduler:
         self.memory: list[float] = []
         policy.bind(self.memory, self.o.cold_start_s)
         for f in functions or []:
-            self._register(f)
+            self.register(f)
         self.poller: asyncio.Task[None] | None = None
+        self.closing = False
 
     # -- life
 
@@ -163,16 +168,21 @@ class Scheduler:
         self.poller = asyncio.create_task(self._poll())
 
     async def close(self) -> None:
+        """Fail what waits, let containers being started and removed finish
+        (bounded), then remove every container and release every node."""
+        self.closing = True
         if self.poller is not None:
             self.poller.cancel()
-        for t in list(self.tasks):
-            t.cancel()
         for fn in self.known.values():
             if fn.prewarm is not None:
                 fn.prewarm.cancel()
-            for w in fn.waiters:
-                if not w.done():
-                    w.set_exception(_fail("UNAVAILABLE", "the scheduler is stopping"))
+            self._fail_waiters(fn, _fail("UNAVAILABLE", "the scheduler is stopping"))
+        self.room.set()
+        end = time.monotonic() + CLOSE_WAIT
+        while self.tasks and (left := end - time.monotonic()) > 0:
+            await asyncio.wait(list(self.tasks), timeout=left)
+        for t in list(self.tasks):
+            t.cancel()
         removals = [
             self._remove_call(c) for n in self.nodes.values() for c in list(n.containers.values())
         ]
@@ -187,7 +197,8 @@ class Scheduler:
 
     # -- functions
 
-    def _register(self, f: Function) -> Function:
+    def register(self, f: Function) -> Function:
+        """A function known by name, so calls need not describe it."""
         f.index = len(self.memory)
         self.memory.append(f.memory / 2**20)
         self.known[f.name] = f
@@ -226,7 +237,7 @@ class Scheduler:
         if f.timeout_ms <= 0:
             f.timeout_ms = 60_000
         if name not in self.known:
-            self._register(f)
+            self.register(f)
         return f
 
     # -- calls
@@ -251,6 +262,8 @@ class Scheduler:
         fn.in_flight += 1
         cold = c is None
         if c is None:
+            if fn.containers or fn.booting:  # demand beyond what is warm
+                fn.pressed = True
             try:
                 c = await self._wait(fn)
             except BaseException:
@@ -369,12 +382,14 @@ class Scheduler:
         and the container's CPU is not the limit; back to 1 on OOM or time-out."""
         fn.peak = max(fn.peak, max_memory)
         fn.clean += 1
-        if fn.cap >= MAX_CAP or fn.clean < RAISE_AFTER or fn.peak <= 0:
+        if fn.cap >= MAX_CAP or fn.clean < RAISE_AFTER or fn.peak <= 0 or not fn.pressed:
             return
         per_call = fn.peak / fn.cap
-        if per_call * (fn.cap + 1) <= 0.6 * fn.memory and fn.cpu_pct < 50.0:
+        cores = max(MIN_CORES, CORES_PER_GIB * fn.memory / 2**30)  # the container's quota
+        if per_call * (fn.cap + 1) <= 0.6 * fn.memory and fn.cpu_pct / 100 < 0.5 * cores:
             fn.cap += 1
             fn.clean = 0
+            fn.pressed = False
             log.info("%s: %d calls per container (peak %d MiB)", fn.name, fn.cap, fn.peak >> 20)
             for c in list(fn.containers.values()):
                 self._offer(c)
@@ -459,6 +474,9 @@ class Scheduler:
                 break
         finally:
             fn.booting -= 1
+        if self.closing:
+            self._forget(c)
+            return
         c.until = until
         self._offer(c)
 
@@ -527,7 +545,7 @@ class Scheduler:
         return max(fits, key=lambda n: n.free)
 
     async def _room(self, memory: int, deadline: float, *, evict: bool) -> Node | None:
-        while True:
+        while not self.closing:
             node = self._place(memory)
             if node is None and evict:
                 node = self._evict_for(memory)
@@ -545,6 +563,7 @@ class Scheduler:
                 await asyncio.wait_for(self.room.wait(), left)
             except TimeoutError:
                 return None
+        return None
 
     def _evict_for(self, memory: int) -> Node | None:
         idle = [c for n in self.nodes.values() for c in n.containers.values() if c.in_flight == 0]
@@ -641,8 +660,11 @@ class Scheduler:
                 node.misses = 0
                 for s in a.container_stats_list:
                     c = node.containers.get(s.container_id)
-                    if c is not None and c.in_flight:
+                    if c is None:
+                        continue
+                    if c.polled and c.in_flight:  # the first figure counts its start-up
                         c.fn.cpu_pct = max(c.fn.cpu_pct * 0.9, s.cpu_usage_pct)
+                    c.polled = True
 
     # -- reports
 

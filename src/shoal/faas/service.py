@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shlex
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,11 +71,16 @@ def load_functions(
 
 async def send_code(nodes: str, code: dict[str, Path], settings: Settings, code_root: str) -> None:
     """Every function's code directory to every node, through the tree."""
+    from shoal.fanout import run_async
     from shoal.fanout.transfer import copy_async
 
     for name, src in code.items():
-        report = await copy_async(
-            nodes, src, f"{code_root.rstrip('/')}/{name}/", recursive=True, settings=settings
+        dest = f"{code_root.rstrip('/')}/{name}/"
+        made = await run_async(nodes, f"mkdir -p {shlex.quote(dest)}", settings=settings)
+        report = (
+            made
+            if not made.ok
+            else await copy_async(nodes, src, dest, recursive=True, settings=settings)
         )
         bad = [f"{n.name}: {n.reason}" for n in report if not n.ok]
         if bad:

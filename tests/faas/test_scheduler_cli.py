@@ -1,0 +1,74 @@
+"""`shoal faas scheduler` and `shoal faas invoke` as a user types them: a
+scheduler over real agents, calls by name with their output and timings, a
+clear one-line error for a mistake, and SIGTERM removing every container."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from agentproc import Agents, shoal
+
+from shoal.agent.cgroups import Host
+
+FNS = Path(__file__).resolve().parent / "fns"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or Host.detect().version == 0, reason="containers need root and cgroups"
+)
+
+
+def test_scheduler_invoke_and_stop(agents: Agents, tmp_path: Path) -> None:
+    agents.start("n1")
+    agents.start("n2")
+    agents.inventory()
+    f = tmp_path / "functions.toml"
+    f.write_text(
+        f'[functions.count]\nhandler = "fnmod:count"\nmemory_mb = 128\ncode = "{FNS}"\n'
+        '[functions.upper]\nhandler = "tr a-z A-Z"\nmemory_mb = 64\n'
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shoal.cli.main", "faas", "scheduler", "-w", "n[1-2]",
+         "--functions", str(f), "--code-root", str(tmp_path / "nodes")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert "scheduler listening on port" in line and "2 node(s), policy shoal" in line, line
+        one = shoal("faas", "invoke", "count", "--event", '{"x": 1}')
+        assert one.returncode == 0, one.stderr
+        assert json.loads(one.stdout)["calls"] == 1
+        assert "count: cold on n" in one.stderr and "call 1" in one.stderr
+        up = shoal("faas", "invoke", "upper", "--event", "quiet")
+        assert up.returncode == 0 and up.stdout == "QUIET\n", up
+        bad = shoal("faas", "invoke", "nope")
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+        assert "unknown function 'nope'" in bad.stderr
+        failing = shoal("faas", "invoke", "count", "--event", '{"fail": true}')
+        assert failing.returncode == 1
+        assert "FUNCTION_ERROR: ValueError: asked to fail" in failing.stderr
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "stopped: 3 call(s)" in out and "all removed" in out, out
+    assert not (agents.home / "faas" / "scheduler.addr").exists()
+    gone = shoal("faas", "invoke", "count")
+    assert gone.returncode == 6 and "no scheduler running here" in gone.stderr, gone
+
+
+def test_a_bad_functions_file_is_one_line_and_exit_2(agents: Agents, tmp_path: Path) -> None:
+    agents.start("n1")
+    agents.inventory()
+    f = tmp_path / "functions.toml"
+    f.write_text('[functions.a]\nhandler = "m:f"\nmemory = 5\n')
+    r = shoal("faas", "scheduler", "-w", "n1", "--functions", str(f))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("shoal: error: ") and "unknown key(s) memory" in r.stderr
+    assert "Traceback" not in r.stderr
