@@ -476,16 +476,21 @@ def test_get_stats_reports_the_node_and_each_container(agents: Agents, code: Pat
     assert 0 < c.memory_usage_in_bytes < 256 * MiB and c.cpu_usage_pct > 0
 
 
-def test_agent_sigterm_leaves_no_worker(agents: Agents, code: Path) -> None:
+def test_agent_sigterm_leaves_no_worker_and_ends_calls_container_gone(
+    agents: Agents, code: Path
+) -> None:
     a = agents.start("n1")
 
-    async def go(stub: Any) -> None:
+    async def go(stub: Any) -> Any:
         await _create(stub, _meta(code, "fns:count"))
-        await _create(stub, _meta(code, "sleep 600; cat"))
+        cid = await _create(stub, _meta(code, "sleep 600"))
+        call = asyncio.create_task(_invoke(stub, cid, b""))
+        await _until(lambda: "sleep" in [p.name() for p in _procs(code)], "the call running")
+        await asyncio.to_thread(a.kill, signal.SIGTERM)
+        return (await call)[2]
 
-    _run(agents, a, go)
-    assert len(_procs(code)) == 2
-    a.kill(signal.SIGTERM)
+    f = _run(agents, a, go)
+    assert (f.error_code, f.error_message) == ("CONTAINER_GONE", "agent n1 stopping")
     assert _procs(code) == []
     assert "2 container(s) removed at stop" in a.log_text()
 
