@@ -8,7 +8,9 @@ A frame is ``>II`` (meta length, payload length), a JSON object, the payload.
 Worker -> agent: {"ready": true} or {"error": line} once, then per call
 {"id", "code", "message", "log", "ns"} with the body as payload. Agent ->
 worker: {"id"} with the event as payload. EOF on the frame pipe ends the
-worker and what it started. Standard library only: this is imported in every container.
+worker and what it started. Calls run on kept threads, at most as many at
+once as the agent lets in (its concurrency). Standard library only: this is
+imported in every container.
 """
 
 from __future__ import annotations
