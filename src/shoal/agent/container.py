@@ -26,13 +26,14 @@ from shoal.agent import tasks
 from shoal.agent.cgroups import Host
 from shoal.agent.sandbox import Sandbox, Usage
 from shoal.agent.worker import HEADER, MAX_META, MAX_PAYLOAD, pack
+from shoal.errors import ShoalError
 
 log = logging.getLogger("shoal.agent.faas")
 
 STDERR_KEPT = 4096  # bytes of the worker's own stderr kept to explain a failed start
 
 
-class StartError(Exception):
+class StartError(ShoalError):
     """The worker did not become ready; the message is one line."""
 
 

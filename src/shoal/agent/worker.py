@@ -8,7 +8,9 @@ A frame is ``>II`` (meta length, payload length), a JSON object, the payload.
 Worker -> agent: {"ready": true} or {"error": line} once, then per call
 {"id", "code", "message", "log", "ns"} with the body as payload. Agent ->
 worker: {"id"} with the event as payload. EOF on the frame pipe ends the
-worker and what it started. Standard library only: this is imported in every container.
+worker and what it started. Calls run on kept threads, at most as many at
+once as the agent lets in (its concurrency). Standard library only: this is
+imported in every container.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import inspect
 import io
 import json
 import os
+import queue
 import re
 import signal
 import struct
@@ -175,6 +178,31 @@ class Worker:
         self.send(meta, body)
 
 
+class _Pool:
+    """Call threads, kept: a thread made per call costs more CPU than a small
+    function (the agent bounds the calls in flight, so the pool is bounded)."""
+
+    def __init__(self, run: Callable[[int, bytes], None]) -> None:
+        self.run = run
+        self.jobs: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0
+
+    def submit(self, cid: int, payload: bytes) -> None:
+        with self.lock:
+            grow = self.idle == 0
+            self.idle -= 0 if grow else 1
+        if grow:
+            threading.Thread(target=self._serve, daemon=True).start()
+        self.jobs.put((cid, payload))
+
+    def _serve(self) -> None:
+        while True:
+            self.run(*self.jobs.get())
+            with self.lock:
+                self.idle += 1
+
+
 def _read(f: BinaryIO, n: int) -> bytes | None:
     buf = bytearray()
     while len(buf) < n:
@@ -202,6 +230,7 @@ def main(argv: list[str]) -> None:
     w.send({"error": why} if why else {"ready": True})
     if why:
         os._exit(1)
+    pool = _Pool(w.call)
     while (head := _read(inp, HEADER.size)) is not None:
         mlen, plen = HEADER.unpack(head)
         if mlen > MAX_META or plen > MAX_PAYLOAD:
@@ -211,7 +240,7 @@ def main(argv: list[str]) -> None:
             break
         cid = int(json.loads(meta)["id"])
         try:
-            threading.Thread(target=w.call, args=(cid, payload), daemon=True).start()
+            pool.submit(cid, payload)
         except RuntimeError as e:  # the process limit
             w.send({"id": cid, "code": "FUNCTION_ERROR", "message": f"cannot start a call: {e}"})
     # The agent is gone or closed us: no call thread may keep us, and no
