@@ -53,7 +53,7 @@ def main() -> None:
         ("shoal+concurrency", "shoal", True),
         ("baseline", "ttl-10", False),
     ]
-    with shoal_cluster(a.nodes, 0) as (_, env):
+    with shoal_cluster(a.nodes, 1) as (_, env):
         os.environ["SHOAL_HOME"] = env["SHOAL_HOME"]
         s = Settings.load()
         for label, pol, learn in runs:
