@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox bench-parse bench-slots bench-faas-policy proto clean
+.PHONY: venv install test lint demo benchmarks bench-fanout bench-broadcast bench-controller bench-gateway bench-soak bench-sandbox bench-parse bench-slots bench-faas-policy bench-faas-scheduler bench-faas-replay proto clean
 
 venv: $(STAMP)
 
@@ -61,6 +61,12 @@ bench-parse: $(STAMP)  # generates 1 GiB of logs into benchmarks/work/ (kept for
 
 bench-faas-policy: $(STAMP)  # pure simulation, about a minute
 	$(PY) benchmarks/faas_policy.py
+
+bench-faas-scheduler: $(STAMP)  # root (containers are sandboxes); about 7 minutes
+	$(PY) benchmarks/faas_scheduler.py
+
+bench-faas-replay: $(STAMP)  # root; 4 local agents, three replays of a 5-minute trace
+	$(PY) benchmarks/faas_replay.py
 
 bench-slots: $(STAMP)  # root: cpuset cgroups, CPUs 0 and 1; about 4 minutes
 	$(PY) benchmarks/bench_slots.py

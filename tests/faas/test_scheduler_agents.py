@@ -248,3 +248,21 @@ async def test_concurrent_calls_with_random_faults_leave_the_books_exact(
         await c.close()
         await r.stop()
     assert not _workers(agents)  # stopping removed every container
+
+
+async def test_the_api_front_calls_a_function_by_name(one: tuple[Running, Client]) -> None:
+    """APIServer.InvokeFunction: acquire, invoke and return in one call."""
+    r, c = one
+    first = await c.front.InvokeFunction(xpb.ApiInvokeRequest(function_name="count", event=b"{}"))
+    second = await c.front.InvokeFunction(xpb.ApiInvokeRequest(function_name="count", event=b"{}"))
+    assert first.cold and not second.cold and first.container_id == second.container_id
+    assert json.loads(second.body)["calls"] == 2 and second.error_code == ""
+    assert second.scheduling_in_nanos > 0 and second.duration_in_nanos > 0
+    bad = await c.front.InvokeFunction(
+        xpb.ApiInvokeRequest(function_name="count", event=b'{"fail": true}')
+    )
+    assert bad.error_code == "FUNCTION_ERROR" and "asked to fail" in bad.error_message
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await c.front.InvokeFunction(xpb.ApiInvokeRequest(function_name="nope"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    await _books_exact(r)

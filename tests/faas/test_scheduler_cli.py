@@ -53,6 +53,12 @@ def test_scheduler_invoke_and_stop(agents: Agents, tmp_path: Path) -> None:
         failing = shoal("faas", "invoke", "count", "--event", '{"fail": true}')
         assert failing.returncode == 1
         assert "FUNCTION_ERROR: ValueError: asked to fail" in failing.stderr
+        listed = shoal("faas", "functions", "--json")
+        assert listed.returncode == 0, listed.stderr
+        by_name = {f["function_name"]: f for f in json.loads(listed.stdout)}
+        assert set(by_name) == {"count", "upper"}
+        assert by_name["count"]["containers"] == 1 and by_name["count"]["in_flight"] == 0
+        assert by_name["upper"]["memory_in_bytes"] == 64 << 20
     finally:
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)

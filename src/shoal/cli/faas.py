@@ -378,3 +378,45 @@ def replay(
     show(tab)
     if real["errors"]:
         print(f"first errors: {'; '.join(real['first_errors'])}")
+
+
+@app.command("functions")
+def functions_(
+    scheduler: SchedulerAddr = None, json_out: Json = False, insecure: Insecure = False
+) -> None:
+    """The functions a running scheduler knows (the APIServer's ListFunctions)."""
+    import asyncio
+
+    from shoal.cli.tables import row, show, table
+    from shoal.core.config import Settings
+    from shoal.errors import SchedulingError, ServiceError
+    from shoal.faas.client import Client, scheduler_address
+
+    s = _settings(None, insecure)
+    assert isinstance(s, Settings)
+
+    async def ask() -> list[object]:
+        c = Client(scheduler_address(s, scheduler), s)
+        try:
+            return list(await c.list_functions())
+        finally:
+            await c.close()
+
+    try:
+        fns = asyncio.run(ask())
+    except SchedulingError as e:
+        raise ServiceError(e.message) from None
+    keys = ("function_name", "handler", "memory_in_bytes", "timeout_in_ms", "containers",
+            "in_flight", "concurrency")  # fmt: skip
+    docs = [{k: getattr(f, k) for k in keys} for f in fns]
+    if json_out:
+        print(json.dumps(docs, indent=2))
+        return
+    tab = table(
+        "function", "handler", "MiB", "timeout ms", "containers", "in flight", "per container"
+    )
+    for d in docs:
+        row(tab, d["function_name"], d["handler"], str(d["memory_in_bytes"] >> 20),
+            str(d["timeout_in_ms"]), str(d["containers"]), str(d["in_flight"]),
+            str(d["concurrency"]))  # fmt: skip
+    show(tab)

@@ -56,7 +56,9 @@ class Client:
     def __init__(self, address: str, settings: Settings) -> None:
         self.channels = Channels(client_credentials(settings), settings.keepalive)
         # the scheduler serves with the operator's certificate, whose name is tls.CLIENT_NAME
-        self.scheduler = xrpc.SchedulerStub(self.channels.channel(tls.CLIENT_NAME, address))
+        ch = self.channels.channel(tls.CLIENT_NAME, address)
+        self.scheduler = xrpc.SchedulerStub(ch)
+        self.front = xrpc.APIServerStub(ch)
 
     async def close(self) -> None:
         await self.channels.close()
@@ -103,25 +105,42 @@ class Client:
         node: Any = xrpc.NodeServiceStub(
             self.channels.channel(a.node_id, f"{a.node_address}:{a.node_service_port}")
         )
-        req = xpb.InvokeFunctionRequest(
-            request_id=inv.request_id, container_id=a.container_id, event=event
-        )
-        body: list[bytes] = []
-        try:
-            async for part in node.InvokeFunction(req):
-                kind = part.WhichOneof("part")
-                if kind == "header":
-                    inv.max_memory = part.header.max_mem_usage_in_bytes
-                    inv.log = part.header.function_log
-                elif kind == "body":
-                    body.append(part.body)
-                elif kind == "footer":
-                    inv.duration_ns = part.footer.duration_in_nanos
-                    inv.error_code = part.footer.error_code
-                    inv.error_message = part.footer.error_message
-        except grpc.aio.AioRpcError as e:
-            # the container or its node is gone: the scheduler must forget it
-            inv.error_code, inv.error_message = "CONTAINER_GONE", f"{a.node_id}: {e.details()}"
-        inv.body = b"".join(body)
+        await call_node(node, inv, event)
         await self.give_back(inv)
         return inv
+
+    async def list_functions(self) -> list[xpb.FunctionInfo]:
+        try:
+            reply = await self.front.ListFunctions(xpb.ListFunctionsRequest())
+        except grpc.aio.AioRpcError as e:
+            raise SchedulingError(e.code().name, f"scheduler: {e.details()}") from None
+        return list(reply.functions)
+
+
+async def call_node(node: Any, inv: Invocation, event: bytes) -> None:
+    """InvokeFunction on the node's container named in inv; fills in what the
+    node reported. A call that cannot reach its container ends CONTAINER_GONE,
+    so that the scheduler forgets it."""
+    req = xpb.InvokeFunctionRequest(
+        request_id=inv.request_id, container_id=inv.container, event=event
+    )
+    body: list[bytes] = []
+    try:
+        async for part in node.InvokeFunction(req):
+            kind = part.WhichOneof("part")
+            if kind == "header":
+                inv.max_memory = part.header.max_mem_usage_in_bytes
+                inv.log = part.header.function_log
+            elif kind == "body":
+                body.append(part.body)
+            elif kind == "footer":
+                inv.duration_ns = part.footer.duration_in_nanos
+                inv.error_code = part.footer.error_code
+                inv.error_message = part.footer.error_message
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # busy: the container is fine
+            inv.error_code = "CONTAINER_BUSY"
+        else:
+            inv.error_code = "CONTAINER_GONE"
+        inv.error_message = f"{inv.node}: {e.details()}"
+    inv.body = b"".join(body)

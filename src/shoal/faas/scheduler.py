@@ -30,6 +30,7 @@ from shoal.faas.policy import Policy
 log = logging.getLogger("shoal.faas")
 
 GONE = frozenset({"OOM", "TIMEOUT", "CONTAINER_GONE"})  # the agent removed the container
+KEPT = frozenset({"FUNCTION_ERROR", "CONTAINER_BUSY"})  # the call failed, the container is fine
 MAX_CAP = 8  # calls one container may be given at once
 RAISE_AFTER = 4  # clean returns at a concurrency before trying one more
 CLOSE_WAIT = 20.0  # seconds close() lets starts and removals in flight finish
@@ -363,7 +364,7 @@ class Scheduler:
         self._done(fn)
         c.in_flight -= 1
         alive = c.id in fn.containers
-        if error_code and error_code != "FUNCTION_ERROR":
+        if error_code and error_code not in KEPT:
             if fn.cap > 1:
                 log.info("%s: concurrency back to 1 after %s", fn.name, error_code)
             fn.cap, fn.clean = 1, 0

@@ -1,5 +1,5 @@
-"""`shoal faas scheduler` as a gRPC server: the mini-faas Scheduler and
-ResourceManager services over a Scheduler and its Pool. With TLS only an
+"""`shoal faas scheduler` as a gRPC server: the mini-faas Scheduler,
+ResourceManager and APIServer services over a Scheduler and its Pool. With TLS only an
 operator's or the controller's certificate may call: a function's handler is
 code the agents will run."""
 
@@ -16,6 +16,7 @@ from shoal.core.keepalive import Keepalive
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
 from shoal.core.wire.shoal.v1 import faas_pb2_grpc as xrpc
 from shoal.errors import ConfigError, SchedulingError
+from shoal.faas.front import APIServerService
 from shoal.faas.nodepool import Pool
 from shoal.faas.scheduler import Scheduler
 
@@ -134,6 +135,9 @@ async def serve(
     server = grpc.aio.server(options=keepalive.server_options())
     secure = identity is not None
     xrpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, secure), server)
+    xrpc.add_APIServerServicer_to_server(
+        APIServerService(scheduler, lambda ctx: _admit(ctx, secure)), server
+    )
     if resource_manager is not None:
         xrpc.add_ResourceManagerServicer_to_server(
             ResourceManagerService(resource_manager, secure), server

@@ -243,3 +243,65 @@ class GetStatsReply(_message.Message):
     node_stats: NodeStats
     container_stats_list: _containers.RepeatedCompositeFieldContainer[ContainerStats]
     def __init__(self, node_stats: _Optional[_Union[NodeStats, _Mapping]] = ..., container_stats_list: _Optional[_Iterable[_Union[ContainerStats, _Mapping]]] = ...) -> None: ...
+
+class ApiInvokeRequest(_message.Message):
+    __slots__ = ("account_id", "function_name", "event")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    function_name: str
+    event: bytes
+    def __init__(self, account_id: _Optional[str] = ..., function_name: _Optional[str] = ..., event: _Optional[bytes] = ...) -> None: ...
+
+class ApiInvokeReply(_message.Message):
+    __slots__ = ("body", "function_log", "duration_in_nanos", "max_memory_usage_in_bytes", "error_code", "error_message", "node_id", "container_id", "cold", "scheduling_in_nanos")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_LOG_FIELD_NUMBER: _ClassVar[int]
+    DURATION_IN_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MEMORY_USAGE_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_IN_NANOS_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    function_log: str
+    duration_in_nanos: int
+    max_memory_usage_in_bytes: int
+    error_code: str
+    error_message: str
+    node_id: str
+    container_id: str
+    cold: bool
+    scheduling_in_nanos: int
+    def __init__(self, body: _Optional[bytes] = ..., function_log: _Optional[str] = ..., duration_in_nanos: _Optional[int] = ..., max_memory_usage_in_bytes: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ..., cold: _Optional[bool] = ..., scheduling_in_nanos: _Optional[int] = ...) -> None: ...
+
+class ListFunctionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FunctionInfo(_message.Message):
+    __slots__ = ("function_name", "handler", "memory_in_bytes", "timeout_in_ms", "containers", "in_flight", "concurrency")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    handler: str
+    memory_in_bytes: int
+    timeout_in_ms: int
+    containers: int
+    in_flight: int
+    concurrency: int
+    def __init__(self, function_name: _Optional[str] = ..., handler: _Optional[str] = ..., memory_in_bytes: _Optional[int] = ..., timeout_in_ms: _Optional[int] = ..., containers: _Optional[int] = ..., in_flight: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class ListFunctionsReply(_message.Message):
+    __slots__ = ("functions",)
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ...) -> None: ...

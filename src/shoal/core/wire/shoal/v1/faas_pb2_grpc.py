@@ -518,3 +518,127 @@ class NodeService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class APIServerStub:
+    """---- APIServer: the front a user calls by function name (mini-faas's API
+    server): it acquires a container, invokes it, returns it
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.InvokeFunction = channel.unary_unary(
+                '/shoal.v1.APIServer/InvokeFunction',
+                request_serializer=shoal_dot_v1_dot_faas__pb2.ApiInvokeRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_faas__pb2.ApiInvokeReply.FromString,
+                _registered_method=True)
+        self.ListFunctions = channel.unary_unary(
+                '/shoal.v1.APIServer/ListFunctions',
+                request_serializer=shoal_dot_v1_dot_faas__pb2.ListFunctionsRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_faas__pb2.ListFunctionsReply.FromString,
+                _registered_method=True)
+
+
+class APIServerServicer:
+    """---- APIServer: the front a user calls by function name (mini-faas's API
+    server): it acquires a container, invokes it, returns it
+
+    """
+
+    def InvokeFunction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFunctions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_APIServerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'InvokeFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvokeFunction,
+                    request_deserializer=shoal_dot_v1_dot_faas__pb2.ApiInvokeRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_faas__pb2.ApiInvokeReply.SerializeToString,
+            ),
+            'ListFunctions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctions,
+                    request_deserializer=shoal_dot_v1_dot_faas__pb2.ListFunctionsRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_faas__pb2.ListFunctionsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'shoal.v1.APIServer', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('shoal.v1.APIServer', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class APIServer:
+    """---- APIServer: the front a user calls by function name (mini-faas's API
+    server): it acquires a container, invokes it, returns it
+
+    """
+
+    @staticmethod
+    def InvokeFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.APIServer/InvokeFunction',
+            shoal_dot_v1_dot_faas__pb2.ApiInvokeRequest.SerializeToString,
+            shoal_dot_v1_dot_faas__pb2.ApiInvokeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFunctions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.APIServer/ListFunctions',
+            shoal_dot_v1_dot_faas__pb2.ListFunctionsRequest.SerializeToString,
+            shoal_dot_v1_dot_faas__pb2.ListFunctionsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
