@@ -92,8 +92,10 @@ def _bench() -> None:
 
 
 def _faas() -> None:
-    from shoal.cli import faas
+    from shoal.cli import faas, faas_platform
 
+    for name, command in faas_platform.COMMANDS.items():
+        faas.app.command(name)(command)
     app.add_typer(faas.app, name="faas")
 
 

@@ -5,6 +5,7 @@ eviction by a Policy (the simulator's objects), memory-aware placement.
 All state lives in one event loop and changes only between awaits, so there
 are no locks and the accounting cannot race: a container's in-flight count
 and a node's free memory change in the same step as the call they count.
+The books are in faas/state.py, nodes and containers in faas/holding.py.
 """
 
 from __future__ import annotations
@@ -13,124 +14,39 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import OrderedDict
 from typing import Any
-
-import grpc
 
 from shoal.agent.containers import CORES_PER_GIB, MIN_CORES
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
-from shoal.core.wire.shoal.v1 import faas_pb2_grpc as xrpc
-from shoal.errors import SchedulingError
+from shoal.faas.holding import Holding
 from shoal.faas.nodepool import Pool
 from shoal.faas.policy import Policy
+from shoal.faas.state import (
+    GONE,
+    KEPT,
+    MAX_CAP,
+    Call,
+    Container,
+    Dial,
+    Function,
+    Node,
+    Options,
+    Stats,
+    dial_with,
+    fail,
+)
+
+__all__ = ["MAX_CAP", "Function", "Options", "Scheduler", "dial_with"]
 
 log = logging.getLogger("shoal.faas")
 
-GONE = frozenset({"OOM", "TIMEOUT", "CONTAINER_GONE"})  # the agent removed the container
-KEPT = frozenset({"FUNCTION_ERROR", "CONTAINER_BUSY"})  # the call failed, the container is fine
-MAX_CAP = 8  # calls one container may be given at once
 RAISE_AFTER = 4  # clean returns at a concurrency before trying one more
 CLOSE_WAIT = 20.0  # seconds close() lets starts and removals in flight finish
 RETURNED = 65536  # request ids remembered after their return (a second one is an error)
 
 
-@dataclass
-class Options:
-    nodes: int = 10  # reserved at the start (or as many as the pool has)
-    max_nodes: int = 20
-    min_nodes: int = 1
-    node_idle_s: float = 60.0  # an empty node above min_nodes is released after this
-    cold_start_s: float = 1.0  # the policies' estimate of a container's start
-    placement: str = "pack"  # pack: the fullest node it fits; spread: the emptiest
-    learn: bool = True  # per-function concurrency from observed memory and CPU
-    poll_s: float = 1.0  # GetStats per node: CPU per container, dead nodes
-    create_timeout_s: float = 30.0
-
-
-@dataclass(eq=False)
-class Function:
-    name: str
-    handler: str
-    memory: int  # bytes
-    timeout_ms: int
-    code_dir: str = ""
-    index: int = 0  # the policy's function number
-    cap: int = 1  # calls a container is given at once (learned)
-    clean: int = 0  # clean returns since cap last changed
-    peak: int = 0  # most memory a container of it was seen to use
-    cpu_pct: float = 0.0  # most CPU a container was seen to use, % of one core
-    pressed: bool = False  # a call found no warm room since cap last changed
-    in_flight: int = 0
-    booting: int = 0
-    containers: dict[str, Container] = field(default_factory=dict)
-    waiters: deque[asyncio.Future[Container]] = field(default_factory=deque)
-    drop: dict[int, float] = field(default_factory=dict)  # in-flight count -> when it fell to it
-    prewarm: asyncio.TimerHandle | None = None
-
-    def meta(self, concurrency: int = MAX_CAP) -> xpb.FunctionMeta:
-        return xpb.FunctionMeta(
-            function_name=self.name,
-            handler=self.handler,
-            timeout_in_ms=self.timeout_ms,
-            memory_in_bytes=self.memory,
-            code_dir=self.code_dir,
-            concurrency=concurrency,
-        )
-
-
-@dataclass(eq=False)
-class Node:
-    desc: xpb.NodeDesc
-    stub: Any  # NodeServiceStub
-    free: int
-    containers: dict[str, Container] = field(default_factory=dict)
-    release: asyncio.TimerHandle | None = None
-    misses: int = 0  # GetStats polls in a row that failed
-
-
-@dataclass(eq=False)
-class Container:
-    id: str
-    fn: Function
-    node: Node
-    in_flight: int = 0
-    idle_since: float | None = None
-    expiry: asyncio.TimerHandle | None = None
-    until: float | None = None  # pre-warmed: kept idle until then
-    polled: bool = False  # GetStats has reported it once
-
-
-@dataclass
-class Call:
-    container: Container
-    cold: bool
-
-
-@dataclass
-class Stats:
-    acquired: int = 0
-    cold: int = 0
-    returned: int = 0
-    errors: int = 0  # calls that got no container
-    created: int = 0
-    removed: int = 0
-    replaced: int = 0  # containers gone by OOM, time-out or their node's death
-    wasted_gbs: float = 0.0  # idle memory-time of warm containers
-    node_seconds: float = 0.0  # of nodes released so far
-    peak_nodes: int = 0
-
-
-Dial = Callable[[xpb.NodeDesc], Any]
-
-
-def _fail(status: str, message: str) -> SchedulingError:
-    return SchedulingError(status, message)
-
-
-class Scheduler:
+class Scheduler(Holding):
     def __init__(
         self,
         pool: Pool,
@@ -143,7 +59,7 @@ class Scheduler:
         self.pool, self.policy, self.dial = pool, policy, dial
         self.o = options or Options()
         if self.o.placement not in ("pack", "spread"):
-            raise _fail("INVALID_ARGUMENT", f"unknown placement {self.o.placement!r}")
+            raise fail("INVALID_ARGUMENT", f"unknown placement {self.o.placement!r}")
         self.known: dict[str, Function] = {}
         self.nodes: dict[str, Node] = {}
         self.held_since: dict[str, float] = {}
@@ -177,7 +93,7 @@ class Scheduler:
         for fn in self.known.values():
             if fn.prewarm is not None:
                 fn.prewarm.cancel()
-            self._fail_waiters(fn, _fail("UNAVAILABLE", "the scheduler is stopping"))
+            self._fail_waiters(fn, fail("UNAVAILABLE", "the scheduler is stopping"))
         self.room.set()
         end = time.monotonic() + CLOSE_WAIT
         while self.tasks and (left := end - time.monotonic()) > 0:
@@ -208,29 +124,29 @@ class Scheduler:
     def function(self, name: str, config: xpb.FunctionConfig | None) -> Function:
         """The registered function, or one described by the request's config."""
         if not name:
-            raise _fail("INVALID_ARGUMENT", "function_name is empty")
+            raise fail("INVALID_ARGUMENT", "function_name is empty")
         f = self.known.get(name)
         given = config is not None and (config.handler or config.memory_in_bytes)
         if f is None:
             if not given:
-                raise _fail("NOT_FOUND", f"unknown function {name!r} (and no function_config)")
+                raise fail("NOT_FOUND", f"unknown function {name!r} (and no function_config)")
             assert config is not None
             if not config.handler:
-                raise _fail(
+                raise fail(
                     "INVALID_ARGUMENT", f"function {name!r}: function_config.handler is empty"
                 )
             f = Function(name, config.handler, config.memory_in_bytes, config.timeout_in_ms)
         elif given and config is not None and config.memory_in_bytes not in (0, f.memory):
-            raise _fail(
+            raise fail(
                 "INVALID_ARGUMENT",
                 f"function {name!r} has {f.memory} bytes registered, "
                 f"the call asks {config.memory_in_bytes}",
             )
         if f.memory <= 0:
-            raise _fail("INVALID_ARGUMENT", f"function {name!r}: memory_in_bytes must be > 0")
+            raise fail("INVALID_ARGUMENT", f"function {name!r}: memory_in_bytes must be > 0")
         biggest = self.pool.node_memory
         if f.memory > biggest:
-            raise _fail(
+            raise fail(
                 "INVALID_ARGUMENT",
                 f"function {name!r} asks {f.memory / 2**20:.0f} MiB; "
                 f"a node has {biggest / 2**20:.0f} MiB",
@@ -247,12 +163,12 @@ class Scheduler:
         self, request_id: str, function_name: str, config: xpb.FunctionConfig | None = None
     ) -> tuple[Container, bool]:
         if not request_id:
-            raise _fail("INVALID_ARGUMENT", "request_id is empty")
+            raise fail("INVALID_ARGUMENT", "request_id is empty")
         held = self.calls.get(request_id)
         if held is not None:  # a retried Acquire: the same answer, counted once
             return held.container, held.cold
         if request_id in self.returned:
-            raise _fail(
+            raise fail(
                 "FAILED_PRECONDITION", f"request {request_id} was already served and returned"
             )
         fn = self.function(function_name, config)
@@ -312,7 +228,7 @@ class Scheduler:
                 self._give_back(fut.result())  # it came as the wait ended
             if not isinstance(e, TimeoutError):
                 raise
-            raise _fail(
+            raise fail(
                 "RESOURCE_EXHAUSTED",
                 f"no container for {fn.name} within its time-out of {fn.timeout_ms} ms "
                 f"({len(self.nodes)} node(s) held, none with {fn.memory / 2**20:.0f} MiB free)",
@@ -345,13 +261,13 @@ class Scheduler:
         call = self.calls.get(request_id)
         if call is None:
             if request_id in self.returned:
-                raise _fail(
+                raise fail(
                     "FAILED_PRECONDITION", f"request {request_id} returned its container already"
                 )
-            raise _fail("NOT_FOUND", f"no container is held by request {request_id!r}")
+            raise fail("NOT_FOUND", f"no container is held by request {request_id!r}")
         c = call.container
         if c.id != container_id:
-            raise _fail(
+            raise fail(
                 "INVALID_ARGUMENT",
                 f"request {request_id} holds container {c.id}, not {container_id!r}",
             )
@@ -451,222 +367,6 @@ class Scheduler:
             fn.booting += 1
             self._spawn_task(self._create(fn))
 
-    # -- containers
-
-    async def _create(self, fn: Function, *, until: float | None = None) -> None:
-        """Start a container of fn (counted in fn.booting by the caller)."""
-        try:
-            deadline = time.monotonic() + fn.timeout_ms / 1000
-            while True:
-                node = await self._room(fn.memory, deadline, evict=until is None)
-                if node is None:
-                    return  # the waiters time out and say why
-                node.free -= fn.memory
-                self._hold(node)
-                try:
-                    c = await self._create_on(node, fn)
-                except SchedulingError as e:
-                    node.free += fn.memory
-                    self._settle(node)
-                    self._fail_waiters(fn, e)
-                    return
-                except _NodeDown:
-                    continue  # _node_down gave its memory back; try another
-                break
-        finally:
-            fn.booting -= 1
-        if self.closing:
-            self._forget(c)
-            return
-        c.until = until
-        self._offer(c)
-
-    async def _create_on(self, node: Node, fn: Function) -> Container:
-        req = xpb.CreateContainerRequest(
-            request_id=f"create-{next(self.ids)}", name=fn.name, function_meta=fn.meta()
-        )
-        try:
-            reply = await node.stub.CreateContainer(req, timeout=self.o.create_timeout_s)
-        except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                log.warning("%s: node %s unreachable: %s", fn.name, node.desc.id, e.details())
-                self._node_down(node)
-                raise _NodeDown from None
-            raise _fail(
-                "FAILED_PRECONDITION", f"{fn.name}: {node.desc.id} cannot start it: {e.details()}"
-            ) from None
-        if node.desc.id not in self.nodes:  # released or dead while it started
-            raise _NodeDown
-        c = Container(reply.container_id, fn, node)
-        node.containers[c.id] = c
-        fn.containers[c.id] = c
-        self.stats.created += 1
-        return c
-
-    def _fail_waiters(self, fn: Function, e: SchedulingError) -> None:
-        while fn.waiters:
-            w = fn.waiters.popleft()
-            if not w.done():
-                w.set_exception(e)
-
-    def _forget(self, c: Container, *, remove: bool = True) -> None:
-        """Take a container out of the books (its memory is free at once) and,
-        unless the agent removed it already, remove it there."""
-        fn, node = c.fn, c.node
-        if fn.containers.pop(c.id, None) is None:
-            return
-        node.containers.pop(c.id, None)
-        if c.idle_since is not None:
-            self.stats.wasted_gbs += (time.monotonic() - c.idle_since) * fn.memory / 2**30
-        if c.expiry is not None:
-            c.expiry.cancel()
-        node.free += fn.memory
-        self.stats.removed += 1
-        self.room.set()
-        if remove and node.desc.id in self.nodes:
-            self._spawn_task(self._remove_call(c))
-        self._settle(node)
-
-    async def _remove_call(self, c: Container) -> None:
-        req = xpb.RemoveContainerRequest(request_id=f"remove-{next(self.ids)}", container_id=c.id)
-        try:
-            await c.node.stub.RemoveContainer(req, timeout=10)
-        except grpc.aio.AioRpcError as e:
-            if e.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning("remove %s on %s: %s", c.id, c.node.desc.id, e.details())
-
-    # -- memory and nodes
-
-    def _place(self, memory: int) -> Node | None:
-        fits = [n for n in self.nodes.values() if n.free >= memory]
-        if not fits:
-            return None
-        if self.o.placement == "pack":
-            return min(fits, key=lambda n: n.free)
-        return max(fits, key=lambda n: n.free)
-
-    async def _room(self, memory: int, deadline: float, *, evict: bool) -> Node | None:
-        while not self.closing:
-            node = self._place(memory)
-            if node is None and evict:
-                node = self._evict_for(memory)
-            if node is None and len(self.nodes) < self.o.max_nodes:
-                node = await self._reserve()
-                if node is not None and node.free < memory:
-                    node = None
-            if node is not None:
-                return node
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.room.clear()
-            try:
-                await asyncio.wait_for(self.room.wait(), left)
-            except TimeoutError:
-                return None
-        return None
-
-    def _evict_for(self, memory: int) -> Node | None:
-        idle = [c for n in self.nodes.values() for c in n.containers.values() if c.in_flight == 0]
-        prio = {c: self.policy.priority(c.fn.index, c.idle_since or 0.0) for c in idle}
-        for c in sorted(idle, key=lambda c: prio[c]):
-            node = c.node
-            self._forget(c)
-            self.policy.on_evict(c.fn.index, prio[c], time.monotonic(), not c.fn.containers)
-            if node.free >= memory:
-                return node
-        return None
-
-    async def _reserve(self) -> Node | None:
-        desc = await self.pool.reserve()
-        if desc is None:
-            return None
-        node = Node(desc, self.dial(desc), desc.memory_in_bytes)
-        self.nodes[desc.id] = node
-        self.held_since[desc.id] = time.monotonic()
-        self.stats.peak_nodes = max(self.stats.peak_nodes, len(self.nodes))
-        log.info("reserved node %s (%s:%d)", desc.id, desc.address, desc.node_service_port)
-        self.room.set()
-        self._settle(node)
-        return node
-
-    def _hold(self, node: Node) -> None:
-        if node.release is not None:
-            node.release.cancel()
-            node.release = None
-
-    def _settle(self, node: Node) -> None:
-        """An empty node above the minimum goes back after node_idle_s."""
-        if node.containers or node.release is not None or node.desc.id not in self.nodes:
-            return
-        node.release = asyncio.get_running_loop().call_later(
-            self.o.node_idle_s, lambda: self._spawn_task(self._release_if_empty(node))
-        )
-
-    async def _release_if_empty(self, node: Node) -> None:
-        node.release = None
-        if node.containers or len(self.nodes) <= self.o.min_nodes:
-            return
-        if node.free < node.desc.memory_in_bytes:
-            return  # a container is starting on it
-        await self._release(node)
-
-    async def _release(self, node: Node) -> None:
-        if self._drop(node):
-            await self.pool.release(node.desc.id)
-            log.info("released node %s", node.desc.id)
-
-    def _drop(self, node: Node) -> bool:
-        if self.nodes.get(node.desc.id) is not node:
-            return False
-        del self.nodes[node.desc.id]
-        if node.release is not None:
-            node.release.cancel()
-        self.stats.node_seconds += time.monotonic() - self.held_since.pop(node.desc.id)
-        return True
-
-    def _node_down(self, node: Node) -> None:
-        """A node that stopped answering: its containers are gone, its calls'
-        returns are still taken, and what waited for them gets new ones."""
-        if not self._drop(node):
-            return
-        log.warning("node %s is down; %d container(s) lost", node.desc.id, len(node.containers))
-        touched = {c.fn for c in node.containers.values()}
-        for c in list(node.containers.values()):
-            self.stats.replaced += 1
-            self._forget(c, remove=False)
-        self._spawn_task(self.pool.release(node.desc.id, dead=True))
-        for fn in touched:
-            self._refill(fn)
-
-    async def _poll(self) -> None:
-        """GetStats on every node: CPU per container (for concurrency) and
-        nodes that no longer answer."""
-        while True:
-            await asyncio.sleep(self.o.poll_s)
-            nodes = list(self.nodes.values())
-            answers = await asyncio.gather(
-                *(
-                    n.stub.GetStats(xpb.GetStatsRequest(), timeout=max(2.0, self.o.poll_s))
-                    for n in nodes
-                ),
-                return_exceptions=True,
-            )
-            for node, a in zip(nodes, answers, strict=True):
-                if isinstance(a, BaseException):
-                    node.misses += 1
-                    if node.misses >= 2:
-                        self._node_down(node)
-                    continue
-                node.misses = 0
-                for s in a.container_stats_list:
-                    c = node.containers.get(s.container_id)
-                    if c is None:
-                        continue
-                    if c.polled and c.in_flight:  # the first figure counts its start-up
-                        c.fn.cpu_pct = max(c.fn.cpu_pct * 0.9, s.cpu_usage_pct)
-                    c.polled = True
-
     # -- reports
 
     def usage(self) -> dict[str, Any]:
@@ -687,16 +387,3 @@ class Scheduler:
             },
             **self.stats.__dict__,
         }
-
-
-class _NodeDown(Exception):
-    pass
-
-
-def dial_with(channel_of: Callable[[str, str], grpc.aio.Channel]) -> Dial:
-    """A Dial from a function that opens a channel to (node name, host:port)."""
-
-    def dial(desc: xpb.NodeDesc) -> Any:
-        return xrpc.NodeServiceStub(channel_of(desc.id, f"{desc.address}:{desc.node_service_port}"))
-
-    return dial
