@@ -108,11 +108,14 @@ def test_the_controller_tour_works_typed_in_order(tmp_path: Path) -> None:
     assert "node4=failed" in history.replace("\n", "").replace("│", "").replace(" ", "")
 
 
-def gateway_tour() -> list[tuple[str, list[str]]]:
-    """(command, the lines shown after it) of the gateway's block; a here-document
-    and a line ending in a backslash belong to their command."""
+def gateway_tour(
+    start: str = "## One endpoint", end: str = "## Benchmark campaigns"
+) -> list[tuple[str, list[str]]]:
+    """(command, the lines shown after it) of a section's block (the gateway's
+    by default); a here-document and a line ending in a backslash belong to
+    their command."""
     text = README.read_text()
-    part = text[text.index("## One endpoint") : text.index("## Benchmark campaigns")]
+    part = text[text.index(start) : text.index(end)]
     steps: list[tuple[str, list[str]]] = []
     heredoc = False
     for line in part.splitlines():
@@ -178,3 +181,39 @@ def test_the_gateway_tour_works_typed_in_order(tmp_path: Path) -> None:
     refused = next(v for k, v in shown.items() if "bad.toml" in k and "serve" in k)
     assert refused[0] in cp.stderr, cp.stderr
     assert '"outcome": 15' in (tmp_path / "gateway.log").read_text()
+
+
+def test_the_faas_tour_works_typed_in_order(tmp_path: Path) -> None:
+    """The function platform's block as one shell session (waiting, as a person
+    would, until the scheduler has written its address): every answer and
+    error line it shows is what the commands print; the scheduler's last word
+    says every container was removed."""
+    import json as _json
+
+    steps = gateway_tour("## Function scheduling", "## Exit status")
+    assert steps[0][0].startswith("shoal cluster down; export SHOAL_HOME=")
+    wait = (
+        "for i in $(seq 300); do [ -s $SHOAL_HOME/faas/scheduler.addr ] && break; sleep 0.1; done"
+    )
+    lines = ["set -u", "trap 'shoal cluster down >/dev/null 2>&1' EXIT"]
+    for cmd, _ in steps:
+        lines.append(cmd)
+        if cmd.endswith("&"):
+            lines.append(wait)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cp = subprocess.run(["bash", "-c", "\n".join(lines)], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=180)  # fmt: skip
+    out, err = cp.stdout.splitlines(), cp.stderr.splitlines()
+    shown = {cmd.split("\n")[0]: want for cmd, want in steps}
+    for cmd, want in shown.items():
+        for line in want:
+            if line.startswith(("{", "HI", "shoal: error:")):
+                assert line in out + err, (cmd, line, cp.stdout, cp.stderr)
+            elif line.startswith("stopped:"):
+                assert line in out, (line, cp.stdout, cp.stderr)
+    assert _json.loads(next(x for x in out if x.startswith('{"hello": "again"'))) == {
+        "hello": "again"
+    }
+    assert any(x.startswith("hello: warm on node") for x in err), cp.stderr
+    rows = [x for x in out if x.startswith("│ hello") or x.startswith("│ upper")]
+    assert len(rows) == 2 and all(r.split("│")[5].strip() == "1" for r in rows), cp.stdout

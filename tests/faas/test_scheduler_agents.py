@@ -266,3 +266,21 @@ async def test_the_api_front_calls_a_function_by_name(one: tuple[Running, Client
         await c.front.InvokeFunction(xpb.ApiInvokeRequest(function_name="nope"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     await _books_exact(r)
+
+
+async def test_placement_packs_a_functions_containers_together(
+    agents: Agents, tmp_path: Path
+) -> None:
+    """pack, function-affine: three containers made at once share a node,
+    the other function's go to it too while it has room."""
+    r = await _scheduler(agents, tmp_path, ["n1", "n2"], memory_mb=128)
+    c = Client(f"127.0.0.1:{r.served.port}", Settings.load())
+    try:
+        got = await asyncio.gather(*(c.invoke("count", b'{"s": 0.5}') for _ in range(3)))
+        assert all(g.ok and g.cold for g in got), got
+        assert len({g.node for g in got}) == 1 and len({g.container for g in got}) == 3
+        other = await c.invoke("shout", b"x")
+        assert other.ok and other.node == got[0].node
+    finally:
+        await c.close()
+        await r.stop()

@@ -49,7 +49,7 @@ class Holding:
         try:
             deadline = time.monotonic() + fn.timeout_ms / 1000
             while True:
-                node = await self._room(fn.memory, deadline, evict=until is None)
+                node = await self._room(fn, deadline, evict=until is None)
                 if node is None:
                     return  # the waiters time out and say why
                 node.free -= fn.memory
@@ -128,17 +128,19 @@ class Holding:
 
     # -- memory and nodes
 
-    def _place(self, memory: int) -> Node | None:
-        fits = [n for n in self.nodes.values() if n.free >= memory]
+    def _place(self, fn: Function) -> Node | None:
+        """Function-affine first (a node that runs it has its code and its
+        page cache warm), then the fullest (pack) or emptiest (spread) it fits."""
+        fits = [n for n in self.nodes.values() if n.free >= fn.memory]
         if not fits:
             return None
-        if self.o.placement == "pack":
-            return min(fits, key=lambda n: n.free)
-        return max(fits, key=lambda n: n.free)
+        sign = 1 if self.o.placement == "pack" else -1
+        return min(fits, key=lambda n: (not _runs(n, fn), sign * n.free))
 
-    async def _room(self, memory: int, deadline: float, *, evict: bool) -> Node | None:
+    async def _room(self, fn: Function, deadline: float, *, evict: bool) -> Node | None:
+        memory = fn.memory
         while not self.closing:
-            node = self._place(memory)
+            node = self._place(fn)
             if node is None and evict:
                 node = self._evict_for(memory)
             if node is None and len(self.nodes) < self.o.max_nodes:
@@ -257,3 +259,7 @@ class Holding:
                     if c.polled and c.in_flight:  # the first figure counts its start-up
                         c.fn.cpu_pct = max(c.fn.cpu_pct * 0.9, s.cpu_usage_pct)
                     c.polled = True
+
+
+def _runs(node: Node, fn: Function) -> bool:
+    return any(c.fn is fn for c in node.containers.values())
