@@ -7,6 +7,7 @@ set -u
 exec </dev/null  # piped stdin would go to the tour's commands on every node
 export SHOAL_HOME="$(mktemp -d -t shoal-demo.XXXXXX)"
 cleanup() {
+    [ -n "${scheduler:-}" ] && kill "$scheduler" 2>/dev/null && wait "$scheduler"
     echo
     step shoal cluster down
     rm -rf "$SHOAL_HOME"
@@ -60,4 +61,27 @@ if [ "$(id -u)" = 0 ]; then
     echo "${dim}# the report and its plots stay in $results/out${off}"
 else
     echo "${dim}# shoal bench needs cpuset sandboxes: run the demo as root to see a campaign${off}"
+fi
+
+# Functions on warm containers (docs/faas.md): a scheduler over the nodes, a
+# Python function whose code it sends through the tree, a cold call, a warm one.
+if [ "$(id -u)" = 0 ]; then
+    fdir="$(mktemp -d -t shoal-demo-faas.XXXXXX)"
+    mkdir -p "$fdir/hello"
+    printf 'def main(event):\n    return {"hello": event["name"]}\n' > "$fdir/hello/app.py"
+    printf '[functions.hello]\nhandler = "app:main"\nmemory_mb = 128\ncode = "hello"\n' \
+        > "$fdir/functions.toml"
+    echo
+    echo "${bold}\$ shoal faas scheduler -w 'node[1-8]' --functions $fdir/functions.toml &${off}"
+    shoal faas scheduler -w 'node[1-8]' --functions "$fdir/functions.toml" \
+        --code-root "$fdir/nodes" 2>"$fdir/scheduler.log" &
+    scheduler=$!
+    for _ in $(seq 300); do [ -s "$SHOAL_HOME/faas/scheduler.addr" ] && break; sleep 0.1; done
+    step shoal faas invoke hello --event '{"name": "demo"}'
+    step shoal faas invoke hello --event '{"name": "again"}'
+    step shoal faas functions
+    kill "$scheduler"; wait "$scheduler"; scheduler=""
+    rm -rf "$fdir"
+else
+    echo "${dim}# shoal faas containers are sandboxes: run the demo as root to see functions${off}"
 fi

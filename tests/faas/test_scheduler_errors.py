@@ -140,3 +140,19 @@ def test_a_functions_file_with_a_mistake_is_refused_with_where(tmp_path: Path) -
     fns, code = load_functions(f, "/var/tmp/x")
     assert [(x.name, x.memory, x.code_dir) for x in fns] == [("a", 64 << 20, "/var/tmp/x/a/src")]
     assert code == {"a": tmp_path / "src"}
+
+
+async def test_a_function_keeps_the_handler_it_was_first_called_with(
+    dead_scheduler: Running, shoal_home: Path
+) -> None:
+    ch, stub = _stub(shoal_home, dead_scheduler.served.port)
+    async with ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:  # no node: it waits 0.3 s
+            req = _acquire("r1", "g", handler="cat", memory_in_bytes=1 << 20, timeout_in_ms=300)
+            await stub.AcquireContainer(req)  # type: ignore[attr-defined]
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            req = _acquire("r2", "g", handler="rm -rf /tmp/x", memory_in_bytes=1 << 20)
+            await stub.AcquireContainer(req)  # type: ignore[attr-defined]
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "has handler 'cat', the call names 'rm -rf /tmp/x'" in (e.value.details() or "")

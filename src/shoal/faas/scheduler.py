@@ -142,6 +142,11 @@ class Scheduler(Holding):
                 f"function {name!r} has {f.memory} bytes registered, "
                 f"the call asks {config.memory_in_bytes}",
             )
+        elif given and config is not None and config.handler not in ("", f.handler):
+            raise fail(
+                "INVALID_ARGUMENT",
+                f"function {name!r} has handler {f.handler!r}, the call names {config.handler!r}",
+            )
         if f.memory <= 0:
             raise fail("INVALID_ARGUMENT", f"function {name!r}: memory_in_bytes must be > 0")
         biggest = self.pool.node_memory
@@ -315,6 +320,8 @@ class Scheduler(Holding):
         """Hand a container with room to the function's oldest waiters; an idle
         one to the policy."""
         fn = c.fn
+        if c.id not in fn.containers:
+            return  # forgotten meanwhile: never hand out a container that is gone
         while c.in_flight < fn.cap and fn.waiters:
             fut = fn.waiters.popleft()
             if fut.done():
