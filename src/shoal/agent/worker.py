@@ -150,8 +150,10 @@ class Worker:
 
                     value = asyncio.run(value)
                 body = _body(value)
-            except BaseException:
-                tb = traceback.format_exc()
+            except BaseException as e:
+                # from the function's frame down: the worker's own is no news to its author
+                start = e.__traceback__.tb_next if e.__traceback__ is not None else None
+                tb = "".join(traceback.format_exception(type(e), e, start))
                 log.add(tb.encode(errors="replace"))
                 code, message = "FUNCTION_ERROR", _last_line(tb)
             finally:

@@ -1,0 +1,2 @@
+def main(event):
+    return {"hello": event["name"]}
