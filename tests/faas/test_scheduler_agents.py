@@ -25,7 +25,7 @@ from shoal.core.config import Settings
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
 from shoal.errors import SchedulingError
 from shoal.faas.adaptive import Adaptive
-from shoal.faas.client import Client
+from shoal.faas.client import Client, Invocation
 from shoal.faas.scheduler import RAISE_AFTER, Options
 from shoal.faas.service import Running, start_scheduler
 
@@ -284,3 +284,41 @@ async def test_placement_packs_a_functions_containers_together(
     finally:
         await c.close()
         await r.stop()
+
+
+async def test_thousands_of_concurrent_acquires_and_returns_keep_the_books_exact(
+    agents: Agents, tmp_path: Path
+) -> None:
+    """2,000 Acquire/Return pairs, 200 at once, over the real gRPC server: some
+    Acquires sent twice at once (one container for both), some returns with
+    an error that keeps the container, some with one that drops it."""
+    r = await _scheduler(agents, tmp_path, ["n1", "n2"], memory_mb=128, timeout_ms=30_000)
+    c = Client(f"127.0.0.1:{r.served.port}", Settings.load())
+    rng = random.Random(2000)
+    answers: dict[str, int] = {}
+    sem = asyncio.Semaphore(200)
+
+    async def pair(i: int) -> None:
+        rid = f"q{i}"
+        async with sem:
+            if rng.random() < 0.05:
+                a, b = await asyncio.gather(c.acquire("count", rid), c.acquire("count", rid))
+                assert a.container_id == b.container_id
+            else:
+                a = await c.acquire("count", rid)
+            answers[rid] = answers.get(rid, 0) + 1
+            code = rng.choices(
+                ["", "FUNCTION_ERROR", "CONTAINER_BUSY", "INVOKE_FAILED"], [80, 8, 8, 4]
+            )[0]
+            inv = Invocation(rid, container=a.container_id, error_code=code)
+            await c.give_back(inv)
+
+    try:
+        await asyncio.gather(*(pair(i) for i in range(2000)))
+        assert len(answers) == 2000 and set(answers.values()) == {1}
+        assert r.scheduler.stats.acquired == 2000 and r.scheduler.stats.returned == 2000
+        await _books_exact(r)
+    finally:
+        await c.close()
+        await r.stop()
+    assert not _workers(agents)
