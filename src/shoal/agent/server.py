@@ -38,8 +38,7 @@ from shoal.core.config import shoal_home
 from shoal.core.grant import WINDOW, body_of
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import frpc, pb, rpc
-from shoal.errors import ConfigError
-from shoal.tree.channels import Channels
+from shoal.tree.channels import Channels, listen
 from shoal.tree.relay import Relay
 from shoal.tree.subtree import result_event
 
@@ -169,17 +168,6 @@ def _log_setup() -> None:
         )
 
 
-def _bind(add_port: Callable[[str], int], addr: str) -> int:
-    """grpc raises RuntimeError (or returns 0) when it cannot bind: say why in one line."""
-    try:
-        port = add_port(addr)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ConfigError(f"cannot listen on {addr}: the port is in use or the address is not ours")
-    return port
-
-
 @dataclass
 class _Running:
     server: grpc.aio.Server
@@ -227,10 +215,7 @@ async def _start(
             spec.name,
             addr,
         )
-        port = _bind(server.add_insecure_port, addr)
-    else:
-        server_creds = tls.server_credentials(spec.identity)
-        port = _bind(lambda a: server.add_secure_port(a, server_creds), addr)
+    port = listen(server, addr, spec.identity)
     await server.start()
     log.info(
         "agent %s listening on %s:%d (%s)",

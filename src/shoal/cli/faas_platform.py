@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from shoal.core.config import Settings
 
 TracePath = Annotated[
     Path, typer.Option("--trace", help="An Azure 2019 directory or file, or a 2021 CSV.")
@@ -24,7 +27,7 @@ SchedulerAddr = Annotated[
 ]
 
 
-def _settings(inventory: Path | None, insecure: bool) -> object:
+def _settings(inventory: Path | None, insecure: bool) -> Settings:
     from shoal.core.config import Settings
 
     return Settings.load(inventory=inventory, insecure=insecure or None)
@@ -61,7 +64,6 @@ def scheduler(
     import asyncio
     import logging
 
-    from shoal.core.config import Settings
     from shoal.errors import UsageError
     from shoal.faas.registry import make_policy
     from shoal.faas.scheduler import Options
@@ -79,7 +81,6 @@ def scheduler(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     s = _settings(inventory, insecure)
-    assert isinstance(s, Settings)
     pol = make_policy(policy)
     opts = Options(nodes=start_nodes, max_nodes=max_nodes, placement=placement)
 
@@ -127,13 +128,11 @@ def invoke(
     import asyncio
     import sys
 
-    from shoal.core.config import Settings
     from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
     from shoal.errors import SchedulingError, ServiceError, UsageError
     from shoal.faas.client import Client, Invocation, scheduler_address
 
     s = _settings(None, insecure)
-    assert isinstance(s, Settings)
     try:
         addr = scheduler_address(s, scheduler)
     except SchedulingError as e:
@@ -218,7 +217,6 @@ def replay(
     import asyncio
 
     from shoal.cli.tables import row, show, table
-    from shoal.core.config import Settings
     from shoal.errors import UsageError
     from shoal.faas.azure import load_trace
     from shoal.faas.registry import make_policy
@@ -231,7 +229,6 @@ def replay(
     if limit_s is not None and not limit_s > 0:
         raise UsageError("--limit-s must be positive")
     s = _settings(inventory, insecure)
-    assert isinstance(s, Settings)
     n = len(resolve([nodes], [], s).nodes)
     t = scaled(load_trace(trace, seed=seed), speed, limit_s)
     opts = Options(nodes=n, max_nodes=n, min_nodes=n, learn=learn)
@@ -265,12 +262,10 @@ def functions_(
     import asyncio
 
     from shoal.cli.tables import row, show, table
-    from shoal.core.config import Settings
     from shoal.errors import SchedulingError, ServiceError
     from shoal.faas.client import Client, scheduler_address
 
     s = _settings(None, insecure)
-    assert isinstance(s, Settings)
 
     async def ask() -> list[object]:
         c = Client(scheduler_address(s, scheduler), s)

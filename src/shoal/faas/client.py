@@ -72,7 +72,7 @@ class Client:
         try:
             reply: xpb.AcquireContainerReply = await self.scheduler.AcquireContainer(req)
         except grpc.aio.AioRpcError as e:
-            raise SchedulingError(e.code().name, f"scheduler: {e.details()}") from None
+            raise _from_scheduler(e) from None
         return reply
 
     async def give_back(self, inv: Invocation) -> None:
@@ -87,7 +87,7 @@ class Client:
         try:
             await self.scheduler.ReturnContainer(req)
         except grpc.aio.AioRpcError as e:
-            raise SchedulingError(e.code().name, f"scheduler: {e.details()}") from None
+            raise _from_scheduler(e) from None
 
     async def invoke(
         self,
@@ -113,8 +113,12 @@ class Client:
         try:
             reply = await self.front.ListFunctions(xpb.ListFunctionsRequest())
         except grpc.aio.AioRpcError as e:
-            raise SchedulingError(e.code().name, f"scheduler: {e.details()}") from None
+            raise _from_scheduler(e) from None
         return list(reply.functions)
+
+
+def _from_scheduler(e: grpc.aio.AioRpcError) -> SchedulingError:
+    return SchedulingError(e.code().name, f"scheduler: {e.details()}")
 
 
 async def call_node(node: Any, inv: Invocation, event: bytes) -> None:

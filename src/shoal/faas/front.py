@@ -13,27 +13,25 @@ import grpc
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
 from shoal.core.wire.shoal.v1 import faas_pb2_grpc as xrpc
 from shoal.errors import SchedulingError
+from shoal.faas.access import abort, admit
 from shoal.faas.client import Invocation, call_node
 from shoal.faas.scheduler import Scheduler
 
 
 class APIServerService(xrpc.APIServerServicer):
-    def __init__(self, scheduler: Scheduler, admit: Any) -> None:
-        self.s, self.admit = scheduler, admit
+    def __init__(self, scheduler: Scheduler, secure: bool) -> None:
+        self.s, self.secure = scheduler, secure
 
     async def InvokeFunction(
         self, request: xpb.ApiInvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.ApiInvokeReply:
-        await self.admit(context)
+        await admit(context, self.secure)
         inv = Invocation(uuid.uuid4().hex)
         t0 = time.perf_counter_ns()
         try:
             c, inv.cold = await self.s.acquire(inv.request_id, request.function_name)
         except SchedulingError as e:
-            await context.abort(
-                getattr(grpc.StatusCode, e.status, grpc.StatusCode.UNKNOWN), e.message
-            )
-            raise
+            await abort(context, e)
         inv.scheduling_ns = time.perf_counter_ns() - t0
         inv.node, inv.container = c.node.desc.id, c.id
         await call_node(c.node.stub, inv, request.event)
@@ -61,7 +59,7 @@ class APIServerService(xrpc.APIServerServicer):
     async def ListFunctions(
         self, request: xpb.ListFunctionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.ListFunctionsReply:
-        await self.admit(context)
+        await admit(context, self.secure)
         return xpb.ListFunctionsReply(
             functions=[
                 xpb.FunctionInfo(

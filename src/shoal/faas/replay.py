@@ -100,16 +100,14 @@ async def replay_trace(
     running = await start_scheduler(
         nodes, policy, settings=settings, node_memory=node_memory, options=options
     )
-    for f in functions_of(trace, timeout_ms):
-        running.scheduler.register(f)
+    fns = [running.scheduler.register(f) for f in functions_of(trace, timeout_ms)]
     client = Client(f"127.0.0.1:{running.served.port}", settings)
     out = Replayed(calls=len(trace))
-    names = [f"trace-{i}" for i in range(len(trace.functions))]
     events = [json.dumps({"s": round(float(d), 6)}).encode() for d in trace.durations]
 
     async def one(i: int) -> None:
         try:
-            inv: Invocation = await client.invoke(names[int(trace.func[i])], events[i])
+            inv: Invocation = await client.invoke(fns[int(trace.func[i])].name, events[i])
         except SchedulingError as e:
             out.errors += 1
             if len(out.first_errors) < 3:

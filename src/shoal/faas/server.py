@@ -1,11 +1,9 @@
 """`shoal faas scheduler` as a gRPC server: the mini-faas Scheduler,
-ResourceManager and APIServer services over a Scheduler and its Pool. With TLS only an
-operator's or the controller's certificate may call: a function's handler is
-code the agents will run."""
+ResourceManager and APIServer services over a Scheduler and its Pool; who
+may call them is faas/access.py's."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,32 +13,12 @@ from shoal.core import tls
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
 from shoal.core.wire.shoal.v1 import faas_pb2_grpc as xrpc
-from shoal.errors import ConfigError, SchedulingError
+from shoal.errors import SchedulingError
+from shoal.faas.access import abort, admit
 from shoal.faas.front import APIServerService
 from shoal.faas.nodepool import Pool
 from shoal.faas.scheduler import Scheduler
-
-log = logging.getLogger("shoal.faas")
-
-ALLOWED = (tls.OPERATOR, tls.CONTROLLER)
-
-
-async def _admit(context: grpc.aio.ServicerContext[Any, Any], secure: bool) -> None:
-    if not secure:
-        return
-    auth = dict(context.auth_context())
-    role = tls.peer_role(auth)
-    if role not in ALLOWED:
-        peer = tls.peer_name(auth) or context.peer()
-        log.warning("refused a call from %s (role %s)", peer, role)
-        await context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            f"only an operator or the controller may call the scheduler, not a {role} certificate",
-        )
-
-
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], e: SchedulingError) -> None:
-    await context.abort(getattr(grpc.StatusCode, e.status, grpc.StatusCode.UNKNOWN), e.message)
+from shoal.tree.channels import listen
 
 
 class SchedulerService(xrpc.SchedulerServicer):
@@ -50,13 +28,12 @@ class SchedulerService(xrpc.SchedulerServicer):
     async def AcquireContainer(
         self, request: xpb.AcquireContainerRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.AcquireContainerReply:
-        await _admit(context, self.secure)
+        await admit(context, self.secure)
         config = request.function_config if request.HasField("function_config") else None
         try:
             c, cold = await self.s.acquire(request.request_id, request.function_name, config)
         except SchedulingError as e:
-            await _abort(context, e)
-            raise
+            await abort(context, e)
         d = c.node.desc
         return xpb.AcquireContainerReply(
             node_id=d.id,
@@ -69,7 +46,7 @@ class SchedulerService(xrpc.SchedulerServicer):
     async def ReturnContainer(
         self, request: xpb.ReturnContainerRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.ReturnContainerReply:
-        await _admit(context, self.secure)
+        await admit(context, self.secure)
         try:
             self.s.release_call(
                 request.request_id,
@@ -80,8 +57,7 @@ class SchedulerService(xrpc.SchedulerServicer):
                 error_message=request.error_message,
             )
         except SchedulingError as e:
-            await _abort(context, e)
-            raise
+            await abort(context, e)
         return xpb.ReturnContainerReply()
 
 
@@ -94,7 +70,7 @@ class ResourceManagerService(xrpc.ResourceManagerServicer):
     async def ReserveNode(
         self, request: xpb.ReserveNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.ReserveNodeReply:
-        await _admit(context, self.secure)
+        await admit(context, self.secure)
         node = await self.pool.reserve()
         if node is None:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "no node left to reserve")
@@ -103,7 +79,7 @@ class ResourceManagerService(xrpc.ResourceManagerServicer):
     async def ReleaseNode(
         self, request: xpb.ReleaseNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.ReleaseNodeReply:
-        await _admit(context, self.secure)
+        await admit(context, self.secure)
         if request.id not in {n.id for n in self.pool.usage()}:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"node {request.id!r} is not reserved")
         await self.pool.release(request.id)
@@ -112,7 +88,7 @@ class ResourceManagerService(xrpc.ResourceManagerServicer):
     async def GetNodesUsage(
         self, request: xpb.GetNodesUsageRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> xpb.GetNodesUsageReply:
-        await _admit(context, self.secure)
+        await admit(context, self.secure)
         return xpb.GetNodesUsageReply(nodes=self.pool.usage())
 
 
@@ -135,23 +111,11 @@ async def serve(
     server = grpc.aio.server(options=keepalive.server_options())
     secure = identity is not None
     xrpc.add_SchedulerServicer_to_server(SchedulerService(scheduler, secure), server)
-    xrpc.add_APIServerServicer_to_server(
-        APIServerService(scheduler, lambda ctx: _admit(ctx, secure)), server
-    )
+    xrpc.add_APIServerServicer_to_server(APIServerService(scheduler, secure), server)
     if resource_manager is not None:
         xrpc.add_ResourceManagerServicer_to_server(
             ResourceManagerService(resource_manager, secure), server
         )
-    try:
-        if identity is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, tls.server_credentials(identity))
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ConfigError(
-            f"cannot listen on {address}: the port is in use or the address is not ours"
-        )
+    port = listen(server, address, identity)
     await server.start()
     return Served(server, port)

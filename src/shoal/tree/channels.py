@@ -16,7 +16,7 @@ import grpc
 from shoal.core import tls
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import pb, rpc
-from shoal.errors import PeerError
+from shoal.errors import ConfigError, PeerError
 
 
 class Channels:
@@ -157,3 +157,21 @@ async def _last_error(ch: grpc.aio.Channel) -> str:
         text = e.details() or e.code().name
         return text.removeprefix("failed to connect to all addresses; last error: ")
     return "unknown"
+
+
+def listen(server: grpc.aio.Server, address: str, identity: tls.Identity | None) -> int:
+    """Serve on host:port (port 0 picks one) with mutual TLS, or plain text
+    when identity is None; the port. grpc raises RuntimeError (or returns 0)
+    when it cannot bind: said in one line."""
+    try:
+        if identity is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.server_credentials(identity))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"cannot listen on {address}: the port is in use or the address is not ours"
+        )
+    return port
