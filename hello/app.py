@@ -1,2 +1,0 @@
-def main(event):
-    return {"hello": event["name"]}
