@@ -50,6 +50,8 @@ class Agents:
         insecure: bool = False,
         env: dict[str, str] | None = None,
         files_root: Path | None = None,
+        controller: str | None = None,
+        pool: str | None = None,
     ) -> Agent:
         tls_dir = self.home / "tls"
         if not insecure:
@@ -62,7 +64,7 @@ class Agents:
         node = AgentNode(name, tls_dir=tls_dir, insecure=insecure, files_root=files_root)
         with log.open("w") as err:
             proc = subprocess.Popen(
-                agent_argv([node]),
+                agent_argv([node], controller=controller) + (["--pool", pool] if pool else []),
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,

@@ -78,3 +78,17 @@ def test_a_bad_functions_file_is_one_line_and_exit_2(agents: Agents, tmp_path: P
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("shoal: error: ") and "unknown key(s) memory" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "give the nodes: -w NODESET, or --from-controller"),
+        (["-w", "n1", "--from-controller"], "(not both)"),
+        (["-w", "n1", "--pool", "gpu"], "--pool and --controller go with --from-controller"),
+    ],
+)
+def test_where_the_nodes_come_from_is_said_once(args: list[str], says: str) -> None:
+    r = shoal("faas", "scheduler", *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("shoal: error: ") and says in r.stderr, r.stderr

@@ -34,7 +34,23 @@ def _settings(inventory: Path | None, insecure: bool) -> Settings:
 
 
 def scheduler(
-    nodes: Annotated[str, typer.Option("-w", "--nodes", help="The node set it may reserve.")],
+    nodes: Annotated[
+        str | None, typer.Option("-w", "--nodes", help="The node set it may reserve.")
+    ] = None,
+    from_controller: Annotated[
+        bool,
+        typer.Option(
+            "--from-controller", help="Reserve the fleet controller's running nodes instead."
+        ),
+    ] = False,
+    controller: Annotated[
+        str | None,
+        typer.Option("--controller", help="The controller's URL [SHOAL_CONTROLLER_URL]."),
+    ] = None,
+    fleet_pool: Annotated[
+        str | None,
+        typer.Option("--pool", help="With --from-controller: only the nodes of this pool."),
+    ] = None,
     policy: Annotated[
         str,
         typer.Option(
@@ -64,11 +80,16 @@ def scheduler(
     import asyncio
     import logging
 
+    from shoal.core.config import Settings
     from shoal.errors import UsageError
     from shoal.faas.registry import make_policy
     from shoal.faas.scheduler import Options
     from shoal.faas.service import Running, serve_until_stopped
 
+    if (nodes is None) == (not from_controller):
+        raise UsageError("give the nodes: -w NODESET, or --from-controller (not both)")
+    if (fleet_pool is not None or controller is not None) and not from_controller:
+        raise UsageError("--pool and --controller go with --from-controller")
     if node_memory < 1 or start_nodes < 0 or max_nodes < 1 or start_nodes > max_nodes:
         raise UsageError(
             "--node-memory and --max-nodes must be positive, --start-nodes in [0, max]"
@@ -80,7 +101,7 @@ def scheduler(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    s = _settings(inventory, insecure)
+    s = Settings.load(inventory=inventory, insecure=insecure or None, controller_url=controller)
     pol = make_policy(policy)
     opts = Options(nodes=start_nodes, max_nodes=max_nodes, placement=placement)
 
@@ -102,6 +123,7 @@ def scheduler(
             options=opts,
             functions=functions,
             code_root=code_root,
+            fleet_pool=fleet_pool,
         )
     )
     print(

@@ -131,7 +131,7 @@ class Holding:
     def _place(self, fn: Function) -> Node | None:
         """Function-affine first (a node that runs it has its code and its
         page cache warm), then the fullest (pack) or emptiest (spread) it fits."""
-        fits = [n for n in self.nodes.values() if n.free >= fn.memory]
+        fits = [n for n in self.nodes.values() if n.free >= fn.memory and not n.draining]
         if not fits:
             return None
         sign = 1 if self.o.placement == "pack" else -1
@@ -160,7 +160,13 @@ class Holding:
         return None
 
     def _evict_for(self, memory: int) -> Node | None:
-        idle = [c for n in self.nodes.values() for c in n.containers.values() if c.in_flight == 0]
+        idle = [
+            c
+            for n in self.nodes.values()
+            if not n.draining
+            for c in n.containers.values()
+            if c.in_flight == 0
+        ]
         prio = {c: self.policy.priority(c.fn.index, c.idle_since or 0.0) for c in idle}
         for c in sorted(idle, key=lambda c: prio[c]):
             node = c.node
@@ -193,12 +199,13 @@ class Holding:
         if node.containers or node.release is not None or node.desc.id not in self.nodes:
             return
         node.release = asyncio.get_running_loop().call_later(
-            self.o.node_idle_s, lambda: self._spawn_task(self._release_if_empty(node))
+            0.0 if node.draining else self.o.node_idle_s,
+            lambda: self._spawn_task(self._release_if_empty(node)),
         )
 
     async def _release_if_empty(self, node: Node) -> None:
         node.release = None
-        if node.containers or len(self.nodes) <= self.o.min_nodes:
+        if node.containers or (len(self.nodes) <= self.o.min_nodes and not node.draining):
             return
         if node.free < node.desc.memory_in_bytes:
             return  # a container is starting on it
@@ -232,11 +239,30 @@ class Holding:
         for fn in touched:
             self._refill(fn)
 
+    def _drain(self, node: Node) -> None:
+        """The pool wants the node back: no new container goes there, its idle
+        ones go now, its busy ones when their calls return, then it is
+        released (and another reserved as calls need one)."""
+        if node.draining or self.nodes.get(node.desc.id) is not node:
+            return
+        node.draining = True
+        log.info("node %s leaves the pool; draining it", node.desc.id)
+        for c in list(node.containers.values()):
+            if c.in_flight == 0:
+                self._forget(c)
+        self._settle(node)
+        self.room.set()
+
     async def _poll(self) -> None:
         """GetStats on every node: CPU per container (for concurrency) and
-        nodes that no longer answer."""
+        nodes that no longer answer; nodes the pool wants back are drained."""
         while True:
             await asyncio.sleep(self.o.poll_s)
+            try:
+                for name in await self.pool.leaving(list(self.nodes)):
+                    self._drain(self.nodes[name])
+            except Exception as e:  # the pool's source is down: keep what is held
+                log.warning("node pool: %s", e)
             nodes = list(self.nodes.values())
             answers = await asyncio.gather(
                 *(

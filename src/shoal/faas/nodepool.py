@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
@@ -30,6 +31,13 @@ class Pool(ABC):
     @abstractmethod
     def usage(self) -> list[xpb.NodeDesc]: ...
 
+    async def leaving(self, held: Iterable[str]) -> set[str]:
+        """Of the held nodes, those the pool wants back (to be drained)."""
+        return set()
+
+    async def close(self) -> None:  # noqa: B027
+        """Let go of what the pool itself holds open."""
+
 
 @dataclass
 class Slot:
@@ -38,7 +46,33 @@ class Slot:
     dead_until: float = 0.0
 
 
-class StaticPool(Pool):
+class SlotPool(Pool):
+    """A pool of known nodes, each held by the scheduler or not; a node given
+    back as dead is not handed out again for a while."""
+
+    slots: dict[str, Slot]
+
+    def _hand_out(self, s: Slot) -> xpb.NodeDesc:
+        s.desc.reserved_time_timestamp_ms = _ms()
+        s.desc.released_time_timestamp_ms = 0
+        out = xpb.NodeDesc()
+        out.CopyFrom(s.desc)
+        return out
+
+    async def release(self, node_id: str, *, dead: bool = False) -> None:
+        s = self.slots.get(node_id)
+        if s is None or not s.held:
+            return
+        s.held = False
+        s.desc.released_time_timestamp_ms = _ms()
+        if dead:
+            s.dead_until = time.monotonic() + QUARANTINE_S
+
+    def usage(self) -> list[xpb.NodeDesc]:
+        return [s.desc for s in self.slots.values() if s.held]
+
+
+class StaticPool(SlotPool):
     """A fixed set of agents, e.g. an inventory's node set; every node offers
     ``memory`` bytes. ``reserve_delay_s`` models a cloud's start-up."""
 
@@ -61,21 +95,5 @@ class StaticPool(Pool):
                 s.held = True  # taken before the delay: two reservations never share it
                 if self.delay > 0:
                     await asyncio.sleep(self.delay)
-                s.desc.reserved_time_timestamp_ms = _ms()
-                s.desc.released_time_timestamp_ms = 0
-                out = xpb.NodeDesc()
-                out.CopyFrom(s.desc)
-                return out
+                return self._hand_out(s)
         return None
-
-    async def release(self, node_id: str, *, dead: bool = False) -> None:
-        s = self.slots.get(node_id)
-        if s is None or not s.held:
-            return
-        s.held = False
-        s.desc.released_time_timestamp_ms = _ms()
-        if dead:
-            s.dead_until = time.monotonic() + QUARANTINE_S
-
-    def usage(self) -> list[xpb.NodeDesc]:
-        return [s.desc for s in self.slots.values() if s.held]

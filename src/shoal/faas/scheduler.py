@@ -106,6 +106,7 @@ class Scheduler(Holding):
         await asyncio.gather(*removals, return_exceptions=True)
         for node in list(self.nodes.values()):
             await self._release(node)
+        await self.pool.close()
 
     def _spawn_task(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
@@ -329,6 +330,9 @@ class Scheduler(Holding):
             self._busy(c)
             fut.set_result(c)
         if c.in_flight == 0 and c.idle_since is None:
+            if c.node.draining:
+                self._forget(c)
+                return
             self._idle(c)
 
     def _idle(self, c: Container) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import shlex
 import signal
@@ -17,7 +18,8 @@ from typing import Any
 from shoal.core.config import Settings, read_toml
 from shoal.core.inventory import parse_address
 from shoal.errors import UsageError
-from shoal.faas.nodepool import StaticPool
+from shoal.faas.fleetpool import FleetPool
+from shoal.faas.nodepool import Pool, StaticPool
 from shoal.faas.policy import Policy
 from shoal.faas.scheduler import Function, Options, Scheduler, dial_with
 from shoal.faas.server import Served, serve
@@ -27,6 +29,8 @@ from shoal.tree.channels import Channels
 FUNCTION_KEYS = {"handler", "memory_mb", "timeout_ms", "code"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CODE_ROOT = "/var/tmp/shoal-faas"
+
+log = logging.getLogger("shoal.faas")
 
 
 def load_functions(
@@ -100,7 +104,7 @@ class Running:
 
 
 async def start_scheduler(
-    nodes: str,
+    nodes: str | None,
     policy: Policy,
     *,
     settings: Settings,
@@ -110,22 +114,20 @@ async def start_scheduler(
     functions: Path | None = None,
     code_root: str = CODE_ROOT,
     reserve_delay_s: float = 0.0,
+    fleet_pool: str | None = None,
 ) -> Running:
-    """Resolve the nodes, send the functions' code, start the scheduler and
-    its gRPC server (Scheduler and ResourceManager)."""
-    targets = resolve([nodes], [], settings)
-    if not targets.nodes:
-        raise UsageError(f"no node in {nodes!r}")
-    pool_nodes = []
-    for n in targets.nodes:
-        a = parse_address(targets.addresses[n], settings.port)
-        pool_nodes.append((n, a.host, a.port))
+    """Start the scheduler and its gRPC server (Scheduler and
+    ResourceManager) over the nodes of a node set, or, with nodes None, over
+    the fleet controller's running nodes (of ``fleet_pool``, if given); the
+    functions' code goes to each node through the tree before it is used."""
     fns, code = load_functions(functions, code_root) if functions is not None else ([], {})
-    if code:
-        await send_code(nodes, code, settings, code_root)
+    pool: Pool
+    if nodes is None:
+        pool = await _fleet_pool(settings, node_memory, fleet_pool, code, code_root)
+    else:
+        pool = await _static_pool(nodes, settings, node_memory, reserve_delay_s, code, code_root)
     creds = client_credentials(settings)
     channels = Channels(creds, settings.keepalive)
-    pool = StaticPool(pool_nodes, node_memory, reserve_delay_s=reserve_delay_s)
     sched = Scheduler(pool, policy, dial_with(channels.channel), functions=fns, options=options)
     identity = None if settings.insecure else client_identity(settings)
     served = await serve(
@@ -135,8 +137,70 @@ async def start_scheduler(
     return Running(sched, served, channels)
 
 
-async def serve_until_stopped(
+async def _static_pool(
     nodes: str,
+    settings: Settings,
+    memory: int,
+    delay: float,
+    code: dict[str, Path],
+    code_root: str,
+) -> StaticPool:
+    targets = resolve([nodes], [], settings)
+    if not targets.nodes:
+        raise UsageError(f"no node in {nodes!r}")
+    pool_nodes = []
+    for n in targets.nodes:
+        a = parse_address(targets.addresses[n], settings.port)
+        pool_nodes.append((n, a.host, a.port))
+    if code:
+        await send_code(nodes, code, settings, code_root)
+    return StaticPool(pool_nodes, memory, reserve_delay_s=delay)
+
+
+async def _fleet_pool(
+    settings: Settings,
+    memory: int,
+    name: str | None,
+    code: dict[str, Path],
+    code_root: str,
+) -> FleetPool:
+    from shoal.core.inventory import Inventory
+    from shoal.core.tls import client_context
+
+    url = settings.controller_url
+    if url.startswith("https://"):
+        verify: Any = client_context(client_identity(settings))
+    elif settings.insecure:
+        verify = False
+    else:
+        raise UsageError(f"{url} is plain HTTP: pass --insecure to talk to it without TLS")
+    inv = Inventory.load(settings.inventory_path(), settings.port)
+
+    def address_of(node: str, known: str | None) -> tuple[str, int]:
+        a = inv.addresses.get(node)  # the inventory's, as the fan-out dials it
+        if a is None:
+            a = parse_address(known or node, settings.port)
+        return a.host, a.port
+
+    async def prepare(node: str) -> None:
+        if code:
+            await send_code(node, code, settings, code_root)
+
+    pool = FleetPool(url, verify=verify, memory=memory, address_of=address_of, pool=name,
+                     prepare=prepare)  # fmt: skip
+    try:
+        await pool.refresh(force=True)
+    except BaseException:
+        await pool.close()
+        raise
+    if not pool.running:
+        where = f" in pool {name!r}" if name else ""
+        log.warning("the controller reports no running node%s yet", where)
+    return pool
+
+
+async def serve_until_stopped(
+    nodes: str | None,
     policy: Policy,
     *,
     settings: Settings,

@@ -72,6 +72,7 @@ class Node:
     containers: dict[str, Container] = field(default_factory=dict)
     release: asyncio.TimerHandle | None = None
     misses: int = 0  # GetStats polls in a row that failed
+    draining: bool = False  # the pool wants it back: nothing new, released once empty
 
 
 @dataclass(eq=False)
