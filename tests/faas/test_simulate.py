@@ -76,3 +76,24 @@ def test_both_placements_answer_every_call_and_never_overcommit(tmp_path: Path) 
     pk = simulate_trace(t, make_policy("ttl-10"), Config(placement="pack"))
     assert (ff.answered == 1).all() and (pk.answered == 1).all()
     assert np.isfinite(pk.nd) and pk.min_free_mb >= 0
+
+
+def test_calls_per_container_are_learned_as_the_scheduler_learns_them() -> None:
+    # one 128 MB function on a node with room for 4 of its containers; a
+    # round of 8 overlapping 1 s calls every 10 s, 12 rounds
+    calls = [(10.0 * k + 0.001 * j, 0, 1.0) for k in range(12) for j in range(8)]
+    t = make_trace(calls, [128])
+
+    def run(max_calls: int):  # type: ignore[no-untyped-def]
+        c = Config(nodes=1, max_nodes=1, node_mb=512, cold_start=0.5, max_calls=max_calls)
+        return simulate_trace(t, make_policy("ttl-10"), c)
+
+    one, learned = run(1), run(8)
+    # one call each: every round 4 calls wait for one of the 4 containers
+    assert one.containers == 4 and one.cold == 8 + 11 * 4
+    # round 1 presses (calls found no room) and returns cleanly: 2 calls per
+    # container from then on, so later rounds all find room
+    assert learned.containers == 4 and learned.cold == 8
+    assert learned.sl < one.sl
+    for r in (one, learned):
+        assert (r.answered == 1).all() and r.errors == 0 and r.min_free_mb >= 0

@@ -76,6 +76,7 @@ class Holding:
         req = xpb.CreateContainerRequest(
             request_id=f"create-{next(self.ids)}", name=fn.name, function_meta=fn.meta()
         )
+        started = time.monotonic()
         try:
             reply = await node.stub.CreateContainer(req, timeout=self.o.create_timeout_s)
         except grpc.aio.AioRpcError as e:
@@ -92,6 +93,7 @@ class Holding:
         node.containers[c.id] = c
         fn.containers[c.id] = c
         self.stats.created += 1
+        self.stats.create_s += time.monotonic() - started
         return c
 
     def _fail_waiters(self, fn: Function, e: SchedulingError) -> None:

@@ -72,6 +72,9 @@ class Replayed:
             "nd": self.usage.get("node_seconds", 0.0),
             "wasted_gbs": self.usage.get("wasted_gbs", 0.0),
             "containers": self.usage.get("created", 0),
+            "mean_create_ms": 1000
+            * self.usage.get("create_s", 0.0)
+            / max(1, self.usage.get("created", 0)),
             "first_errors": self.first_errors,
         }
 
@@ -148,13 +151,22 @@ async def replay_trace(
 
 
 def predicted(
-    trace: Trace, policy: Policy, replayed: Replayed, *, nodes: int, node_memory: int
+    trace: Trace,
+    policy: Policy,
+    replayed: Replayed,
+    *,
+    nodes: int,
+    node_memory: int,
+    max_calls: int = 1,
 ) -> dict[str, Any]:
     """What the simulator predicts for the same (scaled) trace on the same
-    nodes, with the container start the replay measured."""
+    nodes, with the mean container start the replay measured; max_calls > 1 when
+    the scheduler learned calls per container (the replay's functions are
+    light enough for the most it gives)."""
     from shoal.faas.simulate import Config, simulate_trace
 
-    cold_s = (replayed.to_json()["mean_cold_sl_ms"] or 1000.0) / 1000
+    made = replayed.usage.get("created", 0)
+    cold_s = replayed.usage.get("create_s", 0.0) / made if made else 1.0
     config = Config(
         node_mb=node_memory / 2**20,
         nodes=nodes,
@@ -163,6 +175,7 @@ def predicted(
         reserve_s=0.0,
         cold_start=cold_s,
         placement="pack",
+        max_calls=max_calls,
     )
     r = simulate_trace(trace, policy, config)
     return {

@@ -1,7 +1,10 @@
 """A discrete-event simulation of a function platform on a trace: nodes of
 fixed usable memory reserved and released, containers started (cold), kept
-or pre-warmed as a policy says, one call per container, calls queued while
-no memory is free and failed after their time-out."""
+or pre-warmed as a policy says, calls queued while no memory is free and
+failed after their time-out. One call per container as mini-faas's baseline,
+or up to ``max_calls`` learned as the real scheduler learns them (one more
+after ``raise_after`` clean returns while calls found no room), for
+functions light enough to share a container, as the replay's are."""
 
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ class Config:
     cold_start: float = 1.0  # container start, s (0.4-4 in mini-faas accounts)
     timeout: float = 60.0  # a call waiting longer fails
     placement: str = "first-fit"  # or "pack": the fullest node it fits
+    max_calls: int = 1  # calls a container may be given at once, once learned
+    raise_after: int = 4  # clean returns before one more
 
 
 class _Node:
@@ -43,11 +48,12 @@ class _Node:
 
 
 class _Box:
-    __slots__ = ("fn", "gen", "idle_since", "mb", "node", "prio", "state", "until")
+    __slots__ = ("calls", "fn", "gen", "idle_since", "mb", "node", "prio", "state", "until")
 
     def __init__(self, fn: int, node: _Node, mb: float) -> None:
         self.fn, self.node, self.mb = fn, node, mb
         self.state, self.idle_since, self.gen, self.prio = "boot", 0.0, 0, 0.0
+        self.calls = 0
         self.until: float | None = None
 
 
@@ -63,6 +69,8 @@ class Simulator:
         self.booting = [0] * nf
         self.inflight = [0] * nf
         self.held = [0] * nf  # containers of each function
+        self.room: list[dict[_Box, None]] = [{} for _ in range(nf)]  # busy, not full
+        self.cap, self.clean, self.pressed = [1] * nf, [0] * nf, [False] * nf
         # when the function's calls last fell to k: the idle gap a call finds at k
         self.drop: list[dict[int, float]] = [{} for _ in range(nf)]
         self.prewarm_at: list[float] = [-1.0] * nf
@@ -123,13 +131,14 @@ class Simulator:
         idle = self.idle[fn]
         self.p.on_invoke(fn, self.now, not idle, gap)
         self.inflight[fn] += 1
-        if idle:
-            box, _ = idle.popitem()
+        if idle or self.room[fn]:
+            box = idle.popitem()[0] if idle else min(self.room[fn], key=lambda b: b.calls)
             self.start(box, i)
             return
         self.r.cold += 1
+        self.pressed[fn] = self.pressed[fn] or bool(self.held[fn])
         self.queue[fn].append(i)
-        if self.booting[fn] < len(self.queue[fn]) and not self.spawn(fn):
+        if self.booting[fn] * self.cap[fn] < len(self.queue[fn]) and not self.spawn(fn):
             self.waiting.append(fn)
 
     def start(self, box: _Box, i: int) -> None:
@@ -138,6 +147,11 @@ class Simulator:
             self.all_idle.pop(box, None)
             self.idle[box.fn].pop(box, None)
         box.state, box.gen, box.until = "busy", box.gen + 1, None
+        box.calls += 1
+        if box.calls < self.cap[box.fn]:
+            self.room[box.fn][box] = None
+        else:
+            self.room[box.fn].pop(box, None)
         sl = self.now - self.t.times[i]
         self.r.sl += sl
         self.r.rt += sl + self.t.durations[i]
@@ -161,16 +175,27 @@ class Simulator:
         self.drop[fn][self.inflight[fn]] = self.now
 
     def take(self, box: _Box) -> bool:
-        """Serve the oldest call of the box's function still in time."""
+        """Serve the oldest calls of the box's function still in time, as many
+        as it has room for; False when it is left with none."""
         q = self.queue[box.fn]
-        while q:
+        while q and box.calls < self.cap[box.fn]:
             i = q.popleft()
             if self.now - self.t.times[i] > self.c.timeout:
                 self.fail(i)
                 continue
             self.start(box, i)
-            return True
-        return False
+        return box.calls > 0
+
+    def learn(self, fn: int) -> None:
+        self.clean[fn] += 1
+        if self.cap[fn] >= self.c.max_calls or self.clean[fn] < self.c.raise_after:
+            return
+        if not self.pressed[fn]:
+            return
+        self.cap[fn] += 1
+        self.clean[fn], self.pressed[fn] = 0, False
+        for box in [b for b in self.room[fn]] + [b for b in self.idle[fn] if self.queue[fn]]:
+            self.take(box)
 
     # containers
     def place(self, mb: float) -> _Node | None:
@@ -225,6 +250,7 @@ class Simulator:
             self.all_idle.pop(box, None)
             self.idle[box.fn].pop(box, None)
         box.state = "gone"
+        self.room[box.fn].pop(box, None)
         box.node.free += box.mb
         box.node.count -= 1
         self.held_mb -= box.mb
@@ -272,7 +298,13 @@ class Simulator:
         assert isinstance(box, _Box)
         self.open -= 1
         self.done(box.fn)
+        box.calls -= 1
+        if box.calls < self.cap[box.fn]:
+            self.room[box.fn][box] = None
+        if self.c.max_calls > 1:
+            self.learn(box.fn)
         if not self.take(box):
+            self.room[box.fn].pop(box, None)
             self.idle_decision(box)
 
     def idle_decision(self, box: _Box) -> None:

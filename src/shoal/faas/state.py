@@ -100,6 +100,7 @@ class Stats:
     returned: int = 0
     errors: int = 0  # calls that got no container
     created: int = 0
+    create_s: float = 0.0  # CreateContainer time, summed over the containers made
     removed: int = 0
     replaced: int = 0  # containers gone by OOM, time-out or their node's death
     wasted_gbs: float = 0.0  # idle memory-time of warm containers
