@@ -32,6 +32,17 @@ def test_burst_generate(tmp_path: Path) -> None:
     )
     assert g.returncode == 0, g.stderr
     assert len((tmp_path / "invocations.csv").read_text().splitlines()) == 201
+    one, shared = (
+        json.loads(
+            _run("simulate", "--trace", str(tmp_path), "--policy", "shoal", "--json",
+                 "--max-calls", n).stdout
+        )
+        for n in ("1", "8")
+    )  # fmt: skip
+    assert shared["calls"] == one["calls"] == 200 and shared["errors"] == 0
+    assert shared["cold"] < one["cold"]  # bursts share the containers they find
+    r = _run("simulate", "--trace", str(tmp_path), "--policy", "shoal", "--max-calls", "0")
+    assert r.returncode == 2 and "--max-calls must be in [1, 64]" in r.stderr
 
 
 def test_bad_input_is_one_line_and_an_exit_code(tmp_path: Path) -> None:

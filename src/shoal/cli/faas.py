@@ -30,7 +30,7 @@ Placement = Annotated[str, typer.Option("--placement", help="first-fit or pack."
 Seed = Annotated[int, typer.Option("--seed", help="Seed for spreading calls in a minute.")]
 
 
-def _config(cold_start: float, placement: str) -> Config:
+def _config(cold_start: float, placement: str, max_calls: int = 1) -> Config:
     from shoal.errors import UsageError
     from shoal.faas.simulate import Config
 
@@ -38,7 +38,9 @@ def _config(cold_start: float, placement: str) -> Config:
         raise UsageError(f"unknown placement {placement!r}; one of: first-fit, pack")
     if not 0 < cold_start <= 600:
         raise UsageError(f"--cold-start must be in (0, 600] seconds, got {cold_start}")
-    return Config(cold_start=cold_start, placement=placement)
+    if not 1 <= max_calls <= 64:
+        raise UsageError(f"--max-calls must be in [1, 64], got {max_calls}")
+    return Config(cold_start=cold_start, placement=placement, max_calls=max_calls)
 
 
 @app.command("simulate")
@@ -49,18 +51,24 @@ def simulate(
     ],
     cold_start: ColdStart = 1.0,
     placement: Placement = "first-fit",
+    max_calls: Annotated[
+        int,
+        typer.Option(
+            "--max-calls", help="Calls a container may take at once, learned as the scheduler does."
+        ),
+    ] = 1,
     seed: Seed = 0,
     json_out: Json = False,
 ) -> None:
-    """Run one policy on a trace, with the baseline (10-minute TTL, first-fit)
-    for the score."""
+    """Run one policy on a trace, with the baseline (10-minute TTL, first-fit,
+    one call per container) for the score."""
     from shoal.cli.tables import row, show, table
     from shoal.faas.azure import load_trace
     from shoal.faas.registry import make_policy
     from shoal.faas.simulate import Config, simulate_trace
 
     pol = make_policy(policy)
-    config = _config(cold_start, placement)
+    config = _config(cold_start, placement, max_calls)
     t = load_trace(trace, seed=seed)
     base = simulate_trace(t, make_policy("ttl-10"), Config(cold_start=cold_start))
     r = simulate_trace(t, pol, config)
