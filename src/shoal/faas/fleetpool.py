@@ -89,6 +89,9 @@ class FleetPool(SlotPool):
                         memory_in_bytes=self.node_memory,
                     )  # fmt: skip
                     self.slots[name] = Slot(desc)
+            self.prepared &= (
+                self.running
+            )  # one that comes back (maybe a new host) gets the code again
 
     async def _get_nodes(self) -> list[dict[str, Any]]:
         import httpx
@@ -128,7 +131,7 @@ class FleetPool(SlotPool):
     async def release(self, node_id: str, *, dead: bool = False) -> None:
         await super().release(node_id, dead=dead)
         if dead:
-            self.prepared.discard(node_id)  # a replaced host comes back empty
+            self.prepared.discard(node_id)  # it may come back as a new, empty host
 
     async def leaving(self, held: Iterable[str]) -> set[str]:
         await self.refresh()
