@@ -125,10 +125,19 @@ async def test_a_drained_node_is_given_back_and_calls_move_on(
     assert r.scheduler.pool.running == {"n1", "n2"}  # type: ignore[attr-defined]  # not n3's pool
     first = await c.invoke("count", b"{}")
     assert first.ok and first.node == "n1", first
+    # on n1's warm container, longer than the pool takes to see a drain (its
+    # list of the controller's nodes is at most 5 s old)
+    busy = asyncio.create_task(c.invoke("count", b'{"s": 8}'))
+    fn = r.scheduler.known["count"]
+    await _until(lambda: fn.in_flight == 1, "the slow call acquired its container")
     with _http(shoal_home) as h:
         h.post(f"{url}/v1/nodes/n1/drain", json={"reason": "maintenance"}).raise_for_status()
-    await _until(lambda: "n1" not in r.scheduler.nodes, "n1 given back after its drain")
-    assert r.scheduler.stats.removed >= 1  # its idle container went with it
+    await _until(lambda: r.scheduler.nodes["n1"].draining, "n1 draining")
+    assert not busy.done() and "n1" in r.scheduler.nodes  # held while its call runs
+    slow = await busy
+    assert slow.ok and slow.node == "n1" and not slow.cold, slow  # the drain let it finish
+    await _until(lambda: "n1" not in r.scheduler.nodes, "n1 given back after its last call")
+    assert r.scheduler.stats.removed >= 1  # its container went with it
     moved = await c.invoke("count", b'{"x": 2}')
     assert moved.ok and moved.cold and moved.node == "n2", moved
     assert json.loads(moved.body)["calls"] == 1  # code reached n2 when it was reserved
