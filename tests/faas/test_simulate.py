@@ -91,7 +91,7 @@ def test_calls_per_container_are_learned_as_the_scheduler_learns_them() -> None:
     one, learned = run(1), run(8)
     # one call each: every round 4 calls wait for one of the 4 containers
     assert one.containers == 4 and one.cold == 8 + 11 * 4
-    # round 1 presses (calls found no room) and returns cleanly: 2 calls per
+    # round 1 presses (calls found no room) and returns cleanly: 8 calls per
     # container from then on, so later rounds all find room
     assert learned.containers == 4 and learned.cold == 8
     assert learned.sl < one.sl

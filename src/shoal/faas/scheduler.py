@@ -17,8 +17,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from shoal.agent.containers import CORES_PER_GIB, MIN_CORES
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
+from shoal.faas.concurrency import room_for
 from shoal.faas.holding import Holding
 from shoal.faas.nodepool import Pool
 from shoal.faas.policy import Policy
@@ -301,18 +301,16 @@ class Scheduler(Holding):
             self._offer(c)
 
     def _learn(self, fn: Function, max_memory: int) -> None:
-        """One more call at once when each call leaves room for another in memory
-        and the container's CPU is not the limit; back to 1 on OOM or time-out."""
+        """Raise calls per container to what memory and CPU leave room for,
+        after RAISE_AFTER clean returns while calls found no room; back to 1
+        on OOM or time-out (elsewhere)."""
         fn.peak = max(fn.peak, max_memory)
         fn.clean += 1
-        if fn.cap >= MAX_CAP or fn.clean < RAISE_AFTER or fn.peak <= 0 or not fn.pressed:
+        if fn.cap >= MAX_CAP or fn.clean < RAISE_AFTER or not fn.pressed:
             return
-        per_call = fn.peak / fn.cap
-        cores = max(MIN_CORES, CORES_PER_GIB * fn.memory / 2**30)  # the container's quota
-        if per_call * (fn.cap + 1) <= 0.6 * fn.memory and fn.cpu_pct / 100 < 0.5 * cores:
-            fn.cap += 1
-            fn.clean = 0
-            fn.pressed = False
+        cap = room_for(fn)
+        if cap > fn.cap:
+            fn.cap, fn.clean, fn.pressed = cap, 0, False
             log.info("%s: %d calls per container (peak %d MiB)", fn.name, fn.cap, fn.peak >> 20)
             for c in list(fn.containers.values()):
                 self._offer(c)

@@ -2,9 +2,10 @@
 fixed usable memory reserved and released, containers started (cold), kept
 or pre-warmed as a policy says, calls queued while no memory is free and
 failed after their time-out. One call per container as mini-faas's baseline,
-or up to ``max_calls`` learned as the real scheduler learns them (one more
-after ``raise_after`` clean returns while calls found no room), for
-functions light enough to share a container, as the replay's are."""
+or ``max_calls`` learned as the real scheduler learns them (after
+``raise_after`` clean returns while calls found no room, as many as memory
+and CPU leave room for), for functions light enough for that many, as the
+replay's are."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class Config:
     cold_start: float = 1.0  # container start, s (0.4-4 in mini-faas accounts)
     timeout: float = 60.0  # a call waiting longer fails
     placement: str = "first-fit"  # or "pack": the fullest node it fits
-    max_calls: int = 1  # calls a container may be given at once, once learned
+    max_calls: int = 1  # calls a container is given at once once learned (room for that many)
     raise_after: int = 4  # clean returns before one more
 
 
@@ -192,9 +193,9 @@ class Simulator:
             return
         if not self.pressed[fn]:
             return
-        self.cap[fn] += 1
+        self.cap[fn] = self.c.max_calls  # what memory and CPU leave room for
         self.clean[fn], self.pressed[fn] = 0, False
-        for box in [b for b in self.room[fn]] + [b for b in self.idle[fn] if self.queue[fn]]:
+        for box in list(self.room[fn]):
             self.take(box)
 
     # containers
