@@ -97,3 +97,13 @@ def test_calls_per_container_are_learned_as_the_scheduler_learns_them() -> None:
     assert learned.sl < one.sl
     for r in (one, learned):
         assert (r.answered == 1).all() and r.errors == 0 and r.min_free_mb >= 0
+
+
+def test_a_periodic_burst_is_pre_warmed_whole() -> None:
+    # two overlapping calls every 100 s: the first to end is kept (its twin
+    # still runs), the last is removed and both are back warm for the next
+    calls = [(100.0 * k + 0.001 * j, 0, 1.0 + 0.5 * j) for k in range(30) for j in range(2)]
+    r = simulate_trace(make_trace(calls, [128]), make_policy("shoal"), Config(nodes=1, max_nodes=1))
+    assert r.cold == 2  # the first burst only
+    assert (r.answered == 1).all() and r.errors == 0
+    assert r.wasted_gbs < 2 * 30 * 100 * 128 / 1024  # less than keeping both all along

@@ -347,12 +347,13 @@ class Scheduler(Holding):
         w = self.policy.on_idle(c.fn.index, now)
         if w.end <= 0 or w.end <= w.start:
             self._forget(c)
-        elif w.start <= self.o.cold_start_s:
+        elif w.start <= self.o.cold_start_s or c.fn.in_flight > 0:  # mid-burst: keep, see simulate
             if w.end != float("inf"):
                 c.expiry = asyncio.get_running_loop().call_later(w.end, self._expire, c)
         else:
-            self._forget(c)
             fn = c.fn
+            fn.prewarm_to = len(fn.containers) + fn.booting  # what its burst held
+            self._forget(c)
             if fn.prewarm is not None:
                 fn.prewarm.cancel()
             at = w.start - self.o.cold_start_s
@@ -365,7 +366,7 @@ class Scheduler(Holding):
 
     def _prewarm(self, fn: Function, until: float) -> None:
         fn.prewarm = None
-        if not fn.containers and not fn.booting:
+        for _ in range(fn.prewarm_to - len(fn.containers) - fn.booting):
             fn.booting += 1
             self._spawn_task(self._create(fn, until=until))
 

@@ -75,6 +75,7 @@ class Simulator:
         # when the function's calls last fell to k: the idle gap a call finds at k
         self.drop: list[dict[int, float]] = [{} for _ in range(nf)]
         self.prewarm_at: list[float] = [-1.0] * nf
+        self.prewarm_to = [0] * nf  # containers the function held when the last went
         self.waiting: deque[int] = deque()  # functions short of a container for lack of memory
         self.heap: list[tuple[float, int, int, object, float]] = []
         self.seq = 0
@@ -312,9 +313,12 @@ class Simulator:
         w = self.p.on_idle(box.fn, self.now)
         if w.end <= 0 or w.end <= w.start:
             self.remove(box)
-        elif w.start <= self.c.cold_start:
+        elif w.start <= self.c.cold_start or self.inflight[box.fn] > 0:
+            # others of its function still run: keep it to the window's end
+            # (the last to go idle is the one removed and pre-warmed)
             self.go_idle(box, self.now + w.end)
         else:
+            self.prewarm_to[box.fn] = self.held[box.fn]
             self.remove(box)
             at = self.now + w.start - self.c.cold_start
             self.prewarm_at[box.fn] = at
@@ -327,9 +331,11 @@ class Simulator:
 
     def prewarm(self, fn: object, until: float) -> None:
         assert isinstance(fn, int)
-        if self.prewarm_at[fn] != self.now or self.idle[fn] or self.booting[fn]:
-            return  # superseded, or a container is there already
-        self.spawn(fn, until=until)
+        if self.prewarm_at[fn] != self.now:
+            return  # superseded
+        for _ in range(self.prewarm_to[fn] - self.held[fn]):  # as many as it held
+            if not self.spawn(fn, until=until):
+                break
 
     def reserve(self, mb: float) -> None:
         short = sum(self.mem[f] for f in self.waiting) + mb

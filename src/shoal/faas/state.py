@@ -52,6 +52,7 @@ class Function:
     waiters: deque[asyncio.Future[Container]] = field(default_factory=deque)
     drop: dict[int, float] = field(default_factory=dict)  # in-flight count -> when it fell to it
     prewarm: asyncio.TimerHandle | None = None
+    prewarm_to: int = 0  # containers it held when its last went to be pre-warmed
 
     def meta(self, concurrency: int = MAX_CAP) -> xpb.FunctionMeta:
         return xpb.FunctionMeta(
