@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
-from agentproc import Agents, shoal
+from agentproc import Agents, shoal, wait_for
 
 from shoal.agent.cgroups import Host
 
@@ -92,3 +93,38 @@ def test_where_the_nodes_come_from_is_said_once(args: list[str], says: str) -> N
     r = shoal("faas", "scheduler", *args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("shoal: error: ") and says in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("learn", ["--no-learn", "--learn"])
+def test_replay_runs_a_trace_beside_its_simulation(
+    agents: Agents, tmp_path: Path, learn: str
+) -> None:
+    agents.start("n1")
+    agents.start("n2")
+    agents.inventory()
+    g = shoal("faas", "trace", "generate", "--out", str(tmp_path / "t"), "--burst",
+              "--functions", "2", "--calls", "60", "--seed", "3")  # fmt: skip
+    assert g.returncode == 0, g.stderr
+    r = shoal("faas", "replay", "--trace", str(tmp_path / "t"), "-w", "n[1-2]", "--speed", "100",
+              "--node-memory", "2048", learn, "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    real, sim = out["real"], out["simulated"]
+    assert real["calls"] == sim["calls"] == 60
+    assert real["errors"] == 0 and sim["errors"] == 0, real["first_errors"]
+    assert 2 <= real["cold"] <= 60 and real["containers"] >= 2  # both functions started once
+    assert 0 < sim["cold_start_s"] < 30  # the start the run measured, given to the simulator
+    wait_for(lambda: not _workers(agents), "every container removed after the replay")
+    r = shoal("faas", "replay", "--trace", str(tmp_path / "t"), "-w", "n[1-2]", "--speed", "0")
+    assert r.returncode == 2 and "speed must be positive" in r.stderr
+
+
+def _workers(agents: Agents) -> list[psutil.Process]:
+    out = []
+    for a in agents.started:
+        try:
+            kids = psutil.Process(a.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        out += [k for k in kids if "shoal.agent.worker" in " ".join(k.cmdline())]
+    return out

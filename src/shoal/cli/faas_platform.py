@@ -227,7 +227,10 @@ def replay(
         int, typer.Option("--node-memory", help="MiB a node offers to functions.")
     ] = 3072,
     learn: Annotated[
-        bool, typer.Option("--learn/--no-learn", help="Learn calls per container (the sim: 1).")
+        bool,
+        typer.Option(
+            "--learn/--no-learn", help="Learn calls per container (the simulator learns too)."
+        ),
     ] = False,
     seed: Seed = 0,
     json_out: Json = False,
@@ -243,7 +246,7 @@ def replay(
     from shoal.faas.azure import load_trace
     from shoal.faas.registry import make_policy
     from shoal.faas.replay import predicted, replay_trace, scaled
-    from shoal.faas.scheduler import Options
+    from shoal.faas.scheduler import MAX_CAP, Options
     from shoal.fanout.client import resolve
 
     if node_memory < 1:
@@ -260,7 +263,14 @@ def replay(
         )
     )
     real = got.to_json()
-    sim = predicted(t, make_policy(policy), got, nodes=n, node_memory=node_memory << 20)
+    sim = predicted(
+        t,
+        make_policy(policy),
+        got,
+        nodes=n,
+        node_memory=node_memory << 20,
+        max_calls=MAX_CAP if learn else 1,
+    )
     if json_out:
         print(
             json.dumps({"policy": policy, "speed": speed, "real": real, "simulated": sim}, indent=2)
