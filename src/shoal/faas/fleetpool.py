@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
-from shoal.errors import ServiceError
+from shoal.errors import ServiceError, ShoalError
 from shoal.faas.nodepool import QUARANTINE_S, Slot, SlotPool
 
 log = logging.getLogger("shoal.faas")
@@ -75,10 +75,17 @@ class FleetPool(SlotPool):
             self.fetched = time.monotonic()
             self.running = set()
             for row in rows:
-                name = row["name"]
+                name, known = row["name"], row.get("address")
+                if not isinstance(name, str) or not isinstance(known, str | None):
+                    log.warning("controller node %r: not a name and an address; skipped", name)
+                    continue
                 if self.pool is not None and row.get("pool") != self.pool:
                     continue
-                where = self.address_of(name, row.get("address"))
+                try:
+                    where = self.address_of(name, known)
+                except (ShoalError, ValueError) as e:  # an address that does not parse
+                    where = None
+                    log.warning("controller node %s: %s", name, e)
                 if where is None:
                     log.warning("controller node %s has no address to dial; skipped", name)
                     continue
