@@ -95,10 +95,7 @@ def test_where_the_nodes_come_from_is_said_once(args: list[str], says: str) -> N
     assert r.stderr.startswith("shoal: error: ") and says in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("learn", ["--no-learn", "--learn"])
-def test_replay_runs_a_trace_beside_its_simulation(
-    agents: Agents, tmp_path: Path, learn: str
-) -> None:
+def test_replay_runs_a_trace_beside_its_simulation(agents: Agents, tmp_path: Path) -> None:
     agents.start("n1")
     agents.start("n2")
     agents.inventory()
@@ -106,7 +103,7 @@ def test_replay_runs_a_trace_beside_its_simulation(
               "--functions", "2", "--calls", "60", "--seed", "3")  # fmt: skip
     assert g.returncode == 0, g.stderr
     r = shoal("faas", "replay", "--trace", str(tmp_path / "t"), "-w", "n[1-2]", "--speed", "100",
-              "--node-memory", "2048", learn, "--json")  # fmt: skip
+              "--node-memory", "2048", "--learn", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     real, sim = out["real"], out["simulated"]
