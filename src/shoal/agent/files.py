@@ -188,13 +188,6 @@ class FilesService(frpc.FilesServicer):
         clean = False
         try:
             while True:
-                getter = asyncio.ensure_future(out.get())
-                pending = {getter, receiver, *feed.tasks} if feed.tasks else {getter, receiver}
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
                 if receiver.done():
                     if receiver.cancelled():
                         break  # superseded by a newer call for this transfer
@@ -209,6 +202,14 @@ class FilesService(frpc.FilesServicer):
                     if not feed.tasks and out.empty():
                         clean = True
                         break
+                getter = asyncio.ensure_future(out.get())
+                # A receiver that is done stays out: waiting on it would spin.
+                pending = {getter, *feed.tasks} | (set() if receiver.done() else {receiver})
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
         finally:
             if not receiver.done():
                 receiver.cancel()
