@@ -158,7 +158,7 @@ class Spool:
                 raise TransferError(
                     f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
                 )
-            os.fsync(self._fd)
+            await flush(self._fd, self.part)
             await self._install()
         except TransferError as e:
             await self.fail(e.message)
@@ -270,6 +270,31 @@ class Spool:
     async def notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+async def flush(fd: int, path: Path) -> None:
+    """fsync, without holding the event loop: `sync --data` in a subprocess
+    (the disk may take seconds for a large file, and meanwhile this agent
+    must keep feeding its children and serving everything else); os.fsync
+    where there is no `sync`. Raises OSError."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "sync", "--data", "--", str(path),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except FileNotFoundError:
+        os.fsync(fd)
+        return
+    try:
+        _, err = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise OSError(errno.EIO, err.decode(errors="replace").strip() or "sync failed")
 
 
 def _umask() -> int:
