@@ -152,6 +152,7 @@ class Receiver(_Seal):
         super().__init__(key, mode)
         self.sock = sock
         self.limit = limit  # the transfer's chunk size: no frame is longer
+        self._buf: bytearray | None = None
 
     async def frames(self) -> AsyncIterator[tuple[int, memoryview]]:
         """(offset, data) of each frame, authenticated; ends at a clean EOF.
@@ -166,13 +167,19 @@ class Receiver(_Seal):
                     f"bulk stream refused: frame of {length} bytes at offset {offset}"
                     f" (chunks are at most {self.limit})"
                 )
-            buf = bytearray(length + TAG)
-            view = memoryview(buf)
+            # aead: one buffer for every frame (what is kept is the plaintext);
+            # mac: the frame's own, since the data kept for children is in it
+            if self.mode == "aead":
+                if self._buf is None:
+                    self._buf = bytearray(self.limit + TAG)
+                view = memoryview(self._buf)[: length + TAG]
+            else:
+                view = memoryview(bytearray(length + TAG))
             await _fill(self.sock, view)
             nonce = self.nonce(offset)
             try:
                 if self.mode == "aead":
-                    data = memoryview(self._gcm.decrypt(nonce, buf, bytes(hdr)))
+                    data = memoryview(self._gcm.decrypt(nonce, view, bytes(hdr)))
                 else:
                     self._gcm.decrypt(nonce, view[length:], view[:length])
                     data = view[:length]
