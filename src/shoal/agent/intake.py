@@ -81,6 +81,7 @@ class Intake:
     rewound: bool = False  # until the parent's stream starts again from our offset
     closed: bool = False  # the bulk stream ended
     progress: asyncio.Event = field(default_factory=asyncio.Event)
+    error: TransferError | None = None  # why the bulk stream was refused
 
     async def chunk(self, offset: int, data: bytes | memoryview) -> None:
         t = self.t
@@ -106,7 +107,11 @@ class Intake:
                 await self.chunk(offset, data)
                 self.progress.set()
         except OSError as e:
-            raise TransferError(f"bulk stream from the parent broke: {e.strerror or e}") from e
+            self.error = TransferError(f"bulk stream from the parent broke: {e.strerror or e}")
+            raise self.error from e
+        except TransferError as e:
+            self.error = e  # the end waiting for these bytes says this, not "ended"
+            raise
         finally:
             self.closed = True
             self.progress.set()
@@ -119,6 +124,8 @@ class Intake:
             await self.progress.wait()
         if self.rewound:
             return False
+        if self.error is not None:
+            raise self.error
         if self.t.spool.offset < size:
             raise TransferError(f"bulk stream ended at {self.t.spool.offset} of {size} bytes")
         return True
