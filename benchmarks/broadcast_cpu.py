@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bulk_floors import transfer  # noqa: E402
+from bulk_floors import transfer, warm  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "broadcast"
 PY = sys.executable
@@ -53,23 +53,6 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def warm(total: int) -> None:
-    """Write and remove `total` bytes of page cache. What a page-cache write
-    costs on this VM varies ten times with the pages the kernel hands out
-    (pages just freed: ~0.2 s/GiB of system time; pages the VM never touched:
-    ~2.5 s/GiB), so every measured step (floor or copy) starts after this, in
-    the same state of memory."""
-    block = os.urandom(1 << 20)
-    path = Path("/tmp") / f"shoal-warm-{os.getpid()}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for _ in range(total >> 20):
-            os.write(fd, block)
-    finally:
-        os.close(fd)
-        path.unlink()
-
-
 def floors(src: Path, modes: tuple[str, ...] = ("plain", "tls")) -> dict[str, float]:
     """The receive-and-write floors, each after warm()."""
     out: dict[str, float] = {}
@@ -83,7 +66,9 @@ def floors(src: Path, modes: tuple[str, ...] = ("plain", "tls")) -> dict[str, fl
     return out
 
 
-def part_cpu(size: int, src: Path, modes: list[str], n: int = 4) -> list[dict[str, object]]:
+def part_cpu(
+    size: int, src: Path, modes: list[str], n: int = 4, chunk: str = "512K"
+) -> list[dict[str, object]]:
     from shoal.deploy import LocalCluster
 
     rows: list[dict[str, object]] = []
@@ -105,7 +90,7 @@ def part_cpu(size: int, src: Path, modes: list[str], n: int = 4) -> list[dict[st
             t0 = time.perf_counter()
             r = subprocess.run(
                 [PY, "-m", "shoal.cli.main", "copy", "-w", f"node[1-{n}]", "-W", "1",
-                 "--bulk", mode, "--json", str(src), "/tmp/"],
+                 "--bulk", mode, "--chunk-size", chunk, "--json", str(src), "/tmp/"],
                 capture_output=True, text=True, env=env, cwd=ROOT,
             )  # fmt: skip
             wall = time.perf_counter() - t0
@@ -117,6 +102,7 @@ def part_cpu(size: int, src: Path, modes: list[str], n: int = 4) -> list[dict[st
                 {
                     "part": "cpu",
                     "mode": mode,
+                    "chunk": chunk,
                     "nodes": n,
                     "size_mib": size >> 20,
                     "rc": r.returncode,
@@ -171,6 +157,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--modes", default="grpc,aead,mac")
     ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--chunk-size", default="512K")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -180,7 +167,7 @@ def main() -> None:
         with src.open("wb") as fh:
             for _ in range(args.size_mib):
                 fh.write(os.urandom(1 << 20))
-    rows = part_cpu(size, src, args.modes.split(","), args.nodes)
+    rows = part_cpu(size, src, args.modes.split(","), args.nodes, args.chunk_size)
     print("\n".join(markdown(rows)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

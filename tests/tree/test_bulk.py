@@ -190,3 +190,17 @@ def test_an_unknown_bulk_mode_is_one_line(node: Agent, agents: Agents, tmp_path:
     r = copy(src, "--bulk", "tls")
     assert r.returncode == 2 and "bulk mode must be one of aead, mac, grpc" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_under_insecure_the_bulk_stream_still_carries_the_copy(
+    agents: Agents, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    (root / "dest").mkdir(parents=True)
+    agents.start("n1", insecure=True, files_root=root)
+    agents.inventory()
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(2_000_000))
+    r = copy(src, "--insecure")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert (root / "dest" / "big").read_bytes() == src.read_bytes()
