@@ -183,6 +183,19 @@ def test_a_connection_with_a_token_never_offered_is_closed(node: Agent) -> None:
     wait_for(lambda: "unknown token: closed" in node.log_text(), "the refusal logged")
 
 
+def test_a_connection_that_ends_before_its_token_is_closed(node: Agent) -> None:
+    with socket.create_connection(("127.0.0.1", bulk_port(node)), timeout=30) as s:
+        s.sendall(b"short")
+        s.shutdown(socket.SHUT_WR)
+        try:
+            answer = s.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""
+    # refused as cut short, before any token was compared
+    assert "unknown token" not in node.log_text()
+
+
 def test_an_unknown_bulk_mode_is_one_line(node: Agent, agents: Agents, tmp_path: Path) -> None:
     agents.inventory()
     src = tmp_path / "f"

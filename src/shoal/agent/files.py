@@ -263,7 +263,7 @@ class FilesService(frpc.FilesServicer):
                 for task in tasks:
                     task.cancel()
                 if offer is not None:
-                    offer[1].cancel()
+                    bulk.drop(offer[1])
         except TransferError as e:
             await t.spool.fail(e.message)
             t.result = copy_result(me, pb.STATE_FAILED, e.message, started)

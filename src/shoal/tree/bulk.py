@@ -55,6 +55,7 @@ TAG = 16
 HEADER = struct.Struct("!QI")  # offset, length
 _NONCE = struct.Struct("!IQ")  # sequence number, offset
 ACCEPT_TIMEOUT = 10.0  # seconds a connection may take to say its token
+MAX_HANDSHAKES = 256  # connections at once that have not said their token yet
 RECENT_BYTES = 8 << 20  # chunks a relay keeps in memory for children that keep up
 
 
@@ -254,6 +255,9 @@ class Listener:
                 log.warning("bulk port %d: accept failed: %s", self.port, e.strerror)
                 await asyncio.sleep(0.1)
                 continue
+            if len(self._handshakes) >= MAX_HANDSHAKES:  # a flood of idle sockets
+                conn.close()
+                continue
             conn.setblocking(False)
             task = asyncio.create_task(self._handshake(conn, peer))
             self._handshakes.add(task)
@@ -325,6 +329,15 @@ class Recent:
     def clear(self) -> None:
         self._chunks.clear()
         self._bytes = 0
+
+
+def drop(fut: asyncio.Future[socket.socket]) -> None:
+    """An offer's call is over: no connection may arrive for it any more, and
+    one that arrived but was never read is closed."""
+    if not fut.done():
+        fut.cancel()
+    elif not fut.cancelled() and fut.exception() is None:
+        close_quietly(fut.result())
 
 
 def close_quietly(sock: socket.socket | None) -> None:
