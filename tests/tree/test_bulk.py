@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from agentproc import Agent, Agents, wait_for
 
+from shoal.core import tls
+
 SHOAL = [sys.executable, "-m", "shoal.cli.main"]
 MITM_HOST = "127.0.0.2"  # the agent listens on 127.0.0.1 only: this address is the proxy's
 
@@ -217,3 +219,28 @@ def test_under_insecure_the_bulk_stream_still_carries_the_copy(
     r = copy(src, "--insecure")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert (root / "dest" / "big").read_bytes() == src.read_bytes()
+
+
+def test_the_bulk_port_can_be_fixed_and_a_taken_one_is_one_line(
+    agents: Agents, tmp_path: Path
+) -> None:
+    from agentproc import free_port
+
+    from shoal.deploy import AgentNode, agent_argv, agent_env
+
+    tls_dir = agents.home / "tls"
+    agents.start("n0")  # makes the CA
+    port = free_port()
+    tls.issue(tls_dir, "n1")
+    argv = [*agent_argv([AgentNode("n1", tls_dir=tls_dir)]), "--bulk-port", str(port)]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env=agent_env())  # fmt: skip
+    try:
+        assert first.stdout is not None and first.stdout.readline().startswith("ready n1 ")
+        second = subprocess.run(argv, capture_output=True, text=True, env=agent_env(), timeout=60)
+        assert second.returncode != 0
+        assert f"cannot open the copy bulk port 127.0.0.1:{port}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)

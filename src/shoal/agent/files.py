@@ -60,17 +60,17 @@ class FilesService(frpc.FilesServicer):
         gate: Gate,
         node: str | None = None,
         bulk_host: str = "127.0.0.1",
+        bulk_port: int = 0,
     ) -> None:
         """dial: see tree/feed.py. root: where absolute transfer paths start; "/" on
         a real node, a per-node directory for local agents sharing one disk.
         gate: admits only work an operator signed (agent/gate.py).
         node: this agent's name; with it, the directories it spools in are
         recorded under $SHOAL_HOME/agent so that `sweep()` at the next start
-        removes what a crash left there. bulk_host: where the bulk port
-        listens (tree/bulk.py), the agent's own listen address."""
+        removes what a crash left there. bulk_host, bulk_port: the bulk port
+        (tree/bulk.py), on the agent's own listen address; port 0: any."""
         self._dial = dial
-        self.bulk = bulk.Listener(bulk_host)
-        self._bulk_started = False
+        self.bulk, self._bulk_started = bulk.Listener(bulk_host, bulk_port), False
         self._root = root
         self._gate = gate
         self._transfers: dict[str, Transfer] = {}

@@ -56,6 +56,7 @@ class AgentSpec:
     port: int
     identity: tls.Identity | None  # None: plain text (--insecure)
     files_root: Path | None = None  # where absolute copy paths start; None: "/"
+    bulk_port: int = 0  # copy's bulk data plane (tree/bulk.py); 0: any free port
 
 
 class AgentService(rpc.AgentServicer):
@@ -204,8 +205,9 @@ async def _start(
     service.jobs.sweep()  # what the last agent left running
     rpc.add_AgentServicer_to_server(service, server)
     files = FilesService(
-        channels.get, spec.files_root or Path("/"), service.gate, spec.name, spec.host
-    )
+        channels.get, spec.files_root or Path("/"), service.gate, spec.name, spec.host,
+        spec.bulk_port,
+    )  # fmt: skip
     files.sweep()  # what a crash of this agent left
     frpc.add_FilesServicer_to_server(files, server)
     nodes = NodeService(spec.name, spec.identity, host, jobs.parent)  # the agent's state dir
@@ -222,7 +224,8 @@ async def _start(
     try:
         bulk_port = await files.start_bulk()
     except OSError as e:
-        raise ConfigError(f"cannot open the copy bulk port on {spec.host}: {e.strerror}") from e
+        where = f"{spec.host}:{spec.bulk_port or 'any port'}"
+        raise ConfigError(f"cannot open the copy bulk port {where}: {e.strerror}") from e
     await server.start()
     log.info(
         "agent %s listening on %s:%d (%s), copy bulk port %d",

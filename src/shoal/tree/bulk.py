@@ -224,12 +224,16 @@ class Listener:
 
     async def start(self) -> int:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            self.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, _, _, _, addr = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
+        try:
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
         sock.listen(128)
         sock.setblocking(False)
         self._sock = sock
