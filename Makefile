@@ -41,7 +41,7 @@ bench-fanout: $(STAMP)
 
 bench-broadcast: $(STAMP)  # root: network namespaces and tc
 	@bash scripts/bench-deps.sh
-	$(PY) benchmarks/broadcast.py --rate 50mbit
+	$(PY) benchmarks/broadcast.py --rate 50mbit --fast-rate 1gbit
 
 bench-controller: $(STAMP)
 	$(PY) benchmarks/controller.py

@@ -347,13 +347,13 @@ def test_an_agent_stopped_mid_copy_leaves_no_part(nodes: Nodes, tmp_path: Path) 
     """SIGTERM: the agent closes its transfers (FilesService.close) before it
     exits, so nothing is left for a sweep; the others still get the file."""
     src = tmp_path / "big"
-    src.write_bytes(os.urandom(50_000_000))
+    src.write_bytes(os.urandom(200_000_000))
     p = _copy_in_background("-w", "n[1-5]", "-W", "1", str(src), "/dest/")
     _part_of(nodes.roots["n2"] / "dest", "big", 2_000_000)
     nodes.kill("n2", signal.SIGTERM)
     assert temp_leftovers(nodes.roots["n2"]) == []
     out, err = p.communicate(timeout=120)
-    assert p.returncode == 4 and "UNREACHABLE: n2, SUM: 1" in out, err
+    assert p.returncode == 4 and "UNREACHABLE: n2, SUM: 1" in out, (out, err)
     assert "PASS: n[1,3-5], SUM: 4" in out
     assert not (nodes.roots["n2"] / "dest" / "big").exists()
 

@@ -25,21 +25,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from shoal.agent.fetch import fetch_chunks
-from shoal.agent.follow import POLL, Follower, Rewind, open_spool
+from shoal.agent.follow import Follower, Rewind, open_spool
 from shoal.agent.gate import Gate
+from shoal.agent.intake import Call, Intake, SpoolOrigin, Transfer
 from shoal.core.config import shoal_home
 from shoal.core.grant import body_of
 from shoal.core.wire import fpb, frpc, pb
+from shoal.tree import bulk
 from shoal.tree.claim import SpoolDirs
 from shoal.tree.feed import DEFAULT_STALL, Dialer, Feed, copy_result
+from shoal.tree.source import DEFAULT_CHUNK
 from shoal.tree.spool import Meta, Spool, TransferError, resolve_target
 from shoal.tree.subtree import names
 
@@ -49,67 +52,37 @@ ADOPT_WINDOW = 30.0  # seconds a broken transfer waits to be resumed
 EVENT_QUEUE = 64  # results buffered per Copy call (back-pressure beyond)
 
 
-@dataclass(eq=False)
-class Call:
-    """One Copy call's moving parts, so a newer call can take the transfer over."""
-
-    receiver: asyncio.Task[None]
-    feed: Feed
-
-    def stop(self) -> None:
-        self.receiver.cancel()
-        for task in list(self.feed.tasks):
-            task.cancel()
-
-
-@dataclass
-class Transfer:
-    """This agent's state for one transfer, shared by successive Copy calls."""
-
-    spool: Spool | Follower
-    complete: asyncio.Event = field(default_factory=asyncio.Event)
-    end: fpb.CopyEnd | None = None
-    result: fpb.CopyEvent | None = None  # our own result, re-sent on resume
-    owner: Call | None = None  # the Copy call currently feeding this transfer
-    expiry: asyncio.TimerHandle | None = None
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
-
-
-class SpoolOrigin:
-    """Feeds children from this agent's spool."""
-
-    def __init__(self, t: Transfer) -> None:
-        self.t = t
-
-    async def read(self, offset: int, size: int) -> bytes:
-        while True:
-            spool = self.t.spool
-            try:
-                return await spool.read(offset, size, complete=self.t.complete)
-            except Rewind:
-                if self.t.spool is spool:
-                    raise TransferError("transfer ended") from None
-                await asyncio.sleep(POLL)  # from our own copy now (see _rewind)
-
-    def end(self) -> fpb.CopyEnd:
-        assert self.t.end is not None
-        return self.t.end
-
-
 class FilesService(frpc.FilesServicer):
-    def __init__(self, dial: Dialer, root: Path, gate: Gate, node: str | None = None) -> None:
+    def __init__(
+        self,
+        dial: Dialer,
+        root: Path,
+        gate: Gate,
+        node: str | None = None,
+        bulk_host: str = "127.0.0.1",
+        bulk_port: int = 0,
+    ) -> None:
         """dial: see tree/feed.py. root: where absolute transfer paths start; "/" on
         a real node, a per-node directory for local agents sharing one disk.
         gate: admits only work an operator signed (agent/gate.py).
         node: this agent's name; with it, the directories it spools in are
         recorded under $SHOAL_HOME/agent so that `sweep()` at the next start
-        removes what a crash left there."""
+        removes what a crash left there. bulk_host, bulk_port: the bulk port
+        (tree/bulk.py), on the agent's own listen address; port 0: any."""
         self._dial = dial
+        self.bulk, self._bulk_started = bulk.Listener(bulk_host, bulk_port), False
         self._root = root
         self._gate = gate
         self._transfers: dict[str, Transfer] = {}
         self._node = node
         self._dirs = SpoolDirs(shoal_home() / "agent" / f"{node}.spool-dirs") if node else None
+
+    async def start_bulk(self) -> int:
+        """Open the bulk port (at the agent's start; else at the first copy)."""
+        if not self._bulk_started:
+            await self.bulk.start()
+            self._bulk_started = True
+        return self.bulk.port
 
     def sweep(self) -> None:
         """At start: remove the part files (and half-extracted directories) that
@@ -163,6 +136,8 @@ class FilesService(frpc.FilesServicer):
                 t.expiry.cancel()
                 t.expiry = None
         try:
+            if h.bulk and h.bulk not in bulk.MODES:
+                raise TransferError(f"unknown bulk mode {h.bulk!r}")
             if t is None:
                 t = self._open(h)
             elif isinstance(t.spool, Follower) and t.result is None:
@@ -185,6 +160,17 @@ class FilesService(frpc.FilesServicer):
             len(h.tree.children),
         )
         yield fpb.CopyEvent(resume_offset=t.spool.offset)
+        offer = None
+        if h.bulk:
+            await self.start_bulk()
+            offer = self.bulk.offer()
+            if h.bulk == "mac":
+                log.warning(
+                    "copy %s: PLAIN TEXT bulk stream from %s (--bulk mac): tagged, not encrypted",
+                    h.transfer_id[:8],
+                    context.peer(),
+                )
+            yield fpb.CopyEvent(bulk=offer[0])
         if t.result is not None:
             yield t.result
 
@@ -194,7 +180,7 @@ class FilesService(frpc.FilesServicer):
             feed.reported.add(me)
         for child in h.tree.children:
             feed.start(child)
-        receiver = asyncio.create_task(self._receive(request_iterator, t, feed, h, started))
+        receiver = asyncio.create_task(self._receive(request_iterator, t, feed, h, started, offer))
         call = t.owner = Call(receiver, feed)
         # The generator's finally may run late (at garbage collection) when gRPC
         # cancels it at a yield; the RPC's done callback always runs.
@@ -202,13 +188,6 @@ class FilesService(frpc.FilesServicer):
         clean = False
         try:
             while True:
-                getter = asyncio.ensure_future(out.get())
-                pending = {getter, receiver, *feed.tasks} if feed.tasks else {getter, receiver}
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
                 if receiver.done():
                     if receiver.cancelled():
                         break  # superseded by a newer call for this transfer
@@ -223,6 +202,14 @@ class FilesService(frpc.FilesServicer):
                     if not feed.tasks and out.empty():
                         clean = True
                         break
+                getter = asyncio.ensure_future(out.get())
+                # A receiver that is done stays out: waiting on it would spin.
+                pending = {getter, *feed.tasks} | (set() if receiver.done() else {receiver})
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
         finally:
             if not receiver.done():
                 receiver.cancel()
@@ -257,54 +244,80 @@ class FilesService(frpc.FilesServicer):
         feed: Feed,
         h: fpb.CopyHeader,
         started: int,
+        offer: tuple[fpb.BulkOffer, asyncio.Future[socket.socket]] | None = None,
     ) -> None:
         """Write what the parent sends; send our own result when verified."""
         me = h.tree.name
-        rewound = False  # until the parent's stream starts again from our offset
+        intake = Intake(t, feed, h, self._rewind)
         try:
-            async for msg in requests:
-                kind = msg.WhichOneof("kind")
-                if kind == "chunk":
-                    c = msg.chunk
-                    if c.offset + len(c.data) <= t.spool.offset:
-                        continue  # already held (a resume overlapped)
-                    if c.offset != t.spool.offset:
-                        if rewound:
-                            continue  # sent before our parent saw the rewind
-                        raise TransferError(
-                            f"stream gap: got offset {c.offset}, hold {t.spool.offset}"
-                        )
-                    rewound = False
-                    try:
-                        await t.spool.write(c.data)
-                    except Rewind as e:
-                        rewound = await self._rewind(t, feed, h, e)
-                elif kind == "end":
-                    if t.complete.is_set() or rewound:
-                        continue
-                    try:
-                        await t.spool.finish(msg.end.xxh3_128)
-                    except Rewind as e:
-                        rewound = await self._rewind(t, feed, h, e)
-                        continue
-                    t.end = msg.end
-                    t.complete.set()
-                    await t.spool.notify()
-                    await t.spool.settle()
-                    t.result = copy_result(me, pb.STATE_OK, t.spool.note, started)
-                    await feed.out.put(t.result)
-                    feed.reported.add(me)
-                elif kind == "abort":
-                    log.info("copy %s: aborted (%s)", t.spool.transfer_id[:8], msg.abort.reason)
-                    await feed.abort(msg.abort.reason or "aborted")
-                    await t.spool.fail(f"aborted: {msg.abort.reason}")
-                    return
+            control = asyncio.create_task(self._control(requests, intake, started, offer))
+            tasks = {control}
+            if offer is not None:
+                tasks.add(asyncio.create_task(self._bulk_in(intake, offer)))
+            try:
+                while not control.done():
+                    done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for d in done:
+                        d.result()  # a bulk stream refused, a disk full: raised here
+            finally:
+                for task in tasks:
+                    task.cancel()
+                if offer is not None:
+                    bulk.drop(offer[1])
         except TransferError as e:
             await t.spool.fail(e.message)
             t.result = copy_result(me, pb.STATE_FAILED, e.message, started)
             await feed.out.put(t.result)
             feed.reported.add(me)
             raise
+
+    async def _bulk_in(
+        self, intake: Intake, offer: tuple[fpb.BulkOffer, asyncio.Future[socket.socket]]
+    ) -> None:
+        h = intake.h
+        limit = h.chunk_size or DEFAULT_CHUNK
+        wait = h.connect_timeout or 5.0
+        receiver = await bulk.accept(offer[1], offer[0], h.bulk, limit, wait)
+        try:
+            await intake.stream(receiver)
+        finally:
+            bulk.close_quietly(receiver.sock)
+
+    async def _control(
+        self,
+        requests: AsyncIterator[fpb.CopyMessage],
+        intake: Intake,
+        started: int,
+        offer: object,
+    ) -> None:
+        """The Copy call's messages: chunks (no bulk stream), the end, an abort."""
+        t, feed, h = intake.t, intake.feed, intake.h
+        async for msg in requests:
+            kind = msg.WhichOneof("kind")
+            if kind == "chunk":
+                await intake.chunk(msg.chunk.offset, msg.chunk.data)
+            elif kind == "end":
+                if offer is not None and not await intake.before_end(msg.end.size):
+                    continue
+                if t.complete.is_set() or intake.rewound:
+                    continue
+                try:
+                    await t.spool.finish(msg.end.xxh3_128)
+                except Rewind as e:
+                    intake.rewound = await self._rewind(t, feed, h, e)
+                    continue
+                t.end = msg.end
+                t.complete.set()
+                await t.spool.notify()
+                await t.spool.settle()
+                t.result = copy_result(h.tree.name, pb.STATE_OK, t.spool.note, started)
+                await feed.out.put(t.result)
+                feed.reported.add(h.tree.name)
+            elif kind == "abort":
+                log.info("copy %s: aborted (%s)", t.spool.transfer_id[:8], msg.abort.reason)
+                await feed.abort(msg.abort.reason or "aborted")
+                await t.spool.fail(f"aborted: {msg.abort.reason}")
+                return
 
     async def _rewind(self, t: Transfer, feed: Feed, h: fpb.CopyHeader, why: Rewind) -> bool:
         """Our follower lost the file it followed: keep our own copy from now on,
@@ -317,6 +330,7 @@ class FilesService(frpc.FilesServicer):
             t.spool.target,
         )
         t.spool.close()
+        t.recent.clear()
         t.spool = self._spool(h, resumed=True)  # before any await: readers switch to it
         await feed.out.put(fpb.CopyEvent(resume_offset=t.spool.offset))
         return True
@@ -363,7 +377,11 @@ class FilesService(frpc.FilesServicer):
         t.spool.close()
 
     async def close(self) -> None:
-        """On shutdown: no transfer is left half-written."""
+        """On shutdown: no transfer is left half-written; none goes on meanwhile."""
+        for t in self._transfers.values():
+            if t.owner is not None:
+                t.owner.stop()
+        await self.bulk.close()
         for tid in list(self._transfers):
             t = self._transfers[tid]
             if not t.complete.is_set():

@@ -38,6 +38,7 @@ from shoal.core.config import shoal_home
 from shoal.core.grant import WINDOW, body_of
 from shoal.core.keepalive import Keepalive
 from shoal.core.wire import frpc, pb, rpc
+from shoal.errors import ConfigError
 from shoal.tree.channels import Channels, listen
 from shoal.tree.relay import Relay
 from shoal.tree.subtree import result_event
@@ -55,6 +56,7 @@ class AgentSpec:
     port: int
     identity: tls.Identity | None  # None: plain text (--insecure)
     files_root: Path | None = None  # where absolute copy paths start; None: "/"
+    bulk_port: int = 0  # copy's bulk data plane (tree/bulk.py); 0: any free port
 
 
 class AgentService(rpc.AgentServicer):
@@ -202,7 +204,10 @@ async def _start(
     service = AgentService(spec, channels, runs, host, jobs)
     service.jobs.sweep()  # what the last agent left running
     rpc.add_AgentServicer_to_server(service, server)
-    files = FilesService(channels.get, spec.files_root or Path("/"), service.gate, spec.name)
+    files = FilesService(
+        channels.get, spec.files_root or Path("/"), service.gate, spec.name, spec.host,
+        spec.bulk_port,
+    )  # fmt: skip
     files.sweep()  # what a crash of this agent left
     frpc.add_FilesServicer_to_server(files, server)
     nodes = NodeService(spec.name, spec.identity, host, jobs.parent)  # the agent's state dir
@@ -216,13 +221,19 @@ async def _start(
             addr,
         )
     port = listen(server, addr, spec.identity)
+    try:
+        bulk_port = await files.start_bulk()
+    except OSError as e:
+        where = f"{spec.host}:{spec.bulk_port or 'any port'}"
+        raise ConfigError(f"cannot open the copy bulk port {where}: {e.strerror}") from e
     await server.start()
     log.info(
-        "agent %s listening on %s:%d (%s)",
+        "agent %s listening on %s:%d (%s), copy bulk port %d",
         spec.name,
         spec.host,
         port,
         "plain text" if spec.identity is None else "mutual TLS",
+        bulk_port,
     )
     return _Running(server, channels, files, port, service, nodes)
 
@@ -339,11 +350,12 @@ async def serve(
             await r.nodes.close()
         tasks.kill_all()
         await runs.cancel_all()
+        for r in started:  # before the servers' grace: a copy would go on meanwhile
+            await r.files.close()  # no transfer is left half-written
         await asyncio.gather(*(r.server.stop(grace=1.0) for r in started), return_exceptions=True)
         tasks.kill_all()
         host.close()
         for r in started:
-            await r.files.close()  # no transfer is left half-written
             with contextlib.suppress(Exception):
                 await r.channels.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -47,9 +47,8 @@ def _specs_from_file(path: Path) -> list[Any]:
                 )
             )
             root = Path(it["files_root"]) if it.get("files_root") else None
-            specs.append(
-                AgentSpec(name, str(it.get("host", "127.0.0.1")), int(it["port"]), ident, root)
-            )
+            host, port = str(it.get("host", "127.0.0.1")), int(it["port"])
+            specs.append(AgentSpec(name, host, port, ident, root, int(it.get("bulk_port", 0))))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"spec file {path}: bad entry {it!r}: {e}") from e
     return specs
@@ -84,6 +83,14 @@ def agent(
         Path | None,
         typer.Option("--files-root", help="Where absolute copy paths start [default: /]."),
     ] = None,
+    bulk_port: Annotated[
+        int,
+        typer.Option(
+            "--bulk-port",
+            help="TCP port of copy's bulk data plane, on the --listen host (firewalls)"
+            " [default: any free port, logged at start].",
+        ),
+    ] = 0,
     controller: Annotated[
         str | None,
         typer.Option(
@@ -110,7 +117,8 @@ def agent(
         Path | None,
         typer.Option(
             "--spec-file",
-            help="JSON list of {name, host, port, tls_dir?, insecure?, files_root?}:"
+            help="JSON list of {name, host, port, tls_dir?, insecure?, files_root?,"
+            " bulk_port?}:"
             " host many agents in this process.",
         ),
     ] = None,
@@ -129,7 +137,9 @@ def agent(
         addr = parse_listen(listen)
         host, port = addr.host or "0.0.0.0", addr.port
         ident = None if insecure else _identity(name, tls_dir, ca_cert, cert, key)
-        specs = [AgentSpec(name, host, port, ident, files_root)]
+        if not 0 <= bulk_port < 65536:
+            raise UsageError(f"--bulk-port {bulk_port}: not a TCP port")
+        specs = [AgentSpec(name, host, port, ident, files_root, bulk_port)]
     if not specs:
         raise UsageError("no agents to run")
 

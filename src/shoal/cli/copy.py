@@ -91,6 +91,15 @@ def copy(
             "subtree adopted by its parent.",
         ),
     ] = 10.0,
+    bulk: Annotated[
+        str | None,
+        typer.Option(
+            "--bulk",
+            help="Data plane: aead (default: a TCP stream of AES-GCM frames, keys over "
+            "mutual TLS), mac (PLAIN TEXT bytes with a tag against tampering: trusted "
+            "networks only), grpc (in the control stream, slower).",
+        ),
+    ] = None,
     json_out: Json = False,
     inventory: Inv = None,
     insecure: Insecure = False,
@@ -133,6 +142,7 @@ def copy(
         chunk_size=chunk_size,
         stall_timeout=stall_timeout,
         on_progress=on_progress,
+        **({"bulk": bulk} if bulk is not None else {}),
     )
     n = len(job.report.order)
     with _progress(job.total or 0, n) as bar:

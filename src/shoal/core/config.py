@@ -93,6 +93,7 @@ class Settings:
     port: int = DEFAULT_PORT
     connect_timeout: float = 5.0
     width: int = 8  # fan-out tree width; chosen by benchmarks/run_fanout.py
+    bulk: str = "aead"  # copy's data plane: aead, mac (plain bytes, tagged), grpc
     output_cap: int = 1 << 20  # bytes of output kept per node when gathering
     keepalive_interval: float = 5.0  # seconds between pings on a quiet connection
     keepalive_timeout: float = 5.0  # seconds an unanswered ping takes to mean a dead peer

@@ -3,7 +3,8 @@
 The client is a root without a local copy: its origin is the source file
 itself (read back with pread, so each root link runs at its own pace), or
 for a directory an unlinked temporary file the tar stream is written into
-as it is produced. The feeders are the agents' own (tree.feed.Feed).
+as it is produced. The last chunks read stay in memory for the roots that
+keep up (tree.bulk.Recent). The feeders are the agents' own (tree.feed.Feed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shoal.core.keepalive import Keepalive
 from shoal.core.wire import fpb, pb
 from shoal.fanout.client import Targets
 from shoal.fanout.plan import plan
+from shoal.tree.bulk import RECENT_BYTES, Recent
 from shoal.tree.channels import Channels
 from shoal.tree.feed import Feed
 from shoal.tree.source import Source
@@ -34,6 +36,8 @@ class SourceOrigin:
         self.done = False
         self._end: fpb.CopyEnd | None = None
         self._changed = asyncio.Condition()
+        self.recent = Recent()
+        self.asked = 0  # the furthest any root has asked for
         if src.meta.kind == "file":
             self._fd = os.open(src.path, os.O_RDONLY)
             self._spool = False
@@ -50,18 +54,29 @@ class SourceOrigin:
                 while view:
                     n = os.pwrite(self._fd, view, at)
                     view, at = view[n:], at + n
+            self.recent.add(self.available, chunk)
             self.available += len(chunk)
             async with self._changed:
                 self._changed.notify_all()
+                # Stay close to the fastest root, which then reads from memory.
+                while self.available >= self.asked + RECENT_BYTES // 2:
+                    await self._changed.wait()
             await asyncio.sleep(0)
         self._end = fpb.CopyEnd(xxh3_128=self.src.digest, size=self.src.sent)
         self.done = True
         async with self._changed:
             self._changed.notify_all()
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
+        if offset + size > self.asked:
+            self.asked = offset + size
+            async with self._changed:
+                self._changed.notify_all()
         while True:
             if offset < self.available:
+                held = self.recent.get(offset, size)
+                if held is not None:
+                    return held
                 return os.pread(self._fd, min(size, self.available - offset), offset)
             if self.done:
                 return b""
@@ -93,8 +108,10 @@ async def broadcast(
     stall_timeout: float = 0.0,
     signer: Signer | None = None,
     keepalive: Keepalive | None = None,
+    bulk: str = "",
 ) -> None:
     """Copy source to dest on every target through the tree (pipelined).
+    bulk: the header's data plane ("aead", "mac"; "": in the Copy calls).
 
     Cancelling this coroutine (Ctrl-C) sends an abort down the tree, so every
     node drops its temporary file at once.
@@ -105,6 +122,7 @@ async def broadcast(
         chunk_size=source.chunk_size,
         connect_timeout=connect_timeout,
         stall_timeout=stall_timeout,
+        bulk=bulk,
     )
     roots = plan([(n, targets.addresses[n]) for n in targets.nodes], width)
     if signer is not None:  # one grant for the whole plan: a header goes once per node

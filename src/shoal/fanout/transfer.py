@@ -8,6 +8,7 @@ for node in gather("cn[1-64]", "/var/log/syslog", "logs"):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +23,12 @@ from shoal.fanout.client import client_credentials, client_signer
 from shoal.fanout.fetch import DEFAULT_FAN_IN, Gathered, check_dest
 from shoal.fanout.fetch import gather as fetch_all
 from shoal.fanout.report import Report
+from shoal.tree.bulk import wire_mode
 from shoal.tree.channels import Channels
 from shoal.tree.source import DEFAULT_CHUNK, open_source
 from shoal.tree.subtree import result_event
+
+log = logging.getLogger("shoal.fanout")
 
 
 class FileOptions(TypedDict, total=False):
@@ -42,6 +46,7 @@ class CopyOptions(FileOptions, total=False):
     chunk_size: int
     stall_timeout: float  # seconds a child may take nothing before it is adopted around
     on_progress: Callable[[int], None] | None  # bytes every root has been sent
+    bulk: str  # data plane: "aead" (default), "mac" (plain bytes, tagged), "grpc"
 
 
 class GatherOptions(FileOptions, total=False):
@@ -65,10 +70,19 @@ def copy_job(nodes: NodeSets, source: str | Path, dest: str, **opts: Unpack[Copy
         chunk_size=opts.get("chunk_size", DEFAULT_CHUNK),
     )
     s = opts.get("settings") or Settings.load()
+    try:
+        bulk = wire_mode(opts.get("bulk") or s.bulk)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     targets = targets_of(nodes, opts.get("exclude"), s, opts.get("pick"))
     creds, signer = client_credentials(s), client_signer(s)
     report = Report(targets.nodes, 0)
     on = recorder(report, opts.get("on_event"))
+    if bulk == "mac":
+        log.warning(
+            "PLAIN TEXT: the copy's bytes cross the network unencrypted (--bulk mac),"
+            " tagged against tampering; use it on a trusted cluster network only"
+        )
 
     async def work() -> None:
         await broadcast(
@@ -83,6 +97,7 @@ def copy_job(nodes: NodeSets, source: str | Path, dest: str, **opts: Unpack[Copy
             stall_timeout=stall_timeout,
             signer=signer,
             keepalive=s.keepalive,
+            bulk=bulk,
         )
         report.finish("no result received")
 

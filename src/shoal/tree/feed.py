@@ -16,6 +16,9 @@ costs its subtree, and only the dead node is reported.
 A child may ask for its stream again from an earlier offset (a node that
 followed another's writing of a shared file and lost it, agent/follow.py):
 the feeder goes back there, after the end too, until the child has answered.
+
+With a bulk data plane (header.bulk, tree/bulk.py) the chunks go on the
+connection the child offers; everything else stays on the Copy call.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import grpc
 
 from shoal.core.wire import fpb, frpc, pb
 from shoal.errors import PeerError
+from shoal.tree import bulk as bulk_plane
 from shoal.tree.channels import dial_state
 from shoal.tree.subtree import names, result_event
 
@@ -44,7 +48,7 @@ Dialer = Callable[[pb.Subtree, float], Awaitable[grpc.aio.Channel]]
 class Origin(Protocol):
     """Where a feeder reads the stream from."""
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         """Bytes at offset (waits until written); b"" at the verified end."""
         ...
 
@@ -69,7 +73,7 @@ class Feed:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     aborted: str | None = None
     sent: dict[str, int] = field(default_factory=dict)  # child -> bytes sent (progress)
-    _reading: set[asyncio.Future[bytes]] = field(default_factory=set)
+    _reading: set[asyncio.Future[bytes | memoryview]] = field(default_factory=set)
 
     def start(self, child: pb.Subtree) -> None:
         task = asyncio.create_task(self._feed(child), name=f"feed-{child.name}")
@@ -131,6 +135,7 @@ class Feed:
         header.tree.CopyFrom(child)
         call = stub.Copy()
         reader: asyncio.Task[str] | None = None
+        sender: bulk_plane.Sender | None = None
         stall = self.header.stall_timeout or DEFAULT_STALL
 
         async def write(msg: fpb.CopyMessage) -> None:
@@ -144,6 +149,20 @@ class Feed:
             if first is grpc.aio.EOF or not first.HasField("resume_offset"):
                 return "relay refused the transfer"
             offset = first.resume_offset
+            if header.bulk:
+                offer = await asyncio.wait_for(call.read(), stall)
+                if offer is grpc.aio.EOF:
+                    return "relay ended before offering its bulk stream"
+                if not offer.HasField("bulk"):
+                    await self._emit(offer)  # it failed at once: its result
+                else:
+                    try:
+                        sender = await bulk_plane.dial(
+                            child.address, offer.bulk, header.bulk, stall
+                        )
+                    except OSError as e:
+                        call.cancel()
+                        return f"cannot open the bulk stream to {child.address}: {e.strerror or e}"
             again: asyncio.Queue[int] = asyncio.Queue()  # offsets the child asks from anew
             answered = asyncio.Event()  # the child's own result is in
             reader = asyncio.create_task(self._relay_events(call, child.name, again, answered))
@@ -156,7 +175,11 @@ class Feed:
                 if data is None or not again.empty():
                     continue  # aborted, or asked again meanwhile (from that offset)
                 if data:
-                    await write(fpb.CopyMessage(chunk=fpb.CopyChunk(offset=offset, data=data)))
+                    if sender is not None:
+                        await asyncio.wait_for(sender.send(offset, data), stall)
+                    else:
+                        chunk = fpb.CopyChunk(offset=offset, data=bytes(data))
+                        await write(fpb.CopyMessage(chunk=chunk))
                     offset += len(data)
                     self.sent[child.name] = offset
                     continue
@@ -168,7 +191,7 @@ class Feed:
             if not reader.done() and self.aborted is not None:
                 await write(fpb.CopyMessage(abort=fpb.CopyAbort(reason=self.aborted)))
                 await call.done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, OSError):
             pass  # the call is over; the reader drains what the child said before
         except TimeoutError:
             call.cancel()
@@ -180,6 +203,9 @@ class Feed:
             if reader is not None:
                 reader.cancel()
             raise
+        finally:
+            if sender is not None:
+                sender.close()
         return await reader if reader is not None else "relay lost before answering"
 
     @staticmethod
@@ -201,7 +227,7 @@ class Feed:
             return True
         return False
 
-    async def _read(self, offset: int, size: int) -> bytes | None:
+    async def _read(self, offset: int, size: int) -> bytes | memoryview | None:
         """origin.read, or None when abort() interrupted the wait."""
         fut = asyncio.ensure_future(self.origin.read(offset, size))
         self._reading.add(fut)

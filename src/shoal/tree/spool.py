@@ -41,6 +41,8 @@ from shoal.tree.claim import DIR_SUFFIX, claim, part_path, set_label
 from shoal.tree.claim import PART_SUFFIX as PART_SUFFIX  # re-exported
 from shoal.tree.claim import sweep as sweep  # re-exported
 
+WRITEBACK = 16 << 20  # bytes between starts of writeback
+
 
 def new_hasher() -> xxhash.xxh3_128:
     return xxhash.xxh3_128()
@@ -116,6 +118,7 @@ class Spool:
         self.writer = writer
         self.part = part or part_path(target, transfer_id)
         self.offset = 0  # bytes written to the spool
+        self._flushed = 0  # bytes whose writeback has been started
         self.done = False  # the sender's stream is complete and verified
         self.failed: str | None = None
         self._hash = new_hasher()
@@ -143,6 +146,14 @@ class Spool:
             raise TransferError(f"{self.target}: {reason}") from e
         self._hash.update(data)
         self.offset += len(data)
+        if self.offset - self._flushed >= WRITEBACK:
+            # Start writing the bytes just written to disk now (they are dirty,
+            # so they stay cached), not all at the final fsync.
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(
+                    self._fd, self._flushed, self.offset - self._flushed, os.POSIX_FADV_DONTNEED
+                )
+            self._flushed = self.offset
         async with self._changed:
             self._changed.notify_all()
 
@@ -158,7 +169,7 @@ class Spool:
                 raise TransferError(
                     f"size mismatch for {self.target}: {self.offset} of {self.meta.size} bytes"
                 )
-            os.fsync(self._fd)
+            await flush(self._fd, self.part)
             await self._install()
         except TransferError as e:
             await self.fail(e.message)
@@ -270,6 +281,31 @@ class Spool:
     async def notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+async def flush(fd: int, path: Path) -> None:
+    """fsync, without holding the event loop: `sync --data` in a subprocess
+    (the disk may take seconds for a large file, and meanwhile this agent
+    must keep feeding its children and serving everything else); os.fsync
+    where there is no `sync`. Raises OSError."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "sync", "--data", "--", str(path),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except FileNotFoundError:
+        os.fsync(fd)
+        return
+    try:
+        _, err = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise OSError(errno.EIO, err.decode(errors="replace").strip() or "sync failed")
 
 
 def _umask() -> int:

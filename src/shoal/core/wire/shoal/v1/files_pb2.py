@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.core.wire.shoal.v1 import agent_pb2 as shoal_dot_v1_dot_agent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/files.proto\x12\x08shoal.v1\x1a\x14shoal/v1/agent.proto\"\xbc\x02\n\nCopyHeader\x12\x1f\n\x04tree\x18\x01 \x01(\x0b\x32\x11.shoal.v1.Subtree\x12\x17\n\x0f\x63onnect_timeout\x18\x02 \x01(\x01\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x65st\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x0c\n\x04size\x18\x07 \x01(\x03\x12\x0c\n\x04mode\x18\x08 \x01(\r\x12\x10\n\x08mtime_ns\x18\t \x01(\x03\x12\x0b\n\x03uid\x18\n \x01(\x05\x12\x0b\n\x03gid\x18\x0b \x01(\x05\x12\x10\n\x08preserve\x18\x0c \x01(\x08\x12\x12\n\nchunk_size\x18\r \x01(\r\x12\x15\n\rstall_timeout\x18\x0e \x01(\x01\x12 \n\x06signed\x18\x0f \x01(\x0b\x32\x10.shoal.v1.Signed\x12\x0e\n\x06mirror\x18\x10 \x01(\x08\")\n\tCopyChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\")\n\x07\x43opyEnd\x12\x10\n\x08xxh3_128\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\x1b\n\tCopyAbort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xab\x01\n\x0b\x43opyMessage\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.shoal.v1.CopyHeaderH\x00\x12$\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x13.shoal.v1.CopyChunkH\x00\x12 \n\x03\x65nd\x18\x03 \x01(\x0b\x32\x11.shoal.v1.CopyEndH\x00\x12$\n\x05\x61\x62ort\x18\x04 \x01(\x0b\x32\x13.shoal.v1.CopyAbortH\x00\x42\x06\n\x04kind\"R\n\tCopyEvent\x12\x17\n\rresume_offset\x18\x01 \x01(\x03H\x00\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskEventH\x00\x42\x06\n\x04kind\"e\n\x0c\x46\x65tchRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\trecursive\x18\x02 \x01(\x08\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12 \n\x06signed\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Signed\"\x91\x01\n\nFetchChunk\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.shoal.v1.CopyHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12 \n\x03\x65nd\x18\x03 \x01(\x0b\x32\x11.shoal.v1.CopyEndH\x00\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x10.shoal.v1.ResultH\x00\x42\x06\n\x04kind2x\n\x05\x46iles\x12\x36\n\x04\x43opy\x12\x15.shoal.v1.CopyMessage\x1a\x13.shoal.v1.CopyEvent(\x01\x30\x01\x12\x37\n\x05\x46\x65tch\x12\x16.shoal.v1.FetchRequest\x1a\x14.shoal.v1.FetchChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/files.proto\x12\x08shoal.v1\x1a\x14shoal/v1/agent.proto\"\xca\x02\n\nCopyHeader\x12\x1f\n\x04tree\x18\x01 \x01(\x0b\x32\x11.shoal.v1.Subtree\x12\x17\n\x0f\x63onnect_timeout\x18\x02 \x01(\x01\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x65st\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x0c\n\x04size\x18\x07 \x01(\x03\x12\x0c\n\x04mode\x18\x08 \x01(\r\x12\x10\n\x08mtime_ns\x18\t \x01(\x03\x12\x0b\n\x03uid\x18\n \x01(\x05\x12\x0b\n\x03gid\x18\x0b \x01(\x05\x12\x10\n\x08preserve\x18\x0c \x01(\x08\x12\x12\n\nchunk_size\x18\r \x01(\r\x12\x15\n\rstall_timeout\x18\x0e \x01(\x01\x12 \n\x06signed\x18\x0f \x01(\x0b\x32\x10.shoal.v1.Signed\x12\x0e\n\x06mirror\x18\x10 \x01(\x08\x12\x0c\n\x04\x62ulk\x18\x11 \x01(\t\")\n\tCopyChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\")\n\x07\x43opyEnd\x12\x10\n\x08xxh3_128\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\x1b\n\tCopyAbort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xab\x01\n\x0b\x43opyMessage\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.shoal.v1.CopyHeaderH\x00\x12$\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x13.shoal.v1.CopyChunkH\x00\x12 \n\x03\x65nd\x18\x03 \x01(\x0b\x32\x11.shoal.v1.CopyEndH\x00\x12$\n\x05\x61\x62ort\x18\x04 \x01(\x0b\x32\x13.shoal.v1.CopyAbortH\x00\x42\x06\n\x04kind\"5\n\tBulkOffer\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"w\n\tCopyEvent\x12\x17\n\rresume_offset\x18\x01 \x01(\x03H\x00\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskEventH\x00\x12#\n\x04\x62ulk\x18\x03 \x01(\x0b\x32\x13.shoal.v1.BulkOfferH\x00\x42\x06\n\x04kind\"e\n\x0c\x46\x65tchRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\trecursive\x18\x02 \x01(\x08\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12 \n\x06signed\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Signed\"\x91\x01\n\nFetchChunk\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.shoal.v1.CopyHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12 \n\x03\x65nd\x18\x03 \x01(\x0b\x32\x11.shoal.v1.CopyEndH\x00\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x10.shoal.v1.ResultH\x00\x42\x06\n\x04kind2x\n\x05\x46iles\x12\x36\n\x04\x43opy\x12\x15.shoal.v1.CopyMessage\x1a\x13.shoal.v1.CopyEvent(\x01\x30\x01\x12\x37\n\x05\x46\x65tch\x12\x16.shoal.v1.FetchRequest\x1a\x14.shoal.v1.FetchChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.files_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COPYHEADER']._serialized_start=57
-  _globals['_COPYHEADER']._serialized_end=373
-  _globals['_COPYCHUNK']._serialized_start=375
-  _globals['_COPYCHUNK']._serialized_end=416
-  _globals['_COPYEND']._serialized_start=418
-  _globals['_COPYEND']._serialized_end=459
-  _globals['_COPYABORT']._serialized_start=461
-  _globals['_COPYABORT']._serialized_end=488
-  _globals['_COPYMESSAGE']._serialized_start=491
-  _globals['_COPYMESSAGE']._serialized_end=662
-  _globals['_COPYEVENT']._serialized_start=664
-  _globals['_COPYEVENT']._serialized_end=746
-  _globals['_FETCHREQUEST']._serialized_start=748
-  _globals['_FETCHREQUEST']._serialized_end=849
-  _globals['_FETCHCHUNK']._serialized_start=852
-  _globals['_FETCHCHUNK']._serialized_end=997
-  _globals['_FILES']._serialized_start=999
-  _globals['_FILES']._serialized_end=1119
+  _globals['_COPYHEADER']._serialized_end=387
+  _globals['_COPYCHUNK']._serialized_start=389
+  _globals['_COPYCHUNK']._serialized_end=430
+  _globals['_COPYEND']._serialized_start=432
+  _globals['_COPYEND']._serialized_end=473
+  _globals['_COPYABORT']._serialized_start=475
+  _globals['_COPYABORT']._serialized_end=502
+  _globals['_COPYMESSAGE']._serialized_start=505
+  _globals['_COPYMESSAGE']._serialized_end=676
+  _globals['_BULKOFFER']._serialized_start=678
+  _globals['_BULKOFFER']._serialized_end=731
+  _globals['_COPYEVENT']._serialized_start=733
+  _globals['_COPYEVENT']._serialized_end=852
+  _globals['_FETCHREQUEST']._serialized_start=854
+  _globals['_FETCHREQUEST']._serialized_end=955
+  _globals['_FETCHCHUNK']._serialized_start=958
+  _globals['_FETCHCHUNK']._serialized_end=1103
+  _globals['_FILES']._serialized_start=1105
+  _globals['_FILES']._serialized_end=1225
 # @@protoc_insertion_point(module_scope)

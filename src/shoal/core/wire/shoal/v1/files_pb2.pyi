@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CopyHeader(_message.Message):
-    __slots__ = ("tree", "connect_timeout", "transfer_id", "dest", "name", "kind", "size", "mode", "mtime_ns", "uid", "gid", "preserve", "chunk_size", "stall_timeout", "signed", "mirror")
+    __slots__ = ("tree", "connect_timeout", "transfer_id", "dest", "name", "kind", "size", "mode", "mtime_ns", "uid", "gid", "preserve", "chunk_size", "stall_timeout", "signed", "mirror", "bulk")
     TREE_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class CopyHeader(_message.Message):
     STALL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
     MIRROR_FIELD_NUMBER: _ClassVar[int]
+    BULK_FIELD_NUMBER: _ClassVar[int]
     tree: _agent_pb2.Subtree
     connect_timeout: float
     transfer_id: str
@@ -40,7 +41,8 @@ class CopyHeader(_message.Message):
     stall_timeout: float
     signed: _agent_pb2.Signed
     mirror: bool
-    def __init__(self, tree: _Optional[_Union[_agent_pb2.Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., transfer_id: _Optional[str] = ..., dest: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., preserve: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stall_timeout: _Optional[float] = ..., signed: _Optional[_Union[_agent_pb2.Signed, _Mapping]] = ..., mirror: _Optional[bool] = ...) -> None: ...
+    bulk: str
+    def __init__(self, tree: _Optional[_Union[_agent_pb2.Subtree, _Mapping]] = ..., connect_timeout: _Optional[float] = ..., transfer_id: _Optional[str] = ..., dest: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., preserve: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stall_timeout: _Optional[float] = ..., signed: _Optional[_Union[_agent_pb2.Signed, _Mapping]] = ..., mirror: _Optional[bool] = ..., bulk: _Optional[str] = ...) -> None: ...
 
 class CopyChunk(_message.Message):
     __slots__ = ("offset", "data")
@@ -76,13 +78,25 @@ class CopyMessage(_message.Message):
     abort: CopyAbort
     def __init__(self, header: _Optional[_Union[CopyHeader, _Mapping]] = ..., chunk: _Optional[_Union[CopyChunk, _Mapping]] = ..., end: _Optional[_Union[CopyEnd, _Mapping]] = ..., abort: _Optional[_Union[CopyAbort, _Mapping]] = ...) -> None: ...
 
+class BulkOffer(_message.Message):
+    __slots__ = ("port", "token", "key")
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    token: bytes
+    key: bytes
+    def __init__(self, port: _Optional[int] = ..., token: _Optional[bytes] = ..., key: _Optional[bytes] = ...) -> None: ...
+
 class CopyEvent(_message.Message):
-    __slots__ = ("resume_offset", "event")
+    __slots__ = ("resume_offset", "event", "bulk")
     RESUME_OFFSET_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    BULK_FIELD_NUMBER: _ClassVar[int]
     resume_offset: int
     event: _agent_pb2.TaskEvent
-    def __init__(self, resume_offset: _Optional[int] = ..., event: _Optional[_Union[_agent_pb2.TaskEvent, _Mapping]] = ...) -> None: ...
+    bulk: BulkOffer
+    def __init__(self, resume_offset: _Optional[int] = ..., event: _Optional[_Union[_agent_pb2.TaskEvent, _Mapping]] = ..., bulk: _Optional[_Union[BulkOffer, _Mapping]] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
     __slots__ = ("path", "recursive", "chunk_size", "signed")
