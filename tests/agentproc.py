@@ -91,6 +91,17 @@ class Agents:
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    def workers(self) -> list[psutil.Process]:
+        """The faas container workers these agents run."""
+        out = []
+        for a in self.started:
+            try:
+                kids = psutil.Process(a.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+            out += [k for k in kids if "shoal.agent.worker" in " ".join(k.cmdline())]
+        return out
+
     def stop_all(self) -> None:
         for a in self.started:
             a.kill()

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import psutil
 import pytest
 from agentproc import Agents
 
@@ -77,18 +76,6 @@ async def one(agents: Agents, tmp_path: Path) -> AsyncIterator[tuple[Running, Cl
     yield r, c
     await c.close()
     await r.stop()
-
-
-def _workers(agents: Agents) -> list[psutil.Process]:
-    """The container workers of these agents."""
-    out = []
-    for a in agents.started:
-        try:
-            kids = psutil.Process(a.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            continue
-        out += [k for k in kids if "shoal.agent.worker" in " ".join(k.cmdline())]
-    return out
 
 
 async def _books_exact(r: Running) -> None:
@@ -185,7 +172,7 @@ async def test_a_node_that_dies_is_let_go_and_calls_go_to_another(
         first = await c.invoke("count", b"{}")
         assert first.ok
         dead = next(a for a in agents.started if a.name == first.node)
-        orphans = [w for w in _workers(agents) if w.ppid() == dead.proc.pid]
+        orphans = [w for w in agents.workers() if w.ppid() == dead.proc.pid]
         assert orphans  # the container it had
         dead.kill()
         for _ in range(100):
@@ -247,7 +234,7 @@ async def test_concurrent_calls_with_random_faults_leave_the_books_exact(
     finally:
         await c.close()
         await r.stop()
-    assert not _workers(agents)  # stopping removed every container
+    assert not agents.workers()  # stopping removed every container
 
 
 async def test_the_api_front_calls_a_function_by_name(one: tuple[Running, Client]) -> None:
@@ -321,4 +308,4 @@ async def test_thousands_of_concurrent_acquires_and_returns_keep_the_books_exact
     finally:
         await c.close()
         await r.stop()
-    assert not _workers(agents)
+    assert not agents.workers()

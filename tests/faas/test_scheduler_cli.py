@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 from agentproc import Agents, shoal, wait_for
 
@@ -111,17 +110,6 @@ def test_replay_runs_a_trace_beside_its_simulation(agents: Agents, tmp_path: Pat
     assert real["errors"] == 0 and sim["errors"] == 0, real["first_errors"]
     assert 2 <= real["cold"] <= 60 and real["containers"] >= 2  # both functions started once
     assert 0 < sim["cold_start_s"] < 30  # the start the run measured, given to the simulator
-    wait_for(lambda: not _workers(agents), "every container removed after the replay")
+    wait_for(lambda: not agents.workers(), "every container removed after the replay")
     r = shoal("faas", "replay", "--trace", str(tmp_path / "t"), "-w", "n[1-2]", "--speed", "0")
     assert r.returncode == 2 and "speed must be positive" in r.stderr
-
-
-def _workers(agents: Agents) -> list[psutil.Process]:
-    out = []
-    for a in agents.started:
-        try:
-            kids = psutil.Process(a.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            continue
-        out += [k for k in kids if "shoal.agent.worker" in " ".join(k.cmdline())]
-    return out

@@ -84,8 +84,8 @@ class FleetPool(SlotPool):
                 try:
                     where = self.address_of(name, known)
                 except (ShoalError, ValueError) as e:  # an address that does not parse
-                    where = None
-                    log.warning("controller node %s: %s", name, e)
+                    log.warning("controller node %s: %s; skipped", name, e)
+                    continue
                 if where is None:
                     log.warning("controller node %s has no address to dial; skipped", name)
                     continue
@@ -96,9 +96,8 @@ class FleetPool(SlotPool):
                         memory_in_bytes=self.node_memory,
                     )  # fmt: skip
                     self.slots[name] = Slot(desc)
-            self.prepared &= (
-                self.running
-            )  # one that comes back (maybe a new host) gets the code again
+            # one that comes back (maybe as a new host) gets the code again
+            self.prepared &= self.running
 
     async def _get_nodes(self) -> list[dict[str, Any]]:
         import httpx

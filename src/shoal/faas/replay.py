@@ -53,6 +53,12 @@ class Replayed:
     def cold_ratio(self) -> float:
         return self.cold / self.calls if self.calls else 0.0
 
+    @property
+    def mean_create_s(self) -> float | None:
+        """Mean CreateContainer time of the run; None when it made none."""
+        made = self.usage.get("created", 0)
+        return self.usage.get("create_s", 0.0) / made if made else None
+
     def to_json(self) -> dict[str, Any]:
         sl = np.array(self.sl_ms) if self.sl_ms else np.zeros(1)
         warm = [s for s in self.sl_ms if s not in self.cold_sl_ms]
@@ -72,9 +78,7 @@ class Replayed:
             "nd": self.usage.get("node_seconds", 0.0),
             "wasted_gbs": self.usage.get("wasted_gbs", 0.0),
             "containers": self.usage.get("created", 0),
-            "mean_create_ms": 1000
-            * self.usage.get("create_s", 0.0)
-            / max(1, self.usage.get("created", 0)),
+            "mean_create_ms": 1000 * (self.mean_create_s or 0.0),
             "first_errors": self.first_errors,
         }
 
@@ -165,8 +169,7 @@ def predicted(
     light enough for the most it gives)."""
     from shoal.faas.simulate import Config, simulate_trace
 
-    made = replayed.usage.get("created", 0)
-    cold_s = replayed.usage.get("create_s", 0.0) / made if made else 1.0
+    cold_s = replayed.mean_create_s or 1.0
     config = Config(
         node_mb=node_memory / 2**20,
         nodes=nodes,
