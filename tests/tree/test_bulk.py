@@ -244,3 +244,16 @@ def test_the_bulk_port_can_be_fixed_and_a_taken_one_is_one_line(
     finally:
         first.terminate()
         first.wait(timeout=30)
+
+
+def test_a_chunk_buffer_is_used_again_only_once_nothing_views_it() -> None:
+    from shoal.tree.bulk import Buffers
+
+    pool = Buffers(1 << 16)
+    held = memoryview(pool.take())[:100]  # a chunk still in Recent or being sent
+    other = memoryview(pool.take())
+    assert other.obj is not held.obj
+    first = id(held.obj)
+    del held, other
+    again = pool.take()
+    assert id(again) == first  # the oldest, now free, comes back

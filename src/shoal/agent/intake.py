@@ -50,6 +50,12 @@ class SpoolOrigin:
     def __init__(self, t: Transfer) -> None:
         self.t = t
 
+    def ready(self, offset: int, size: int) -> bytes | memoryview | None:
+        spool = self.t.spool
+        if spool.failed is None and offset < spool.offset:
+            return self.t.recent.get(offset, size)
+        return None
+
     async def read(self, offset: int, size: int) -> bytes | memoryview:
         while True:
             spool = self.t.spool
@@ -57,6 +63,9 @@ class SpoolOrigin:
                 held = self.t.recent.get(offset, size)
                 if held is not None:
                     return held
+            elif isinstance(spool, Spool) and spool.failed is None and not self.t.complete.is_set():
+                await spool.written(offset)  # then from memory, as it was just written
+                continue
             try:
                 return await spool.read(offset, size, complete=self.t.complete)
             except Rewind:
@@ -106,6 +115,9 @@ class Intake:
             async for offset, data in receiver.frames():
                 await self.chunk(offset, data)
                 self.progress.set()
+                # A socket that always has the next frame never suspends us:
+                # let the children's feeders take this chunk while it is in memory.
+                await asyncio.sleep(0)
         except OSError as e:
             self.error = TransferError(f"bulk stream from the parent broke: {e.strerror or e}")
             raise self.error from e

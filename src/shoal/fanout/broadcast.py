@@ -67,6 +67,11 @@ class SourceOrigin:
         async with self._changed:
             self._changed.notify_all()
 
+    def ready(self, offset: int, size: int) -> bytes | memoryview | None:
+        if offset + size > self.asked or offset >= self.available:
+            return None  # read() moves the reader on
+        return self.recent.get(offset, size)
+
     async def read(self, offset: int, size: int) -> bytes | memoryview:
         if offset + size > self.asked:
             self.asked = offset + size

@@ -36,6 +36,7 @@ import logging
 import secrets
 import socket
 import struct
+import sys
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ HEADER = struct.Struct("!QI")  # offset, length
 _NONCE = struct.Struct("!IQ")  # sequence number, offset
 ACCEPT_TIMEOUT = 10.0  # seconds a connection may take to say its token
 MAX_HANDSHAKES = 256  # connections at once that have not said their token yet
-RECENT_BYTES = 8 << 20  # chunks a relay keeps in memory for children that keep up
+RECENT_BYTES = 32 << 20  # chunks a relay keeps in memory for children that keep up
 
 
 def wire_mode(mode: str) -> str:
@@ -90,13 +91,18 @@ class Sender(_Seal):
     def __init__(self, sock: socket.socket, key: bytes, mode: str) -> None:
         super().__init__(key, mode)
         self.sock = sock
+        self._out = bytearray()  # the sealed frame, this connection's one buffer
 
     async def send(self, offset: int, data: bytes | memoryview) -> None:
         """One frame; raises OSError when the connection broke."""
         hdr = HEADER.pack(offset, len(data))
         nonce = self.nonce(offset)
         if self.mode == "aead":
-            await _sendv(self.sock, [hdr, self._gcm.encrypt(nonce, data, hdr)])
+            if len(self._out) < len(data) + TAG:
+                self._out = bytearray(len(data) + TAG)
+            out = memoryview(self._out)[: len(data) + TAG]
+            self._gcm.encrypt_into(nonce, data, hdr, out)
+            await _sendv(self.sock, [hdr, out])
         else:
             await _sendv(self.sock, [hdr, data, self._gcm.encrypt(nonce, b"", data)])
 
@@ -153,7 +159,8 @@ class Receiver(_Seal):
         super().__init__(key, mode)
         self.sock = sock
         self.limit = limit  # the transfer's chunk size: no frame is longer
-        self._buf: bytearray | None = None
+        self._sealed: bytearray | None = None  # aead: the frame as it came
+        self._pool = Buffers(limit + TAG)
 
     async def frames(self) -> AsyncIterator[tuple[int, memoryview]]:
         """(offset, data) of each frame, authenticated; ends at a clean EOF.
@@ -168,22 +175,23 @@ class Receiver(_Seal):
                     f"bulk stream refused: frame of {length} bytes at offset {offset}"
                     f" (chunks are at most {self.limit})"
                 )
-            # aead: one buffer for every frame (what is kept is the plaintext);
-            # mac: the frame's own, since the data kept for children is in it
+            # aead: the sealed frame in one buffer, opened into a pooled one
+            # (what is kept for children); mac: the frame in a pooled one
+            pooled = memoryview(self._pool.take())
+            data = pooled[:length]
             if self.mode == "aead":
-                if self._buf is None:
-                    self._buf = bytearray(self.limit + TAG)
-                view = memoryview(self._buf)[: length + TAG]
+                if self._sealed is None:
+                    self._sealed = bytearray(self.limit + TAG)
+                view = memoryview(self._sealed)[: length + TAG]
             else:
-                view = memoryview(bytearray(length + TAG))
+                view = pooled[: length + TAG]
             await _fill(self.sock, view)
             nonce = self.nonce(offset)
             try:
                 if self.mode == "aead":
-                    data = memoryview(self._gcm.decrypt(nonce, view, bytes(hdr)))
+                    self._gcm.decrypt_into(nonce, view, bytes(hdr), data)
                 else:
                     self._gcm.decrypt(nonce, view[length:], view[:length])
-                    data = view[:length]
             except InvalidTag:
                 raise TransferError(
                     f"bulk stream refused: the chunk at offset {offset} failed"
@@ -304,6 +312,28 @@ async def accept(
             f"the parent never opened its bulk stream within {timeout:g}s"
         ) from None
     return Receiver(sock, offer.key, mode, limit)
+
+
+class Buffers:
+    """Chunk buffers used again once nothing views them any more (a chunk in
+    Recent, a child's send in progress): a fresh buffer per chunk costs a
+    zero-fill and page faults, as much as the bytes' own copy. Recent lets
+    chunks go oldest first, so the oldest buffer is the one to try."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.keep = RECENT_BYTES // size + 4  # what Recent holds, and a few in use
+        self._ring: deque[bytearray] = deque()
+
+    def take(self) -> bytearray:
+        # referenced only by the ring and getrefcount's argument: no view is alive
+        if self._ring and sys.getrefcount(self._ring[0]) == 2:
+            self._ring.rotate(-1)
+            return self._ring[-1]
+        buf = bytearray(self.size)
+        if len(self._ring) < self.keep:
+            self._ring.append(buf)
+        return buf
 
 
 class Recent:

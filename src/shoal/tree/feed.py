@@ -52,6 +52,10 @@ class Origin(Protocol):
         """Bytes at offset (waits until written); b"" at the verified end."""
         ...
 
+    def ready(self, offset: int, size: int) -> bytes | memoryview | None:
+        """The bytes at offset if they are in memory now, else None (read() waits)."""
+        ...
+
     def end(self) -> fpb.CopyEnd:
         """The end message; valid once read() has returned b"" once."""
         ...
@@ -176,7 +180,8 @@ class Feed:
                     continue  # aborted, or asked again meanwhile (from that offset)
                 if data:
                     if sender is not None:
-                        await asyncio.wait_for(sender.send(offset, data), stall)
+                        async with asyncio.timeout(stall):
+                            await sender.send(offset, data)
                     else:
                         chunk = fpb.CopyChunk(offset=offset, data=bytes(data))
                         await write(fpb.CopyMessage(chunk=chunk))
@@ -229,6 +234,9 @@ class Feed:
 
     async def _read(self, offset: int, size: int) -> bytes | memoryview | None:
         """origin.read, or None when abort() interrupted the wait."""
+        held = self.origin.ready(offset, size)
+        if held is not None:
+            return held
         fut = asyncio.ensure_future(self.origin.read(offset, size))
         self._reading.add(fut)
         try:

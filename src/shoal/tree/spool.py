@@ -278,6 +278,13 @@ class Spool:
                 if offset >= self.offset and self.failed is None and not complete.is_set():
                     await self._changed.wait()
 
+    async def written(self, offset: int) -> None:
+        """Wait until bytes past offset are written, or anything else changed
+        (a failure, notify())."""
+        async with self._changed:
+            if offset >= self.offset and self.failed is None:
+                await self._changed.wait()
+
     async def notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
