@@ -52,6 +52,7 @@ class Agents:
         files_root: Path | None = None,
         controller: str | None = None,
         pool: str | None = None,
+        spares: int | None = None,  # --faas-spares; None: the agent's default
     ) -> Agent:
         tls_dir = self.home / "tls"
         if not insecure:
@@ -64,7 +65,9 @@ class Agents:
         node = AgentNode(name, tls_dir=tls_dir, insecure=insecure, files_root=files_root)
         with log.open("w") as err:
             proc = subprocess.Popen(
-                agent_argv([node], controller=controller) + (["--pool", pool] if pool else []),
+                agent_argv([node], controller=controller)
+                + (["--pool", pool] if pool else [])
+                + (["--faas-spares", str(spares)] if spares is not None else []),
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
@@ -91,15 +94,23 @@ class Agents:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def workers(self) -> list[psutil.Process]:
-        """The faas container workers these agents run."""
+    def workers(self, spares: bool = False) -> list[psutil.Process]:
+        """The faas container workers these agents run; spares too if asked
+        (a waiting spare works in / until it is given a function)."""
         out = []
         for a in self.started:
             try:
                 kids = psutil.Process(a.proc.pid).children(recursive=True)
             except psutil.NoSuchProcess:
                 continue
-            out += [k for k in kids if "shoal.agent.worker" in " ".join(k.cmdline())]
+            for k in kids:
+                try:
+                    if "shoal.agent.worker" not in " ".join(k.cmdline()):
+                        continue
+                    if spares or not (k.environ().get("SHOAL_SPARE") and k.cwd() == "/"):
+                        out.append(k)
+                except psutil.Error:
+                    continue
         return out
 
     def stop_all(self) -> None:

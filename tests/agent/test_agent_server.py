@@ -185,3 +185,11 @@ def test_spec_file_hosts_many_agents_in_one_process(agents: Agents, tmp_path: Pa
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_spec_file_with_an_unknown_key_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text('[{"name": "m1", "port": 0, "insecure": true, "fass_spares": 1}]')
+    r = shoal("agent", "--spec-file", str(spec))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "unknown key(s) fass_spares" in r.stderr and "faas_spares" in r.stderr

@@ -181,7 +181,7 @@ async def _gone(stub: Any, cid: str) -> tuple[grpc.StatusCode, str]:
 
 
 def test_a_python_container_stays_warm(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> list[Any]:
         cid = await _create(stub, _meta(code, "fns:count"))
@@ -198,7 +198,7 @@ def test_a_python_container_stays_warm(agents: Agents, code: Path) -> None:
 def test_a_container_has_its_limits_its_own_scratch_and_a_clean_env(
     agents: Agents, code: Path
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:env", memory_in_bytes=256 * MiB))
@@ -220,7 +220,7 @@ def test_a_container_has_its_limits_its_own_scratch_and_a_clean_env(
 def test_what_a_function_writes_to_fd_1_and_2_cannot_corrupt_a_frame(
     agents: Agents, code: Path
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:noisy"))
@@ -231,7 +231,7 @@ def test_what_a_function_writes_to_fd_1_and_2_cannot_corrupt_a_frame(
 
 
 def test_a_worker_that_exits_ends_its_calls_container_gone(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:quit"))
@@ -244,7 +244,7 @@ def test_a_worker_that_exits_ends_its_calls_container_gone(agents: Agents, code:
 
 
 def test_an_async_handler_is_awaited(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         return await _invoke(stub, await _create(stub, _meta(code, "fns:later")), b'"it"')
@@ -253,7 +253,7 @@ def test_an_async_handler_is_awaited(agents: Agents, code: Path) -> None:
 
 
 def test_under_insecure_anyone_may_call(agents: Agents, code: Path) -> None:
-    a = agents.start("n1", insecure=True)
+    a = agents.start("n1", spares=0, insecure=True)
 
     async def go() -> Any:
         ch, stub = dial_node_service(a.name, a.address, None)
@@ -264,7 +264,7 @@ def test_under_insecure_anyone_may_call(agents: Agents, code: Path) -> None:
 
 
 def test_a_command_container_gets_the_event_on_stdin(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "tr a-z A-Z; echo noted >&2"))
@@ -276,7 +276,7 @@ def test_a_command_container_gets_the_event_on_stdin(agents: Agents, code: Path)
 
 
 def test_json_in_json_out_and_bytes_as_they_are(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:kind"))
@@ -291,7 +291,7 @@ def test_json_in_json_out_and_bytes_as_they_are(agents: Agents, code: Path) -> N
 def test_a_function_exception_is_function_error_and_the_next_call_works(
     agents: Agents, code: Path
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:flaky"))
@@ -306,7 +306,7 @@ def test_a_function_exception_is_function_error_and_the_next_call_works(
 
 
 def test_a_body_larger_than_a_grpc_message_arrives_whole(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "head -c 6000000 /dev/zero"))
@@ -317,7 +317,7 @@ def test_a_body_larger_than_a_grpc_message_arrives_whole(agents: Agents, code: P
 
 
 def test_a_failing_command_is_function_error_with_its_status(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "echo partial; exit 3"))
@@ -335,7 +335,7 @@ def test_a_failing_command_is_function_error_with_its_status(agents: Agents, cod
 def test_a_call_over_its_time_limit_is_timeout_and_leaves_nothing(
     agents: Agents, code: Path, handler: str
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, handler, timeout_in_ms=1000))
@@ -350,7 +350,7 @@ def test_a_call_over_its_time_limit_is_timeout_and_leaves_nothing(
 
 
 def test_an_allocation_over_the_memory_limit_is_oom(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:hog", memory_in_bytes=128 * MiB))
@@ -366,7 +366,7 @@ def test_an_allocation_over_the_memory_limit_is_oom(agents: Agents, code: Path) 
 
 
 def test_an_unknown_container_is_not_found(agents: Agents) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         rm = stub.RemoveContainer(fpb.RemoveContainerRequest(container_id="n1-nope"))
@@ -378,7 +378,7 @@ def test_an_unknown_container_is_not_found(agents: Agents) -> None:
 
 
 def test_a_node_certificate_is_refused(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
     agents.start("n2")  # its certificate has the node role
 
     async def go(stub: Any) -> Any:
@@ -393,7 +393,7 @@ def test_a_node_certificate_is_refused(agents: Agents, code: Path) -> None:
 
 
 def test_bad_requests_get_one_line_errors(agents: Agents, code: Path, tmp_path: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
     total = psutil.virtual_memory().total
     cases = [
         (_meta(code, "fns:count", memory_in_bytes=total + MiB), grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -416,7 +416,7 @@ def test_bad_requests_get_one_line_errors(agents: Agents, code: Path, tmp_path: 
 
 
 def test_an_import_error_is_a_clear_error_and_leaves_nothing(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         return [
@@ -434,7 +434,7 @@ def test_an_import_error_is_a_clear_error_and_leaves_nothing(agents: Agents, cod
 
 
 def test_remove_container_kills_its_worker_and_ends_its_calls(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:sleepy"))
@@ -458,7 +458,7 @@ def test_remove_container_kills_its_worker_and_ends_its_calls(agents: Agents, co
 
 
 def test_get_stats_reports_the_node_and_each_container(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         cid = await _create(stub, _meta(code, "fns:spin", memory_in_bytes=256 * MiB))
@@ -479,7 +479,7 @@ def test_get_stats_reports_the_node_and_each_container(agents: Agents, code: Pat
 def test_agent_sigterm_leaves_no_worker_and_ends_calls_container_gone(
     agents: Agents, code: Path
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         await _create(stub, _meta(code, "fns:count"))
@@ -496,7 +496,7 @@ def test_agent_sigterm_leaves_no_worker_and_ends_calls_container_gone(
 
 
 def test_a_crashed_agents_containers_are_swept_at_restart(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> None:
         # the call's sleep leaves the worker's process group: only the sweep finds it
@@ -510,7 +510,7 @@ def test_a_crashed_agents_containers_are_swept_at_restart(agents: Agents, code: 
     wait_for(lambda: [p.name() for p in _procs(code)] == ["sleep"], "only the escaped sleep left")
     scratch = agents.home / "agent" / "containers" / "n1"
     assert len(list(scratch.iterdir())) == 1
-    b = agents.start("n1")
+    b = agents.start("n1", spares=0)
     # the count may include what other agents on this machine left
     wait_for(lambda: _procs(code) == [], "the escaped sleep killed by the sweep")
     assert list(scratch.iterdir()) == []
@@ -520,7 +520,7 @@ def test_a_crashed_agents_containers_are_swept_at_restart(agents: Agents, code: 
 
 
 def test_concurrency_two_runs_two_calls_at_once(agents: Agents, code: Path, tmp_path: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
     d = str(tmp_path)
 
     def ev(me: str, other: str) -> bytes:
@@ -540,7 +540,7 @@ def test_concurrency_two_runs_two_calls_at_once(agents: Agents, code: Path, tmp_
 def test_a_call_beyond_the_concurrency_is_refused_busy(
     agents: Agents, code: Path, tmp_path: Path
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
     d = str(tmp_path)
 
     async def go(stub: Any) -> Any:
@@ -559,7 +559,7 @@ def test_a_call_beyond_the_concurrency_is_refused_busy(
 
 
 def test_a_worker_killed_by_its_memory_limit_at_start_says_so(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         return await _code_of(_create(stub, _meta(code, "fns:count", memory_in_bytes=4 * MiB)))
@@ -573,7 +573,7 @@ def test_a_worker_killed_by_its_memory_limit_at_start_says_so(agents: Agents, co
 def test_a_time_out_ends_the_other_calls_in_flight_container_gone(
     agents: Agents, code: Path
 ) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
 
     async def go(stub: Any) -> Any:
         # 3 s: time enough for the second call to reach the agent on a loaded machine
@@ -586,7 +586,7 @@ def test_a_time_out_ends_the_other_calls_in_flight_container_gone(
 
 
 def test_a_command_killed_by_the_memory_limit_is_oom(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
     hog = f"{sys.executable} -c 'x = b\"x\" * (400 << 20)'"
 
     async def go(stub: Any) -> Any:
@@ -600,7 +600,7 @@ def test_a_command_killed_by_the_memory_limit_is_oom(agents: Agents, code: Path)
 
 
 def test_a_create_its_caller_gives_up_on_leaves_nothing(agents: Agents, code: Path) -> None:
-    a = agents.start("n1")
+    a = agents.start("n1", spares=0)
     (code / "slow.py").write_text("import time\ntime.sleep(600)\ndef f(e):\n    return e\n")
 
     async def go(stub: Any) -> Any:

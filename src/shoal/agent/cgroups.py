@@ -210,6 +210,15 @@ class Host:
             box.remove()
         self.scratches.close()
 
+    def limit(self, box: Sandbox, req: Request) -> None:
+        """Give a live sandbox new limits (a faas spare becoming a container,
+        agent/spares.py). SandboxError when they cannot be set."""
+        try:
+            self._limit(box, req)
+        except OSError as e:
+            raise SandboxError(f"cannot set the sandbox's limits: {e}") from e
+        box.limited = box.limited or req.any_limit()
+
     def _limit(self, box: Sandbox, req: Request) -> None:
         v2 = self.version == 2
         cs = box.by_controller.get("" if v2 else "cpuset")
@@ -238,9 +247,17 @@ class Host:
                 _write(mem / "memory.max", str(req.memory))
                 _write(mem / "memory.swap.max", "0")
             else:
-                _write(mem / "memory.limit_in_bytes", str(req.memory))
-                if (mem / "memory.memsw.limit_in_bytes").exists():
-                    _write(mem / "memory.memsw.limit_in_bytes", str(req.memory))
+                sw = mem / "memory.memsw.limit_in_bytes"
+                # memsw may never be below the limit: raise it first, lower it last
+                order = (
+                    [sw, mem / "memory.limit_in_bytes"]
+                    if sw.exists()
+                    else [mem / "memory.limit_in_bytes"]
+                )
+                if sw.exists() and req.memory < int(_read(order[1]) or 0):
+                    order.reverse()
+                for f in order:
+                    _write(f, str(req.memory))
                 _write(mem / "memory.swappiness", "0")
         if req.cpu_quota:
             cpu = box.by_controller["" if v2 else "cpu"]

@@ -74,6 +74,7 @@ class Container:
     peak: int = 0  # bytes, read as it is removed
     oom_kills: int = 0
     cpu_mark: tuple[int, float] = (0, 0.0)  # (cpu ns, monotonic s) at the last GetStats
+    from_spare: bool = False  # started before its function was asked for (agent/spares.py)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     # -- start -----------------------------------------------------------------
@@ -100,6 +101,28 @@ class Container:
             raise StartError(why)
         self.oom_kills = self.box.usage().oom_kills
         self._spawn(self._read())
+
+    async def hello(self, limit: float) -> None:
+        """A spare's first frame, {"spare": true}; StartError (and the spare
+        destroyed) when it does not come within limit seconds."""
+        try:
+            async with asyncio.timeout(limit):
+                first = await self._frame()
+        except TimeoutError:
+            first = None
+        if first is None or first[0].get("spare") is not True:
+            await self.destroy("", "")
+            raise StartError("a spare worker did not start")
+
+    async def become(self, spec: Spec, forget: Callable[[str], None]) -> None:
+        """A spare takes on a function (agent/worker.py's init frame); its
+        sandbox has the function's limits already. ready() follows."""
+        self.spec, self.forget, self.from_spare = spec, forget, True
+        init = {"handler": spec.handler, "code_dir": spec.code_dir}
+        init["cwd"] = spec.code_dir or str(self.scratch)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(pack(init))
+        await self.proc.stdin.drain()
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)

@@ -33,7 +33,8 @@ import grpc
 from shoal.agent import tasks
 from shoal.agent.cgroups import Host
 from shoal.agent.container import Container, Outcome, Spec, StartError, worker_command
-from shoal.agent.sandbox import Request, SandboxError
+from shoal.agent.sandbox import Request, Sandbox, SandboxError
+from shoal.agent.spares import SPARE_CORES, SPARE_LIMIT, SPARE_MEMORY, SPARES, Spares
 from shoal.agent.worker import MAX_PAYLOAD
 from shoal.core import tls
 from shoal.core.wire.shoal.v1 import faas_pb2 as fpb
@@ -53,7 +54,14 @@ def _pids(concurrency: int) -> int:
 
 
 class NodeService(frpc.NodeServiceServicer):
-    def __init__(self, node: str, identity: tls.Identity | None, host: Host, state: Path) -> None:
+    def __init__(
+        self,
+        node: str,
+        identity: tls.Identity | None,
+        host: Host,
+        state: Path,
+        spares: int = SPARES,
+    ) -> None:
         self.node = node
         self.secure = identity is not None  # else --insecure, announced at start
         self.host = host
@@ -61,6 +69,7 @@ class NodeService(frpc.NodeServiceServicer):
         self.containers: dict[str, Container] = {}
         self._bg: set[asyncio.Task[None]] = set()  # removals nobody awaits
         self._cpu = _cpu_times()
+        self.spares = Spares(node, spares, self._spare)
 
     # -- access ----------------------------------------------------------------
 
@@ -136,8 +145,9 @@ class NodeService(frpc.NodeServiceServicer):
             await self._fail(context, grpc.StatusCode.FAILED_PRECONDITION, why)
         ms = (time.monotonic() - started) * 1000
         log.info(
-            "%s: container %s of %s ready: cold start %.0f ms (%s, %.0f MiB)",
+            "%s: container %s of %s ready: cold start %.0f ms (%s, %.0f MiB%s)",
             self.node, c.id, c.spec.function_name, ms, c.spec.handler, c.spec.memory / 2**20,
+            ", from a spare" if c.from_spare else "",
         )  # fmt: skip
         return fpb.CreateContainerReply(container_id=c.id)
 
@@ -162,6 +172,44 @@ class NodeService(frpc.NodeServiceServicer):
         cores = meta.cpu_quota or max(MIN_CORES, CORES_PER_GIB * meta.memory_in_bytes / 2**30)
         concurrency = meta.concurrency or 1
         req = Request(memory=meta.memory_in_bytes, cpu_quota=cores, pids=_pids(concurrency))
+        handler = meta.handler.strip()
+        spec = Spec(
+            meta.function_name or name, handler, meta.memory_in_bytes,
+            meta.timeout_in_ms, concurrency, meta.code_dir,
+        )  # fmt: skip
+        c = self.spares.take(meta.memory_in_bytes)
+        if c is not None:
+            try:  # the function's limits, then its name: the spare becomes it
+                self.host.limit(c.box, req)
+                await c.become(spec, self._forget)
+            except (SandboxError, ConnectionError, RuntimeError) as e:
+                log.info("%s: a spare could not be used (%s): a new worker", self.node, e)
+                await c.destroy("", "spare unusable")
+                c = None
+        if c is None:
+            box, scratch, proc = await self._launch(req, handler, meta.code_dir)
+            c = Container(f"{self.node}-{secrets.token_hex(6)}", spec, self.host, box, scratch,
+                          proc, self._forget)  # fmt: skip
+            c.cpu_mark = (0, time.monotonic())
+        self.spares.refill()  # this agent serves functions: keep spares from now on
+        self.containers[c.id] = c  # now, so that agent stop finds it while it starts
+        made.append(c)
+        await c.ready(max(START_LIMIT, meta.timeout_in_ms / 1000))
+        return c
+
+    async def _spare(self) -> Container:
+        req = Request(memory=SPARE_MEMORY, cpu_quota=SPARE_CORES, pids=_pids(1))
+        box, scratch, proc = await self._launch(req, "", "", spare=True)
+        c = Container(f"{self.node}-{secrets.token_hex(6)}", Spec("(spare)", "", SPARE_MEMORY,
+                      0, 1, ""), self.host, box, scratch, proc, self.spares.forget)  # fmt: skip
+        c.cpu_mark = (0, time.monotonic())
+        await c.hello(SPARE_LIMIT)
+        return c
+
+    async def _launch(
+        self, req: Request, handler: str, code_dir: str, spare: bool = False
+    ) -> tuple[Sandbox, Path, asyncio.subprocess.Process]:
+        """A worker process in a sandbox of its own, with its scratch."""
         try:
             self.scratch.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -174,18 +222,19 @@ class NodeService(frpc.NodeServiceServicer):
             raise
         if box is None:  # only when nothing is asked, and a memory limit always is
             raise SandboxError("this node has no sandboxes")
-        env = tasks.clean_env(self.node, {"TMPDIR": str(scratch), "SHOAL_SCRATCH": str(scratch)})
-        if meta.code_dir:
-            env["SHOAL_CODE_DIR"] = meta.code_dir
-        handler = meta.handler.strip()
+        extra = {"TMPDIR": str(scratch), "SHOAL_SCRATCH": str(scratch)}
+        if code_dir:
+            extra["SHOAL_CODE_DIR"] = code_dir
+        if spare:
+            extra["SHOAL_SPARE"] = "1"
         try:
             proc = await asyncio.create_subprocess_exec(
                 *box.argv(worker_command(handler)),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                cwd=meta.code_dir or str(scratch),
-                env=env,
+                cwd="/" if spare else code_dir or str(scratch),  # a spare's: see _become
+                env=tasks.clean_env(self.node, extra),
                 start_new_session=True,
             )
         except OSError as e:
@@ -193,17 +242,7 @@ class NodeService(frpc.NodeServiceServicer):
             await asyncio.to_thread(self.host.scratches.remove, scratch)
             raise StartError(f"cannot start the worker: {e}") from None
         tasks.LIVE_BOXES.add(box)
-        cid = f"{self.node}-{secrets.token_hex(6)}"
-        spec = Spec(
-            meta.function_name or name, handler, meta.memory_in_bytes,
-            meta.timeout_in_ms, concurrency, meta.code_dir,
-        )  # fmt: skip
-        c = Container(cid, spec, self.host, box, scratch, proc, self._forget)
-        c.cpu_mark = (0, time.monotonic())
-        self.containers[cid] = c  # now, so that agent stop finds it while it starts
-        made.append(c)
-        await c.ready(max(START_LIMIT, meta.timeout_in_ms / 1000))
-        return c
+        return box, scratch, proc
 
     def _forget(self, cid: str) -> None:
         self.containers.pop(cid, None)
@@ -294,7 +333,8 @@ class NodeService(frpc.NodeServiceServicer):
     # -- agent stop ----------------------------------------------------------------
 
     async def close(self) -> None:
-        """Kill every container (the agent's SIGTERM path)."""
+        """Kill every container and spare (the agent's SIGTERM path)."""
+        await self.spares.close()
         live = list(self.containers.values())
         await asyncio.gather(
             *(c.destroy("CONTAINER_GONE", f"agent {self.node} stopping") for c in live),

@@ -33,6 +33,7 @@ from shoal.agent.cgroups import Host
 from shoal.agent.gate import Gate
 from shoal.agent.jobs import JobError, Jobs
 from shoal.agent.runs import Execution, Runs
+from shoal.agent.spares import SPARES
 from shoal.core import tls
 from shoal.core.config import shoal_home
 from shoal.core.grant import WINDOW, body_of
@@ -57,6 +58,7 @@ class AgentSpec:
     identity: tls.Identity | None  # None: plain text (--insecure)
     files_root: Path | None = None  # where absolute copy paths start; None: "/"
     bulk_port: int = 0  # copy's bulk data plane (tree/bulk.py); 0: any free port
+    faas_spares: int = SPARES  # warm workers kept for faas containers (agent/spares.py)
 
 
 class AgentService(rpc.AgentServicer):
@@ -210,7 +212,7 @@ async def _start(
     )  # fmt: skip
     files.sweep()  # what a crash of this agent left
     frpc.add_FilesServicer_to_server(files, server)
-    nodes = NodeService(spec.name, spec.identity, host, jobs.parent)  # the agent's state dir
+    nodes = NodeService(spec.name, spec.identity, host, jobs.parent, spec.faas_spares)
     faas_pb2_grpc.add_NodeServiceServicer_to_server(nodes, server)
     addr = f"{spec.host}:{spec.port}"
     if spec.identity is None:

@@ -11,6 +11,11 @@ worker: {"id"} with the event as payload. EOF on the frame pipe ends the
 worker and what it started. Calls run on kept threads, at most as many at
 once as the agent lets in (its concurrency). Standard library only: this is
 imported in every container.
+
+A spare (SHOAL_SPARE in its environment, no HANDLER, agent/spares.py) works
+in / and says {"spare": true} once started, then waits for {"handler",
+"code_dir", "cwd"}: what it becomes, after which it goes on as a worker
+started with them.
 """
 
 from __future__ import annotations
@@ -215,6 +220,28 @@ def _read(f: BinaryIO, n: int) -> bytes | None:
     return bytes(buf)
 
 
+def _become(inp: BinaryIO, out: BinaryIO) -> str:
+    """A spare: say so, wait for the function, take its code directory and
+    working directory; its handler. Exits when the agent closes us first."""
+    out.write(pack({"spare": True}))
+    out.flush()
+    head = _read(inp, HEADER.size)
+    if head is None:
+        os._exit(0)
+    mlen, plen = HEADER.unpack(head)
+    meta = _read(inp, mlen) if mlen <= MAX_META and plen == 0 else None
+    if meta is None:
+        os._exit(1)
+    init = json.loads(meta)
+    if init.get("code_dir"):
+        os.environ["SHOAL_CODE_DIR"] = str(init["code_dir"])
+    cwd = str(init["cwd"])
+    if sys.path and sys.path[0] == os.getcwd():  # -m put our start directory there
+        sys.path[0] = cwd
+    os.chdir(cwd)
+    return str(init.get("handler", ""))
+
+
 def main(argv: list[str]) -> None:
     inp = os.fdopen(os.dup(0), "rb", buffering=0)
     out = os.fdopen(os.dup(1), "wb")
@@ -225,7 +252,10 @@ def main(argv: list[str]) -> None:
     local = threading.local()
     sys.stdout = _PerCall(sys.stdout, local)
     sys.stderr = _PerCall(sys.stderr, local)
-    w = Worker(argv[0] if argv else "", out, local)
+    handler = argv[0] if argv else ""
+    if os.environ.pop("SHOAL_SPARE", None) is not None:
+        handler = _become(inp, out)
+    w = Worker(handler, out, local)
     if os.environ.get("SHOAL_CODE_DIR"):
         sys.path.insert(0, os.environ["SHOAL_CODE_DIR"])
     why = w.load()

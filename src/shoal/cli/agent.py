@@ -28,15 +28,29 @@ def _identity(
     return ident
 
 
+SPEC_KEYS = frozenset(
+    {"name", "host", "port", "tls_dir", "insecure", "files_root", "bulk_port", "faas_spares"}
+)
+
+
 def _specs_from_file(path: Path) -> list[Any]:
     from shoal.agent.server import AgentSpec
+    from shoal.agent.spares import SPARES
 
     try:
         items = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"spec file {path}: {e}") from e
+    if not isinstance(items, list):
+        raise ConfigError(f"spec file {path}: a JSON list of agents, not {type(items).__name__}")
     specs = []
     for it in items:
+        unknown = sorted(set(it) - SPEC_KEYS) if isinstance(it, dict) else []
+        if unknown:
+            raise ConfigError(
+                f"spec file {path}: unknown key(s) {', '.join(unknown)} in {it!r}"
+                f" (known: {', '.join(sorted(SPEC_KEYS))})"
+            )
         try:
             name = str(it["name"])
             ident = (
@@ -48,7 +62,11 @@ def _specs_from_file(path: Path) -> list[Any]:
             )
             root = Path(it["files_root"]) if it.get("files_root") else None
             host, port = str(it.get("host", "127.0.0.1")), int(it["port"])
-            specs.append(AgentSpec(name, host, port, ident, root, int(it.get("bulk_port", 0))))
+            spares = int(it.get("faas_spares", SPARES))
+            if spares < 0:
+                raise ValueError("faas_spares must not be negative")
+            bulk = int(it.get("bulk_port", 0))
+            specs.append(AgentSpec(name, host, port, ident, root, bulk, spares))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"spec file {path}: bad entry {it!r}: {e}") from e
     return specs
@@ -83,6 +101,14 @@ def agent(
         Path | None,
         typer.Option("--files-root", help="Where absolute copy paths start [default: /]."),
     ] = None,
+    faas_spares: Annotated[
+        int,
+        typer.Option(
+            "--faas-spares",
+            help="Warm workers kept for faas containers once this node runs functions"
+            " (0: none) [default: 2].",
+        ),
+    ] = 2,
     bulk_port: Annotated[
         int,
         typer.Option(
@@ -118,7 +144,7 @@ def agent(
         typer.Option(
             "--spec-file",
             help="JSON list of {name, host, port, tls_dir?, insecure?, files_root?,"
-            " bulk_port?}:"
+            " bulk_port?, faas_spares?}:"
             " host many agents in this process.",
         ),
     ] = None,
@@ -139,7 +165,9 @@ def agent(
         ident = None if insecure else _identity(name, tls_dir, ca_cert, cert, key)
         if not 0 <= bulk_port < 65536:
             raise UsageError(f"--bulk-port {bulk_port}: not a TCP port")
-        specs = [AgentSpec(name, host, port, ident, files_root, bulk_port)]
+        if faas_spares < 0:
+            raise UsageError(f"--faas-spares {faas_spares}: must not be negative")
+        specs = [AgentSpec(name, host, port, ident, files_root, bulk_port, faas_spares)]
     if not specs:
         raise UsageError("no agents to run")
 
