@@ -74,6 +74,7 @@ def main() -> None:
                 nodes=a.nodes,
                 node_memory=mem,
                 max_calls=MAX_CAP if learn else 1,
+                policy_cold_start=o.cold_start_s,
             )
             rows[label] = {"policy": pol, "learn": learn, "real": real, "simulated": sim}
             cold = f"cold {real['cold_ratio']:.4f} (sim {sim['cold_ratio']:.4f})"

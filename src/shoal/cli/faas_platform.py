@@ -270,6 +270,7 @@ def replay(
         nodes=n,
         node_memory=node_memory << 20,
         max_calls=MAX_CAP if learn else 1,
+        policy_cold_start=opts.cold_start_s,
     )
     if json_out:
         print(

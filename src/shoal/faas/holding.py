@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import grpc
@@ -29,7 +30,9 @@ class Holding:
     nodes: dict[str, Node]
     held_since: dict[str, float]
     stats: Stats
+    starts: deque[float]
     room: asyncio.Event
+    in_line: deque[object]  # starts waiting for memory, oldest first
     ids: itertools.count[int]
     closing: bool
 
@@ -94,6 +97,7 @@ class Holding:
         fn.containers[c.id] = c
         self.stats.created += 1
         self.stats.create_s += time.monotonic() - started
+        self.starts.append(time.monotonic() - started)
         return c
 
     def _fail_waiters(self, fn: Function, e: SchedulingError) -> None:
@@ -140,26 +144,40 @@ class Holding:
         return min(fits, key=lambda n: (not _runs(n, fn), sign * n.free))
 
     async def _room(self, fn: Function, deadline: float, *, evict: bool) -> Node | None:
-        memory = fn.memory
-        while not self.closing:
-            node = self._place(fn)
-            if node is None and evict:
-                node = self._evict_for(memory)
-            if node is None and len(self.nodes) < self.o.max_nodes:
-                node = await self._reserve()
-                if node is not None and node.free < memory:
-                    node = None
-            if node is not None:
-                return node
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.room.clear()
-            try:
-                await asyncio.wait_for(self.room.wait(), left)
-            except TimeoutError:
-                return None
-        return None
+        node = await self._fit(fn, evict=evict)
+        if node is not None or self.closing:
+            return node
+        # Waiting for memory: the oldest start first, as the simulator's retry,
+        # so that smaller starts cannot take every freed MiB from a larger one.
+        ticket = object()
+        self.in_line.append(ticket)
+        try:
+            while not self.closing:
+                left = deadline - time.monotonic()
+                # out of time, or the other starts of fn serve its calls (as the simulator)
+                if left <= 0 or (fn.booting - 1) * fn.cap >= len(fn.waiters):
+                    return None
+                self.room.clear()
+                try:
+                    await asyncio.wait_for(self.room.wait(), left)
+                except TimeoutError:
+                    return None
+                if self.in_line[0] is ticket and (node := await self._fit(fn, evict=evict)):
+                    return node
+            return None
+        finally:
+            self.in_line.remove(ticket)
+            self.room.set()  # the next in line may fit now
+
+    async def _fit(self, fn: Function, *, evict: bool) -> Node | None:
+        node = self._place(fn)
+        if node is None and evict:
+            node = self._evict_for(fn.memory)
+        if node is None and len(self.nodes) < self.o.max_nodes:
+            node = await self._reserve()
+            if node is not None and node.free < fn.memory:
+                node = None
+        return node
 
     def _evict_for(self, memory: int) -> Node | None:
         idle = [

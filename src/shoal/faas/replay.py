@@ -48,6 +48,7 @@ class Replayed:
     late_ms: float = 0.0  # how far behind the trace the most-late call was sent
     usage: dict[str, Any] = field(default_factory=dict)
     first_errors: list[str] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)  # each CreateContainer, s, in order
 
     @property
     def cold_ratio(self) -> float:
@@ -149,6 +150,7 @@ async def replay_trace(
             t.cancel()
         await client.close()
         out.usage = running.scheduler.usage()
+        out.starts = list(running.scheduler.starts)
         await running.stop()
         out.usage["node_seconds"] = running.scheduler.stats.node_seconds
     return out
@@ -162,11 +164,14 @@ def predicted(
     nodes: int,
     node_memory: int,
     max_calls: int = 1,
+    policy_cold_start: float | None = None,
 ) -> dict[str, Any]:
     """What the simulator predicts for the same (scaled) trace on the same
-    nodes, with the mean container start the replay measured; max_calls > 1 when
+    nodes, its containers starting as long as the replay's did, in the same
+    order (a spare's start is short, agent/spares.py); max_calls > 1 when
     the scheduler learned calls per container (the replay's functions are
-    light enough for the most it gives)."""
+    light enough for the most it gives); policy_cold_start: the scheduler's
+    Options.cold_start_s, what its policy took a start for."""
     from shoal.faas.simulate import Config, simulate_trace
 
     cold_s = replayed.mean_create_s or 1.0
@@ -177,6 +182,8 @@ def predicted(
         min_nodes=nodes,
         reserve_s=0.0,
         cold_start=cold_s,
+        starts=tuple(replayed.starts),
+        policy_cold_start=policy_cold_start,
         placement="pack",
         max_calls=max_calls,
     )

@@ -5,8 +5,7 @@ eviction by a Policy (the simulator's objects), memory-aware placement.
 All state lives in one event loop and changes only between awaits, so there
 are no locks and the accounting cannot race: a container's in-flight count
 and a node's free memory change in the same step as the call they count.
-The books are in faas/state.py, nodes and containers in faas/holding.py.
-"""
+The books are in faas/state.py, nodes and containers in faas/holding.py."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from shoal.core.wire.shoal.v1 import faas_pb2 as xpb
@@ -26,6 +25,7 @@ from shoal.faas.state import (
     GONE,
     KEPT,
     MAX_CAP,
+    STARTS_KEPT,
     Call,
     Container,
     Dial,
@@ -65,7 +65,7 @@ class Scheduler(Holding):
         self.held_since: dict[str, float] = {}
         self.calls: dict[str, Call] = {}
         self.returned: OrderedDict[str, None] = OrderedDict()
-        self.stats = Stats()
+        self.stats, self.starts, self.in_line = Stats(), deque[float](maxlen=STARTS_KEPT), deque()
         self.room = asyncio.Event()  # set whenever memory is freed or a node arrives
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ids = itertools.count()
@@ -74,7 +74,7 @@ class Scheduler(Holding):
         for f in functions or []:
             self.register(f)
         self.poller: asyncio.Task[None] | None = None
-        self.closing = False
+        self.closing = False  # starts: each CreateContainer's seconds, for the simulator
 
     # -- life
 
@@ -336,6 +336,7 @@ class Scheduler(Holding):
     def _idle(self, c: Container) -> None:
         now = time.monotonic()
         c.idle_since = now
+        self.room.set()  # a start waiting for memory may evict it now
         if c.until is not None:  # pre-warmed, not used yet
             end = c.until
             c.until = None

@@ -35,6 +35,8 @@ class Config:
     node_idle_s: float = 60.0  # an empty node is released after this
     headroom_mb: float = 1024.0  # free memory kept by reserving a node ahead
     cold_start: float = 1.0  # container start, s (0.4-4 in mini-faas accounts)
+    policy_cold_start: float | None = None  # what the policy takes it for; None: cold_start
+    starts: tuple[float, ...] = ()  # measured starts, taken in turn instead of cold_start
     timeout: float = 60.0  # a call waiting longer fails
     placement: str = "first-fit"  # or "pack": the fullest node it fits
     max_calls: int = 1  # calls a container is given at once once learned (room for that many)
@@ -62,12 +64,15 @@ class Simulator:
     def __init__(self, trace: Trace, policy: Policy, config: Config | None = None) -> None:
         self.t, self.p, self.c = trace, policy, config or Config()
         self.mem = [f.memory_mb for f in trace.functions]
-        policy.bind(self.mem, self.c.cold_start)
+        pc = self.c.policy_cold_start
+        self.guess = self.c.cold_start if pc is None else pc  # as a scheduler's Options say
+        policy.bind(self.mem, self.guess)
         nf = len(trace.functions)
         self.idle: list[dict[_Box, None]] = [{} for _ in range(nf)]
         self.all_idle: dict[_Box, None] = {}
         self.queue: list[deque[int]] = [deque() for _ in range(nf)]
         self.booting = [0] * nf
+        self.retrying = False
         self.inflight = [0] * nf
         self.held = [0] * nf  # containers of each function
         self.room: list[dict[_Box, None]] = [{} for _ in range(nf)]  # busy, not full
@@ -227,7 +232,8 @@ class Simulator:
         self.booting[fn] += 1
         self.held[fn] += 1
         self.r.containers += 1
-        self.push(self.now + self.c.cold_start, READY, box)
+        st, n = self.c.starts, self.r.containers - 1
+        self.push(self.now + (st[n % len(st)] if st else self.c.cold_start), READY, box)
         self.scale()
         cap = self.p.capacity_mb
         while cap is not None and self.held_mb > cap and self.all_idle:
@@ -262,17 +268,27 @@ class Simulator:
             self.push(self.now + self.c.node_idle_s, RELEASE, box.node)
         self.retry()
 
-    def retry(self) -> None:
-        while self.waiting:
-            fn = self.waiting[0]
-            if self.booting[fn] >= len(self.queue[fn]):
+    def retry(self, evict: bool = False) -> None:
+        """Start what waits for memory; evict: a container just went idle, and
+        evicting it may make room (as the scheduler's _room does)."""
+        if self.retrying:
+            return
+        self.retrying = True
+        try:
+            while self.waiting:
+                fn = self.waiting[0]
+                if self.booting[fn] >= len(self.queue[fn]):
+                    self.waiting.popleft()
+                    continue
+                node = self.place(self.mem[fn])
+                if node is None and evict:
+                    node = self.evict_for(self.mem[fn])
+                if node is None:
+                    return
                 self.waiting.popleft()
-                continue
-            node = self.place(self.mem[fn])
-            if node is None:
-                return
-            self.waiting.popleft()
-            self.spawn(fn)
+                self.spawn(fn)
+        finally:
+            self.retrying = False
 
     def go_idle(self, box: _Box, until: float | None) -> None:
         box.state, box.idle_since, box.gen = "idle", self.now, box.gen + 1
@@ -281,6 +297,8 @@ class Simulator:
         self.all_idle[box] = None
         if until is not None and math.isfinite(until):
             self.push(until, EXPIRE, box, box.gen)
+        if self.waiting:
+            self.retry(evict=True)
 
     # events
     def ready(self, box: object, _: float) -> None:
@@ -313,14 +331,14 @@ class Simulator:
         w = self.p.on_idle(box.fn, self.now)
         if w.end <= 0 or w.end <= w.start:
             self.remove(box)
-        elif w.start <= self.c.cold_start or self.inflight[box.fn] > 0:
+        elif w.start <= self.guess or self.inflight[box.fn] > 0:
             # others of its function still run: keep it to the window's end
             # (the last to go idle is the one removed and pre-warmed)
             self.go_idle(box, self.now + w.end)
         else:
             self.prewarm_to[box.fn] = self.held[box.fn]
             self.remove(box)
-            at = self.now + w.start - self.c.cold_start
+            at = self.now + w.start - self.guess
             self.prewarm_at[box.fn] = at
             self.push(at, PREWARM, box.fn, self.now + w.end)
 

@@ -18,6 +18,7 @@ from shoal.errors import SchedulingError
 GONE = frozenset({"OOM", "TIMEOUT", "CONTAINER_GONE"})  # the agent removed the container
 KEPT = frozenset({"FUNCTION_ERROR", "CONTAINER_BUSY"})  # the call failed, the container is fine
 MAX_CAP = 8  # calls one container may be given at once
+STARTS_KEPT = 100_000  # CreateContainer times a scheduler keeps (the replay's simulator)
 
 
 @dataclass
