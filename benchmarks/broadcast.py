@@ -187,6 +187,7 @@ def part_netns(
         home.mkdir(parents=True)
         with netns_agents(n, rate, home) as (_, pids):
             for w, bulk in [(w, b) for w in widths for b in modes]:
+                warm((n + 1) * size)  # the same state of memory for every copy (see warm())
                 with PeakRSS(pids) as rss:
                     res = run_copy(home, f"h[1-{n}]", src, w, bulk=bulk)
                 wall = float(res["wall_s"])  # type: ignore[arg-type]
@@ -432,7 +433,7 @@ def main() -> None:
         from broadcast_cpu import part_cpu
 
         big = args.cpu_size_mib << 20
-        rows += part_cpu(big, payload(args.cpu_size_mib), ["grpc", "aead", "mac"])
+        rows += part_cpu(big, payload(args.cpu_size_mib), ["grpc", "aead", "mac"], repeat=3)
     meta = {
         "note": (
             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores, "
