@@ -247,15 +247,10 @@ class Host:
                 _write(mem / "memory.max", str(req.memory))
                 _write(mem / "memory.swap.max", "0")
             else:
-                sw = mem / "memory.memsw.limit_in_bytes"
-                # memsw may never be below the limit: raise it first, lower it last
-                order = (
-                    [sw, mem / "memory.limit_in_bytes"]
-                    if sw.exists()
-                    else [mem / "memory.limit_in_bytes"]
-                )
-                if sw.exists() and req.memory < int(_read(order[1]) or 0):
-                    order.reverse()
+                lim, sw = mem / "memory.limit_in_bytes", mem / "memory.memsw.limit_in_bytes"
+                order = [lim]
+                if sw.exists():  # memsw may never be below the limit: raise it first, lower it last
+                    order = [lim, sw] if req.memory < int(_read(lim) or 0) else [sw, lim]
                 for f in order:
                     _write(f, str(req.memory))
                 _write(mem / "memory.swappiness", "0")

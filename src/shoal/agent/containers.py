@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,7 +33,7 @@ import grpc
 from shoal.agent import tasks
 from shoal.agent.cgroups import Host
 from shoal.agent.container import Container, Outcome, Spec, StartError, worker_command
-from shoal.agent.sandbox import Request, Sandbox, SandboxError
+from shoal.agent.sandbox import Request, SandboxError
 from shoal.agent.spares import SPARE_CORES, SPARE_LIMIT, SPARE_MEMORY, SPARES, Spares
 from shoal.agent.worker import MAX_PAYLOAD
 from shoal.core import tls
@@ -187,10 +187,7 @@ class NodeService(frpc.NodeServiceServicer):
                 await c.destroy("", "spare unusable")
                 c = None
         if c is None:
-            box, scratch, proc = await self._launch(req, handler, meta.code_dir)
-            c = Container(f"{self.node}-{secrets.token_hex(6)}", spec, self.host, box, scratch,
-                          proc, self._forget)  # fmt: skip
-            c.cpu_mark = (0, time.monotonic())
+            c = await self._launch(req, spec, self._forget)
         self.spares.refill()  # this agent serves functions: keep spares from now on
         self.containers[c.id] = c  # now, so that agent stop finds it while it starts
         made.append(c)
@@ -199,17 +196,17 @@ class NodeService(frpc.NodeServiceServicer):
 
     async def _spare(self) -> Container:
         req = Request(memory=SPARE_MEMORY, cpu_quota=SPARE_CORES, pids=_pids(1))
-        box, scratch, proc = await self._launch(req, "", "", spare=True)
-        c = Container(f"{self.node}-{secrets.token_hex(6)}", Spec("(spare)", "", SPARE_MEMORY,
-                      0, 1, ""), self.host, box, scratch, proc, self.spares.forget)  # fmt: skip
-        c.cpu_mark = (0, time.monotonic())
+        spec = Spec("(spare)", "", SPARE_MEMORY, 0, 1, "")
+        c = await self._launch(req, spec, self.spares.forget, spare=True)
         await c.hello(SPARE_LIMIT)
         return c
 
     async def _launch(
-        self, req: Request, handler: str, code_dir: str, spare: bool = False
-    ) -> tuple[Sandbox, Path, asyncio.subprocess.Process]:
-        """A worker process in a sandbox of its own, with its scratch."""
+        self, req: Request, spec: Spec, forget: Callable[[str], None], spare: bool = False
+    ) -> Container:
+        """A worker process for spec in a sandbox of its own, with its scratch
+        (not ready yet); spare: one that waits to be told its function."""
+        code_dir = spec.code_dir
         try:
             self.scratch.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -229,7 +226,7 @@ class NodeService(frpc.NodeServiceServicer):
             extra["SHOAL_SPARE"] = "1"
         try:
             proc = await asyncio.create_subprocess_exec(
-                *box.argv(worker_command(handler)),
+                *box.argv(worker_command(spec.handler)),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -242,7 +239,10 @@ class NodeService(frpc.NodeServiceServicer):
             await asyncio.to_thread(self.host.scratches.remove, scratch)
             raise StartError(f"cannot start the worker: {e}") from None
         tasks.LIVE_BOXES.add(box)
-        return box, scratch, proc
+        c = Container(f"{self.node}-{secrets.token_hex(6)}", spec, self.host, box, scratch, proc,
+                      forget)  # fmt: skip
+        c.cpu_mark = (0, time.monotonic())
+        return c
 
     def _forget(self, cid: str) -> None:
         self.containers.pop(cid, None)

@@ -58,12 +58,12 @@ class SpoolOrigin:
 
     async def read(self, offset: int, size: int) -> bytes | memoryview:
         while True:
+            held = self.ready(offset, size)
+            if held is not None:
+                return held
             spool = self.t.spool
-            if spool.failed is None and offset < spool.offset:
-                held = self.t.recent.get(offset, size)
-                if held is not None:
-                    return held
-            elif isinstance(spool, Spool) and spool.failed is None and not self.t.complete.is_set():
+            waiting = spool.failed is None and offset >= spool.offset
+            if waiting and isinstance(spool, Spool) and not self.t.complete.is_set():
                 await spool.written(offset)  # then from memory, as it was just written
                 continue
             try:

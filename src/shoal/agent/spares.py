@@ -87,7 +87,6 @@ class Spares:
         """Agent stop: let starting spares finish (bounded by SPARE_LIMIT),
         then remove every spare."""
         self._closed = True
-        if self._starting or self._ending:
-            await asyncio.gather(*self._starting, *self._ending, return_exceptions=True)
+        await asyncio.gather(*self._starting, *self._ending, return_exceptions=True)
         ready, self._ready = self._ready, []
         await asyncio.gather(*(c.destroy("", "agent stopping") for c in ready))

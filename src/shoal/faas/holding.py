@@ -30,7 +30,7 @@ class Holding:
     nodes: dict[str, Node]
     held_since: dict[str, float]
     stats: Stats
-    starts: deque[float]
+    starts: deque[float]  # each CreateContainer's seconds, for the replay's simulator
     room: asyncio.Event
     in_line: deque[object]  # starts waiting for memory, oldest first
     ids: itertools.count[int]
@@ -96,8 +96,9 @@ class Holding:
         node.containers[c.id] = c
         fn.containers[c.id] = c
         self.stats.created += 1
-        self.stats.create_s += time.monotonic() - started
-        self.starts.append(time.monotonic() - started)
+        took = time.monotonic() - started
+        self.stats.create_s += took
+        self.starts.append(took)
         return c
 
     def _fail_waiters(self, fn: Function, e: SchedulingError) -> None:

@@ -74,7 +74,7 @@ class Scheduler(Holding):
         for f in functions or []:
             self.register(f)
         self.poller: asyncio.Task[None] | None = None
-        self.closing = False  # starts: each CreateContainer's seconds, for the simulator
+        self.closing = False
 
     # -- life
 
