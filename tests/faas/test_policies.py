@@ -47,7 +47,24 @@ def test_adaptive_prewarms_just_before_a_period_and_drops_a_rare_function() -> N
     calls = [(i * 3600.0, 0, 1.0) for i in range(10)]
     r = simulate_trace(make_trace(calls, [512]), a, CFG)
     w = a.on_idle(0, 0)
-    assert 3500 < w.start < 3599 < w.end < 3700
-    # cold: the first, the second (after a break-even keep), the third (one gap known: learnt)
-    assert r.cold == 2
+    # to the longest gap seen, then a break-even time (100 s at 512 MB) longer
+    assert 3500 < w.start < 3599 < 3700 < w.end < 3800
+    # cold: the first, then four more while a pre-warm saves less than the
+    # start of a call earlier than any seen (early=1) would cost
+    assert r.cold == 5
     assert a.best(__import__("numpy").array([1e6, 2e6]), 10.0).end == 0
+
+
+def test_adaptive_keeps_each_level_of_concurrency_by_its_own_gaps() -> None:
+    # a function is called every 100 s, and a second call joins a running one
+    # 30 s after the last pair: each container is pre-warmed for its own gap,
+    # from 2 % + 1 s before it to as long after it and a break-even time
+    # (a start of a 1 GB function is worth 50 s of it) past that
+    a = Adaptive()
+    a.bind([1024.0], 1.0)
+    for i in range(20):
+        a.on_invoke(0, i * 100.0, False, 100.0, level=0)
+        a.on_invoke(0, i * 100.0, False, 30.0, level=1)
+    first, second = a.on_idle(0, 2000.0, level=0), a.on_idle(0, 2000.0, level=1)
+    assert abs(first.start - 97.0) < 1e-6 and abs(first.end - 153.0) < 1e-6
+    assert abs(second.start - 28.4) < 1e-6 and abs(second.end - 81.6) < 1e-6

@@ -16,10 +16,10 @@ class GreedyDual(Policy):
         self.clock = 0.0
         self.freq: dict[int, int] = {}
 
-    def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None) -> None:
+    def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None, level: int = 0) -> None:
         self.freq[fn] = self.freq.get(fn, 0) + 1
 
-    def on_idle(self, fn: int, now: float) -> Window:
+    def on_idle(self, fn: int, now: float, level: int = 0) -> Window:
         return Window(0.0, INF)
 
     def priority(self, fn: int, now: float) -> float:

@@ -37,7 +37,7 @@ class Hybrid(Policy):
         self.oob: dict[int, int] = {}
         self.cache: dict[int, Window] = {}
 
-    def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None) -> None:
+    def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None, level: int = 0) -> None:
         if gap is None:
             return
         b = int(gap // self.bin_s)
@@ -63,7 +63,7 @@ class Hybrid(Policy):
         keep = (hi + 1) * self.bin_s * (1 + self.margin)
         return Window(pre, keep)
 
-    def on_idle(self, fn: int, now: float) -> Window:
+    def on_idle(self, fn: int, now: float, level: int = 0) -> Window:
         w = self.cache.get(fn)
         if w is None:
             w = self.cache[fn] = self.window(fn)

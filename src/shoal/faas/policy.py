@@ -33,14 +33,18 @@ class Policy(ABC):
         self.memory_mb = memory_mb
         self.cold_start = cold_start
 
-    def on_invoke(self, fn: int, now: float, cold: bool, gap: float | None) -> None:  # noqa: B027
-        """A call arrived; gap: seconds since the function's running calls
-        last fell to as many as run now, i.e. since the container that would
-        serve it went idle (None the first time)."""
+    def on_invoke(  # noqa: B027
+        self, fn: int, now: float, cold: bool, gap: float | None, level: int = 0
+    ) -> None:
+        """A call arrived while ``level`` calls of the function ran; gap:
+        seconds since its running calls last fell to ``level``, i.e. since
+        the container that would serve it went idle (None the first time)."""
 
     @abstractmethod
-    def on_idle(self, fn: int, now: float) -> Window:
-        """A container of ``fn`` has no call to serve."""
+    def on_idle(self, fn: int, now: float, level: int = 0) -> Window:
+        """A container of ``fn`` has no call to serve; level: how many of the
+        function's calls run or could be served by its other idle containers,
+        i.e. the level of running calls at which this one is needed again."""
 
     def priority(self, fn: int, now: float) -> float:
         """Eviction order of a container gone idle now: lowest goes first (LRU)."""
@@ -53,7 +57,7 @@ class Policy(ABC):
 class NoKeepAlive(Policy):
     name = "none"
 
-    def on_idle(self, fn: int, now: float) -> Window:
+    def on_idle(self, fn: int, now: float, level: int = 0) -> Window:
         return Window(0.0, 0.0)
 
 
@@ -64,5 +68,5 @@ class FixedTTL(Policy):
         self.ttl = ttl
         self.name = f"ttl-{ttl / 60:g}"
 
-    def on_idle(self, fn: int, now: float) -> Window:
+    def on_idle(self, fn: int, now: float, level: int = 0) -> Window:
         return Window(0.0, self.ttl)

@@ -179,11 +179,11 @@ class Scheduler(Holding):
             )
         fn = self.function(function_name, config)
         now = time.monotonic()
-        since = fn.drop.get(fn.in_flight)
+        gap = None if (since := fn.drop.get(fn.in_flight)) is None else now - since
         c = self._warm(fn)
-        self.policy.on_invoke(fn.index, now, c is None, None if since is None else now - since)
-        fn.in_flight += 1
         cold = c is None
+        self.policy.on_invoke(fn.index, now, cold, gap, fn.in_flight)
+        fn.in_flight += 1
         if c is None:
             if fn.containers or fn.booting:  # demand beyond what is warm
                 fn.pressed = True
@@ -345,7 +345,7 @@ class Scheduler(Holding):
                 return
             c.expiry = asyncio.get_running_loop().call_later(end - now, self._expire, c)
             return
-        w = self.policy.on_idle(c.fn.index, now)
+        w = self.policy.on_idle(c.fn.index, now, c.fn.level(c))
         if w.end <= 0 or w.end <= w.start:
             self._forget(c)
         elif w.start <= self.o.cold_start_s or c.fn.in_flight > 0:  # mid-burst: keep, see simulate

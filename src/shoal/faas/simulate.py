@@ -136,7 +136,7 @@ class Simulator:
         since = self.drop[fn].get(self.inflight[fn])
         gap = None if since is None else self.now - since
         idle = self.idle[fn]
-        self.p.on_invoke(fn, self.now, not idle, gap)
+        self.p.on_invoke(fn, self.now, not idle, gap, self.inflight[fn])
         self.inflight[fn] += 1
         if idle or self.room[fn]:
             box = idle.popitem()[0] if idle else min(self.room[fn], key=lambda b: b.calls)
@@ -328,7 +328,7 @@ class Simulator:
             self.idle_decision(box)
 
     def idle_decision(self, box: _Box) -> None:
-        w = self.p.on_idle(box.fn, self.now)
+        w = self.p.on_idle(box.fn, self.now, self.inflight[box.fn] + len(self.idle[box.fn]))
         if w.end <= 0 or w.end <= w.start:
             self.remove(box)
         elif w.start <= self.guess or self.inflight[box.fn] > 0:
