@@ -4,6 +4,7 @@ environment, as one started for it; spares end with the agent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -138,3 +139,37 @@ def test_faas_spares_below_zero_is_one_line(agents: Agents) -> None:
     )
     assert r.returncode != 0 and "--faas-spares -1: must not be negative" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_burst_that_outruns_the_spares_makes_the_agent_keep_more(
+    agents: Agents, code: Path
+) -> None:
+    a = agents.start("n1", spares=1)
+
+    async def go(stub: Any) -> list[str]:
+        await _create(stub, _meta(code, "fns:count"))
+        await _until(lambda: len(_spares(agents)) == 1, "a spare waiting")
+        # three at once: one takes the spare, two find none
+        made = await asyncio.gather(*(_create(stub, _meta(code, "fns:count")) for _ in range(3)))
+        await _until(lambda: len(_spares(agents)) == 3, "three spares waiting")
+        return list(made)
+
+    made = _run(agents, a, go)
+    assert len(set(made)) == 3
+    assert a.log_text().count("from a spare") == 1
+
+
+def test_a_scheduler_polling_the_node_makes_it_keep_spares_before_its_first_start(
+    agents: Agents,
+) -> None:
+    from shoal.core.wire.shoal.v1 import faas_pb2 as fpb
+
+    a = agents.start("n1")
+
+    async def go(stub: Any) -> int:
+        before = len(_spares(agents))
+        await stub.GetStats(fpb.GetStatsRequest())
+        await _until(lambda: len(_spares(agents)) == 2, "two spares waiting")
+        return before
+
+    assert _run(agents, a, go) == 0

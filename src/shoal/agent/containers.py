@@ -304,6 +304,7 @@ class NodeService(frpc.NodeServiceServicer):
         self, request: fpb.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> fpb.GetStatsReply:
         await self._admit(context, "read container stats")
+        self.spares.wake()  # a scheduler holds this node: its first start may come
         total, available = _memory()
         cpu, self._cpu = self._cpu, _cpu_times()
         busy, whole = self._cpu[0] - cpu[0], self._cpu[1] - cpu[1]

@@ -85,9 +85,22 @@ def open_spool(
                     return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
                 os.close(fd)
         try:
-            return Spool(target, meta, transfer_id, writer=node)
+            mine = Spool(target, meta, transfer_id, writer=node)
         except Claimed:
             pass
+        else:
+            if meta.kind != "file":
+                return mine
+            # the writer may have put its part in place between the look at
+            # the target and the claim: then follow it, as if seen before
+            fd = open_existing(target)
+            if fd is None or not _ours(label(fd), transfer_id):
+                if fd is not None:
+                    os.close(fd)
+                return mine
+            mine.discard("installed by another node meanwhile")
+            mine.close()
+            return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
         fd = open_existing(part)
         if fd is None:
             continue  # installed or given up meanwhile: look again

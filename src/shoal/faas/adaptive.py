@@ -29,7 +29,7 @@ class Adaptive(Policy):
         slack: float = 0.02,
         pad_s: float = 1.0,
         early: float = 1.0,
-        levels: int = 8,  # deeper levels share the last one's history
+        levels: int = 64,  # deeper levels share the last one's history
     ) -> None:
         self.history, self.cold_value = history, cold_value
         self.slack, self.pad_s, self.early, self.levels = slack, pad_s, early, levels

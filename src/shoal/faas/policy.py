@@ -42,9 +42,9 @@ class Policy(ABC):
 
     @abstractmethod
     def on_idle(self, fn: int, now: float, level: int = 0) -> Window:
-        """A container of ``fn`` has no call to serve; level: how many of the
-        function's calls run or could be served by its other idle containers,
-        i.e. the level of running calls at which this one is needed again."""
+        """A container of ``fn`` has no call to serve; level: how many calls
+        the function's other containers take at once, i.e. the level of
+        running calls at which this one is needed again."""
 
     def priority(self, fn: int, now: float) -> float:
         """Eviction order of a container gone idle now: lowest goes first (LRU)."""

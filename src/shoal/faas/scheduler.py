@@ -41,7 +41,7 @@ __all__ = ["MAX_CAP", "Function", "Options", "Scheduler", "dial_with"]
 
 log = logging.getLogger("shoal.faas")
 
-RAISE_AFTER = 4  # clean returns at a concurrency before trying one more
+RAISE_AFTER = 1  # clean returns at a concurrency before trying one more
 CLOSE_WAIT = 20.0  # seconds close() lets starts and removals in flight finish
 RETURNED = 65536  # request ids remembered after their return (a second one is an error)
 

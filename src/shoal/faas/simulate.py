@@ -40,7 +40,7 @@ class Config:
     timeout: float = 60.0  # a call waiting longer fails
     placement: str = "first-fit"  # or "pack": the fullest node it fits
     max_calls: int = 1  # calls a container is given at once once learned (room for that many)
-    raise_after: int = 4  # clean returns before one more
+    raise_after: int = 1  # clean returns before one more
 
 
 class _Node:
@@ -328,7 +328,9 @@ class Simulator:
             self.idle_decision(box)
 
     def idle_decision(self, box: _Box) -> None:
-        w = self.p.on_idle(box.fn, self.now, self.inflight[box.fn] + len(self.idle[box.fn]))
+        w = self.p.on_idle(
+            box.fn, self.now, self.cap[box.fn] * (self.held[box.fn] - self.booting[box.fn] - 1)
+        )
         if w.end <= 0 or w.end <= w.start:
             self.remove(box)
         elif w.start <= self.guess or self.inflight[box.fn] > 0:

@@ -56,10 +56,9 @@ class Function:
     prewarm_to: int = 0  # containers it held when its last went to be pre-warmed
 
     def level(self, c: Container) -> int:
-        """The policy's level for ``c`` gone idle: the calls running and those
-        its other idle containers could take (see Policy.on_idle)."""
-        others = sum(1 for x in self.containers.values() if x is not c and x.in_flight == 0)
-        return self.in_flight + others
+        """The policy's level for ``c`` gone idle: the calls its function's
+        other containers take at once (see Policy.on_idle)."""
+        return self.cap * (len(self.containers) - 1)
 
     def meta(self, concurrency: int = MAX_CAP) -> xpb.FunctionMeta:
         return xpb.FunctionMeta(
