@@ -328,9 +328,8 @@ class Simulator:
             self.idle_decision(box)
 
     def idle_decision(self, box: _Box) -> None:
-        w = self.p.on_idle(
-            box.fn, self.now, self.cap[box.fn] * (self.held[box.fn] - self.booting[box.fn] - 1)
-        )
+        f = box.fn  # level: the calls its other ready containers take at once
+        w = self.p.on_idle(f, self.now, self.cap[f] * (self.held[f] - self.booting[f] - 1))
         if w.end <= 0 or w.end <= w.start:
             self.remove(box)
         elif w.start <= self.guess or self.inflight[box.fn] > 0:
