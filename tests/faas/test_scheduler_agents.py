@@ -54,9 +54,11 @@ memory_mb = 64
     return f
 
 
-async def _scheduler(agents: Agents, tmp_path: Path, names: list[str], **kw: object) -> Running:
+async def _scheduler(
+    agents: Agents, tmp_path: Path, names: list[str], spares: int | None = None, **kw: object
+) -> Running:
     for n in names:
-        agents.start(n)
+        agents.start(n, spares=spares)
     agents.inventory()
     return await start_scheduler(
         ",".join(names),
@@ -258,9 +260,9 @@ async def test_the_api_front_calls_a_function_by_name(one: tuple[Running, Client
 async def test_placement_packs_a_functions_containers_together(
     agents: Agents, tmp_path: Path
 ) -> None:
-    """pack, function-affine: three containers made at once share a node,
-    the other function's go to it too while it has room."""
-    r = await _scheduler(agents, tmp_path, ["n1", "n2"], memory_mb=128)
+    """pack, function-affine (no spares to prefer): three containers made at
+    once share a node, the other function's go to it too while it has room."""
+    r = await _scheduler(agents, tmp_path, ["n1", "n2"], spares=0, memory_mb=128)
     c = Client(f"127.0.0.1:{r.served.port}", Settings.load())
     try:
         got = await asyncio.gather(*(c.invoke("count", b'{"s": 0.5}') for _ in range(3)))
@@ -268,6 +270,30 @@ async def test_placement_packs_a_functions_containers_together(
         assert len({g.node for g in got}) == 1 and len({g.container for g in got}) == 3
         other = await c.invoke("shout", b"x")
         assert other.ok and other.node == got[0].node
+    finally:
+        await c.close()
+        await r.stop()
+
+
+async def test_placement_prefers_a_node_with_a_spare_waiting(
+    agents: Agents, tmp_path: Path
+) -> None:
+    """One spare on each node (said by GetStats): two containers made at once
+    go one to each node, both from a spare, where packing would put both on
+    one node and start the second from scratch."""
+    r = await _scheduler(agents, tmp_path, ["n1", "n2"], spares=1, memory_mb=128)
+    c = Client(f"127.0.0.1:{r.served.port}", Settings.load())
+    try:
+        nodes = r.scheduler.nodes.values()
+        for _ in range(300):  # the first poll wakes the spares, a later one says so
+            if all(n.spares == 1 for n in nodes):
+                break
+            await asyncio.sleep(0.1)
+        assert all(n.spares == 1 for n in nodes)
+        got = await asyncio.gather(*(c.invoke("count", b'{"s": 0.3}') for _ in range(2)))
+        assert all(g.ok and g.cold for g in got), got
+        assert len({g.node for g in got}) == 2
+        assert all("from a spare" in a.log_text() for a in agents.started)
     finally:
         await c.close()
         await r.stop()

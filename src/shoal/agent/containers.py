@@ -314,6 +314,7 @@ class NodeService(frpc.NodeServiceServicer):
                 memory_usage_in_bytes=total - available,
                 available_memory_in_bytes=available,
                 cpu_usage_pct=100.0 * busy / whole if whole > 0 else 0.0,
+                spares=self.spares.waiting,
             )
         )
         now = time.monotonic()

@@ -48,6 +48,10 @@ class Spares:
         self._ending: set[asyncio.Future[None]] = set()
         self._closed = False
 
+    @property
+    def waiting(self) -> int:
+        return len(self._ready)
+
     def take(self, memory: int) -> Container | None:
         """A live spare for a function of `memory` bytes, or None."""
         if memory < SPARE_MEMORY:

@@ -56,6 +56,7 @@ class Holding:
                 if node is None:
                     return  # the waiters time out and say why
                 node.free -= fn.memory
+                node.spares -= 1  # until the next poll says how many wait
                 self._hold(node)
                 try:
                     c = await self._create_on(node, fn)
@@ -136,13 +137,15 @@ class Holding:
     # -- memory and nodes
 
     def _place(self, fn: Function) -> Node | None:
-        """Function-affine first (a node that runs it has its code and its
-        page cache warm), then the fullest (pack) or emptiest (spread) it fits."""
+        """A node with a spare worker waiting first (a start of milliseconds,
+        not an interpreter's), then function-affine (a node that runs it has
+        its code and its page cache warm), then the fullest (pack) or
+        emptiest (spread) it fits."""
         fits = [n for n in self.nodes.values() if n.free >= fn.memory and not n.draining]
         if not fits:
             return None
         sign = 1 if self.o.placement == "pack" else -1
-        return min(fits, key=lambda n: (not _runs(n, fn), sign * n.free))
+        return min(fits, key=lambda n: (n.spares <= 0, not _runs(n, fn), sign * n.free))
 
     async def _room(self, fn: Function, deadline: float, *, evict: bool) -> Node | None:
         node = await self._fit(fn, evict=evict)
@@ -298,7 +301,7 @@ class Holding:
                     if node.misses >= 2:
                         self._node_down(node)
                     continue
-                node.misses = 0
+                node.misses, node.spares = 0, a.node_stats.spares
                 for s in a.container_stats_list:
                     c = node.containers.get(s.container_id)
                     if c is None:

@@ -36,6 +36,9 @@ def scaled(trace: Trace, speed: float = 1.0, limit_s: float | None = None) -> Tr
     return Trace(trace.functions, t[keep] - start, trace.func[keep], trace.durations[keep] / speed)
 
 
+SPARE_START_S = 0.05  # a start faster than this came from a spare (agent/spares.py)
+
+
 @dataclass
 class Replayed:
     calls: int = 0
@@ -43,6 +46,7 @@ class Replayed:
     errors: int = 0
     sl_ms: list[float] = field(default_factory=list)  # scheduling latency per answered call
     cold_sl_ms: list[float] = field(default_factory=list)
+    warm_sl_ms: list[float] = field(default_factory=list)
     rt_s: float = 0.0  # sum of SL + duration
     wall_s: float = 0.0
     late_ms: float = 0.0  # how far behind the trace the most-late call was sent
@@ -62,7 +66,7 @@ class Replayed:
 
     def to_json(self) -> dict[str, Any]:
         sl = np.array(self.sl_ms) if self.sl_ms else np.zeros(1)
-        warm = [s for s in self.sl_ms if s not in self.cold_sl_ms]
+        warm = self.warm_sl_ms
         return {
             "calls": self.calls,
             "cold": self.cold,
@@ -126,6 +130,8 @@ async def replay_trace(
         if inv.cold:
             out.cold += 1
             out.cold_sl_ms.append(sl)
+        else:
+            out.warm_sl_ms.append(sl)
         if not inv.ok:
             out.errors += 1
             if len(out.first_errors) < 3:
@@ -165,16 +171,23 @@ def predicted(
     node_memory: int,
     max_calls: int = 1,
     policy_cold_start: float | None = None,
+    spares: int = 0,
 ) -> dict[str, Any]:
     """What the simulator predicts for the same (scaled) trace on the same
     nodes, its containers starting as long as the replay's did, in the same
-    order (a spare's start is short, agent/spares.py); max_calls > 1 when
-    the scheduler learned calls per container (the replay's functions are
-    light enough for the most it gives); policy_cold_start: the scheduler's
+    order; or, spares > 0, with that many spare workers per node modelled
+    (faas/starts.py), a start from one as long as the replay's fast ones
+    and one from scratch as its slow ones. max_calls > 1 when the scheduler
+    learned calls per container (the replay's functions are light enough for
+    the most it gives); policy_cold_start: the scheduler's
     Options.cold_start_s, what its policy took a start for."""
     from shoal.faas.simulate import Config, simulate_trace
 
     cold_s = replayed.mean_create_s or 1.0
+    fast = [s for s in replayed.starts if s < SPARE_START_S]
+    slow = [s for s in replayed.starts if s >= SPARE_START_S]
+    if spares and slow:
+        cold_s = float(np.median(slow))
     config = Config(
         node_mb=node_memory / 2**20,
         nodes=nodes,
@@ -182,7 +195,9 @@ def predicted(
         min_nodes=nodes,
         reserve_s=0.0,
         cold_start=cold_s,
-        starts=tuple(replayed.starts),
+        starts=() if spares else tuple(replayed.starts),
+        spares=spares,
+        spare_start=float(np.median(fast)) if fast else 0.005,
         policy_cold_start=policy_cold_start,
         placement="pack",
         max_calls=max_calls,

@@ -1,11 +1,10 @@
 """A discrete-event simulation of a function platform on a trace: nodes of
-fixed usable memory reserved and released, containers started (cold), kept
-or pre-warmed as a policy says, calls queued while no memory is free and
-failed after their time-out. One call per container as mini-faas's baseline,
-or ``max_calls`` learned as the real scheduler learns them (after
-``raise_after`` clean returns while calls found no room, as many as memory
-and CPU leave room for), for functions light enough for that many, as the
-replay's are."""
+fixed usable memory reserved and released, containers started (cold, as
+long as faas/starts.py says), kept or pre-warmed as a policy says, calls
+queued while no memory is free and failed after their time-out. One call per
+container as mini-faas's baseline, or ``max_calls`` learned as the real
+scheduler learns them (after ``raise_after`` clean returns while calls found
+no room), for functions light enough for that many, as the replay's are."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import numpy as np
 from shoal.faas.metrics import Result
 from shoal.faas.model import Trace
 from shoal.faas.policy import Policy
+from shoal.faas.starts import Starts
 
 READY, END, EXPIRE, PREWARM, NODE, RELEASE = range(6)
 
@@ -37,6 +37,8 @@ class Config:
     cold_start: float = 1.0  # container start, s (0.4-4 in mini-faas accounts)
     policy_cold_start: float | None = None  # what the policy takes it for; None: cold_start
     starts: tuple[float, ...] = ()  # measured starts, taken in turn instead of cold_start
+    spares: int = 0  # spare workers per node (agent/spares.py) modelled; 0: none
+    spare_start: float = 0.005  # a start from a spare, s
     timeout: float = 60.0  # a call waiting longer fails
     placement: str = "first-fit"  # or "pack": the fullest node it fits
     max_calls: int = 1  # calls a container is given at once once learned (room for that many)
@@ -63,6 +65,7 @@ class _Box:
 class Simulator:
     def __init__(self, trace: Trace, policy: Policy, config: Config | None = None) -> None:
         self.t, self.p, self.c = trace, policy, config or Config()
+        self.starts = Starts(self.c.cold_start, self.c.starts, self.c.spares, self.c.spare_start)
         self.mem = [f.memory_mb for f in trace.functions]
         pc = self.c.policy_cold_start
         self.guess = self.c.cold_start if pc is None else pc  # as a scheduler's Options say
@@ -71,9 +74,7 @@ class Simulator:
         self.idle: list[dict[_Box, None]] = [{} for _ in range(nf)]
         self.all_idle: dict[_Box, None] = {}
         self.queue: list[deque[int]] = [deque() for _ in range(nf)]
-        self.booting = [0] * nf
-        self.retrying = False
-        self.inflight = [0] * nf
+        self.booting, self.inflight, self.retrying = [0] * nf, [0] * nf, False
         self.held = [0] * nf  # containers of each function
         self.room: list[dict[_Box, None]] = [{} for _ in range(nf)]  # busy, not full
         self.cap, self.clean, self.pressed = [1] * nf, [0] * nf, [False] * nf
@@ -85,15 +86,11 @@ class Simulator:
         self.heap: list[tuple[float, int, int, object, float]] = []
         self.seq = 0
         self.nodes: list[_Node] = [_Node(i, self.c.node_mb, 0.0) for i in range(self.c.nodes)]
-        self.next_node = self.c.nodes
-        self.pending = 0
-        self.now = 0.0
-        self.held_mb = 0.0
+        self.next_node, self.pending, self.now, self.held_mb = self.c.nodes, 0, 0.0, 0.0
         self.r = Result(policy.name, calls=len(trace))
         self.r.rt_by_fn = np.zeros(nf)
         self.r.answered = np.zeros(len(trace), np.int8)
-        self.r.min_free_mb = self.c.node_mb
-        self.r.peak_nodes = self.c.nodes
+        self.r.min_free_mb, self.r.peak_nodes = self.c.node_mb, self.c.nodes
         self.open = 0  # calls arrived and not finished
         for node in self.nodes:
             self.push(self.c.node_idle_s, RELEASE, node)
@@ -209,8 +206,8 @@ class Simulator:
         fits = [n for n in self.nodes if n.free >= mb]
         if not fits:
             return None
-        if self.c.placement == "pack":
-            return min(fits, key=lambda n: n.free)
+        if self.c.placement == "pack":  # as the scheduler: a node with a spare first
+            return min(fits, key=lambda n: (not self.starts.waiting(n.id, self.now), n.free))
         return fits[0]
 
     def spawn(self, fn: int, *, until: float | None = None) -> bool:
@@ -232,8 +229,7 @@ class Simulator:
         self.booting[fn] += 1
         self.held[fn] += 1
         self.r.containers += 1
-        st, n = self.c.starts, self.r.containers - 1
-        self.push(self.now + (st[n % len(st)] if st else self.c.cold_start), READY, box)
+        self.push(self.now + self.starts.take(node.id, self.now), READY, box)
         self.scale()
         cap = self.p.capacity_mb
         while cap is not None and self.held_mb > cap and self.all_idle:

@@ -80,6 +80,7 @@ class Node:
     release: asyncio.TimerHandle | None = None
     misses: int = 0  # GetStats polls in a row that failed
     draining: bool = False  # the pool wants it back: nothing new, released once empty
+    spares: int = 0  # spare workers it said wait (GetStats), less the starts since
 
 
 @dataclass(eq=False)

@@ -209,16 +209,18 @@ class GetStatsRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class NodeStats(_message.Message):
-    __slots__ = ("total_memory_in_bytes", "memory_usage_in_bytes", "available_memory_in_bytes", "cpu_usage_pct")
+    __slots__ = ("total_memory_in_bytes", "memory_usage_in_bytes", "available_memory_in_bytes", "cpu_usage_pct", "spares")
     TOTAL_MEMORY_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USAGE_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_MEMORY_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
     CPU_USAGE_PCT_FIELD_NUMBER: _ClassVar[int]
+    SPARES_FIELD_NUMBER: _ClassVar[int]
     total_memory_in_bytes: int
     memory_usage_in_bytes: int
     available_memory_in_bytes: int
     cpu_usage_pct: float
-    def __init__(self, total_memory_in_bytes: _Optional[int] = ..., memory_usage_in_bytes: _Optional[int] = ..., available_memory_in_bytes: _Optional[int] = ..., cpu_usage_pct: _Optional[float] = ...) -> None: ...
+    spares: int
+    def __init__(self, total_memory_in_bytes: _Optional[int] = ..., memory_usage_in_bytes: _Optional[int] = ..., available_memory_in_bytes: _Optional[int] = ..., cpu_usage_pct: _Optional[float] = ..., spares: _Optional[int] = ...) -> None: ...
 
 class ContainerStats(_message.Message):
     __slots__ = ("container_id", "total_memory_in_bytes", "memory_usage_in_bytes", "cpu_usage_pct", "function_name", "in_flight")
