@@ -68,24 +68,19 @@ def main() -> None:
                 )
             )
             real = got.to_json()
-            sim = predicted(
-                trace,
-                make_policy(pol),
-                got,
-                nodes=a.nodes,
-                node_memory=mem,
-                max_calls=MAX_CAP if learn else 1,
-                policy_cold_start=o.cold_start_s,
-            )
-            spared = predicted(
-                trace,
-                make_policy(pol),
-                got,
-                nodes=a.nodes,
-                node_memory=mem,
-                max_calls=MAX_CAP if learn else 1,
-                policy_cold_start=o.cold_start_s,
-                spares=SPARES,
+            # the replay's starts in turn, and the agents' spares modelled instead
+            sim, spared = (
+                predicted(
+                    trace,
+                    make_policy(pol),
+                    got,
+                    nodes=a.nodes,
+                    node_memory=mem,
+                    max_calls=MAX_CAP if learn else 1,
+                    policy_cold_start=o.cold_start_s,
+                    spares=spares,
+                )
+                for spares in (0, SPARES)
             )
             rows[label] = {
                 "policy": pol, "learn": learn, "real": real, "simulated": sim,

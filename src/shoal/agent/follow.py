@@ -77,30 +77,31 @@ def open_spool(
     resumed: a follower resumed after a fault (its writer may be the relay that
     died or hung) keeps its own copy from now on."""
     part = part_path(target, transfer_id)
+
+    def follow_installed() -> Spool | Follower | None:
+        """A Follower of the target when another node installed it already."""
+        if meta.kind != "file" or (fd := open_existing(target)) is None:
+            return None
+        if _ours(label(fd), transfer_id):
+            return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
+        os.close(fd)
+        return None
+
     for _ in range(4):
-        if meta.kind == "file":
-            fd = open_existing(target)
-            if fd is not None:
-                if _ours(label(fd), transfer_id):  # installed already by another node
-                    return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
-                os.close(fd)
+        if (seen := follow_installed()) is not None:
+            return seen
         try:
             mine = Spool(target, meta, transfer_id, writer=node)
         except Claimed:
             pass
         else:
-            if meta.kind != "file":
-                return mine
             # the writer may have put its part in place between the look at
             # the target and the claim: then follow it, as if seen before
-            fd = open_existing(target)
-            if fd is None or not _ours(label(fd), transfer_id):
-                if fd is not None:
-                    os.close(fd)
+            if (seen := follow_installed()) is None:
                 return mine
             mine.discard("installed by another node meanwhile")
             mine.close()
-            return _said(node, Follower(target, meta, transfer_id, fd, patience, below))
+            return seen
         fd = open_existing(part)
         if fd is None:
             continue  # installed or given up meanwhile: look again

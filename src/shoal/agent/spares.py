@@ -7,12 +7,11 @@ then imports it and says ready, as a worker started for it would.
 An agent keeps spares once it has served a CreateContainer or a first
 GetStats (a scheduler holds it; an agent that never runs functions holds
 none), `--faas-spares` of them (0: none), each replaced in the background
-as it is taken. A CreateContainer that finds
-none waiting (a burst) makes the agent keep one more, up to GROWTH times
-as many; one a minute after the last such miss gives one back. A spare
-waits under a small memory limit and the CPU of one core; one that died is
-dropped, and a function asking for less memory than a spare holds gets a
-worker of its own.
+as it is taken. A CreateContainer that finds none waiting (a burst) makes
+the agent keep one more, up to GROWTH times as many; one a minute after the
+last such miss gives one back. A spare waits under a small memory limit and
+the CPU of one core; one that died is dropped, and a function asking for
+less memory than a spare holds gets a worker of its own.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ class Spares:
         self.node = node
         self.base = self.want = want
         self.missed = time.monotonic()
-        self._serving = False  # a CreateContainer came: spares are kept from now on
+        self._serving = False  # a CreateContainer or GetStats came: spares kept from now on
         self._launch = launch
         self._ready: list[Container] = []
         self._starting: set[asyncio.Task[bool]] = set()
