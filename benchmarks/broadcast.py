@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from broadcast_cpu import warm  # noqa: E402
+from bulk_floors import settle  # noqa: E402
+from plain_chain import run_chain  # noqa: E402
 
 from shoal.core import tls  # noqa: E402
 from shoal.deploy import AgentNode, NetnsHosts, agent_argv, agent_env, ready_port  # noqa: E402
@@ -50,6 +51,7 @@ WORK = ROOT / "benchmarks" / "work" / "broadcast"
 RESULTS = ROOT / "benchmarks" / "results"
 PY = sys.executable
 SHOAL = [PY, "-m", "shoal.cli.main"]
+FLOOR = "floor: plain chain"  # no tool: benchmarks/plain_chain.py
 
 
 def rate_bytes(rate: str) -> float:
@@ -185,11 +187,22 @@ def part_netns(
         home = WORK / f"netns-{n}"
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
-        with netns_agents(n, rate, home) as (_, pids):
-            for w, bulk in [(w, b) for w in widths for b in modes]:
-                warm((n + 1) * size)  # the same state of memory for every copy (see warm())
+        with netns_agents(n, rate, home) as (hosts, pids):
+            runs = [(w, b) for w in widths for b in modes]
+            if 1 in widths:
+                runs.append((1, FLOOR))
+            for w, bulk in runs:
+                settle()  # the same state of memory for every copy (see settle())
                 with PeakRSS(pids) as rss:
-                    res = run_copy(home, f"h[1-{n}]", src, w, bulk=bulk)
+                    if bulk == FLOOR:
+                        res = run_chain(
+                            src,
+                            [f"{hosts.address(i)}:7000" for i in range(n)],
+                            [f"/tmp/{src.name}"] * n,
+                            hosts.wrap,
+                        )
+                    else:
+                        res = run_copy(home, f"h[1-{n}]", src, w, bulk=bulk)
                 wall = float(res["wall_s"])  # type: ignore[arg-type]
                 rows.append(
                     {
@@ -202,6 +215,7 @@ def part_netns(
                         "wall_s": round(wall, 2),
                         "limit_s": round(limit, 2),
                         "share_of_rate": round(limit / wall, 3),
+                        "share_of_span": round(limit / float(res["span_s"]), 3),  # type: ignore[arg-type]
                         # without the client's start (imports, TLS, dialling)
                         "span_s": res["span_s"],
                         "passed": res["passed"],
@@ -257,7 +271,7 @@ def part_loopback(
         pids = [p.pid for p in cluster.state.procs]
         for bulk in modes:
             one = run_copy(home, "node1", src, 2, bulk=bulk)
-            warm((n + 2) * size)  # every tool starts in the same state of memory
+            settle()  # every tool starts in the same state of memory
             with PeakRSS(pids) as rss:
                 full = run_copy(home, f"node[1-{n}]", src, 2, bulk=bulk)
             row(
@@ -281,7 +295,7 @@ def part_loopback(
     cps = " ".join(f"cp {src} {floor_dir}/{i} &" for i in range(n))
     floor_one, _, _ = timed(["cp", str(src), str(floor_dir / "one")])
     (floor_dir / "one").unlink()
-    warm((n + 2) * size)
+    settle()
     floor_s, rc, err = timed(["sh", "-c", f"{cps} wait"])
     shutil.rmtree(floor_dir, ignore_errors=True)
     row(f"floor: {n} local cp at once (no network)", floor_one, floor_s, rc, err)
@@ -289,7 +303,7 @@ def part_loopback(
     with sshd_hosts(n) as d:
         opts = ["-o", f"-F {d}/ssh_config"]
         one_s, _, _ = timed([clush, *opts, "-w", "node1", "--copy", str(src), "--dest", "/tmp/"])
-        warm((n + 2) * size)
+        settle()
         full_s, rc, err = timed(
             [clush, *opts, "-w", f"node[1-{n}]", "--copy", str(src), "--dest", "/tmp/"]
         )
@@ -298,7 +312,7 @@ def part_loopback(
             f"scp -q -F {d}/ssh_config {src} node{i}:/tmp/ || exit 1" for i in range(1, n + 1)
         )
         scp_one, _, _ = timed(["scp", "-q", "-F", f"{d}/ssh_config", str(src), "node1:/tmp/"])
-        warm((n + 2) * size)
+        settle()
         loop_s, rc, err = timed(["sh", "-c", loop])
         row("a loop of scp", scp_one, loop_s, rc, err)
     return rows
@@ -316,17 +330,21 @@ def write_results(rows: list[dict[str, object]], meta: dict[str, object]) -> Non
     if net:
         md.append("\n## netns hosts, every link shaped to R both ways, into /tmp\n")
         md.append("share of R = (size/R) / wall time of the whole `shoal copy` command;"
-                  " copy span: first node's start to last node's end.\n")  # fmt: skip
+                  " copy span: first node's start to last node's end (the client's own start"
+                  " left out). The floor: the same file down a chain of plain Python"
+                  " processes on the same links, no tool, no encryption, no hash"
+                  " (benchmarks/plain_chain.py).\n")  # fmt: skip
         md.append(
             "| R | MiB | nodes | width | data plane | wall (s) | limit size/R (s) | share of R "
-            "| copy span (s) | passed | agent peak RSS (MiB) |"
+            "| copy span (s) | share of R over the span | passed | agent peak RSS (MiB) |"
         )
-        md.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in net:
             md.append(
                 f"| {r['rate']} | {r['size_mib']} | {r['nodes']} | {r['width']} | {r['bulk']} | "
                 f"{r['wall_s']} | {r['limit_s']} | {r['share_of_rate']:.0%} | {r['span_s']:.2f} | "
-                f"{r['passed']}/{r['nodes']} | {r['agent_peak_rss_mib']} |"
+                f"{r['share_of_span']:.0%} | {r['passed']}/{r['nodes']} | "
+                f"{r['agent_peak_rss_mib']} |"
             )
     loop = [r for r in rows if r["part"] == "loopback"]
     if loop:
@@ -361,12 +379,16 @@ def targets(rows: list[dict[str, object]]) -> list[str]:
     net = [r for r in rows if r["part"] == "netns"]
     for rate in dict.fromkeys(str(r["rate"]) for r in net):
         for w in sorted({int(r["width"]) for r in net if r["rate"] == rate}):  # type: ignore[call-overload]
-            rs = [r for r in net if r["width"] == w and r["rate"] == rate]
+            at = [r for r in net if r["width"] == w and r["rate"] == rate]
+            rs = [r for r in at if r["bulk"] != FLOOR]
             worst = min(float(r["share_of_rate"]) for r in rs)  # type: ignore[arg-type]
+            span = min(float(r["share_of_span"]) for r in rs)  # type: ignore[arg-type]
             ns = ", ".join(str(r["nodes"]) for r in rs)
+            floor = [float(r["share_of_rate"]) for r in at if r["bulk"] == FLOOR]  # type: ignore[arg-type]
+            beside = f"; the plain chain, worst {min(floor):.0%}" if floor else ""
             out.append(
-                f"| R = {rate}, N = {ns}, -W {w}: every node >= 85% of R | worst {worst:.0%} "
-                f"| {_met(worst >= 0.85)} |"
+                f"| R = {rate}, N = {ns}, -W {w}: every node >= 85% of R | worst {worst:.0%}"
+                f" (over the copy span {span:.0%}){beside} | {_met(worst >= 0.85)} |"
             )
     loop = {str(r["tool"]): r for r in rows if r["part"] == "loopback"}
     base = loop.get("shoal copy")

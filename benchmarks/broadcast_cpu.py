@@ -34,11 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bulk_floors import transfer, warm  # noqa: E402
+from bulk_floors import settle, transfer, warm  # noqa: E402
+from plain_chain import run_chain  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "broadcast"
 PY = sys.executable
 GIB = 1 << 30
+CHAIN_PORT = 7100
 
 
 def _cpu(p: psutil.Process) -> float:
@@ -55,16 +57,23 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def floors(src: Path, modes: tuple[str, ...] = ("plain", "tls")) -> dict[str, float]:
-    """The receive-and-write floors, each after warm()."""
+def floors(
+    src: Path, modes: tuple[str, ...] = ("plain", "tls"), fresh: bool = False
+) -> dict[str, float]:
+    """The receive-and-write floors, each after settle(); fresh: the plain
+    one also on pages just freed (see bulk_floors.settle), for context."""
     out: dict[str, float] = {}
     scale = GIB / src.stat().st_size
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         for mode in modes:
-            warm(2 * src.stat().st_size)
+            settle()
             s, r, _ = transfer(src, mode, Path(d))
             out[f"{mode} sender"] = round(s * scale, 3)
             out[f"{mode} receiver (incl. write)"] = round(r * scale, 3)
+        if fresh:
+            warm(2 * src.stat().st_size)
+            _, r, _ = transfer(src, "plain", Path(d))
+            out["plain receiver (incl. write) on pages just freed"] = round(r * scale, 3)
     return out
 
 
@@ -73,7 +82,7 @@ def part_cpu(
 ) -> list[dict[str, object]]:
     """One row per data plane: the median of `repeat` copies, the planes taken
     in turn (what a page-cache write costs on this VM varies from one copy to
-    the next, see warm(); each ratio is against the floor measured just before)."""
+    the next, see settle(); each ratio is against the floor measured just before)."""
     runs = _part_cpu(size, src, modes * repeat, n, chunk)
     return [_median_row([r for r in runs if r["mode"] == m]) for m in dict.fromkeys(modes)]
 
@@ -81,7 +90,7 @@ def part_cpu(
 def _median_row(runs: list[dict[str, Any]]) -> dict[str, object]:
     row = dict(runs[0])
     for k in ("wall_s", "client_s_per_gib", "leaf_s_per_gib", "floor_receive_write_s_per_gib",
-              "relay_vs_floor", "leaf_vs_floor"):  # fmt: skip
+              "floor_relay_s_per_gib", "relay_vs_floor", "leaf_vs_floor"):  # fmt: skip
         row[k] = round(statistics.median(float(r[k]) for r in runs), 3)
     row["relay_s_per_gib"] = [
         round(statistics.median(xs), 3)
@@ -111,8 +120,18 @@ def _part_cpu(
         procs = {p.names[0]: psutil.Process(p.pid) for p in cluster.state.procs}
         names = [f"node{i}" for i in range(1, n + 1)]
         for i, mode in enumerate(modes):
-            floor = floors(src, ("plain", "tls") if i == 0 else ("plain",))
-            warm((n + 1) * size)
+            floor: dict[str, object] = (
+                dict(floors(src, ("plain", "tls"), fresh=True)) if i == 0 else {}
+            )
+            settle()
+            chain = run_chain(
+                src,
+                [f"127.0.0.1:{CHAIN_PORT + k}" for k in range(n)],
+                [str(home / "cluster" / nm / "tmp" / f"floor-{src.name}") for nm in names],
+            )
+            cf = chain["cpu_s_per_gib"]
+            floor["plain chain relays"], floor["plain chain leaf"] = cf[:-1], cf[-1]  # type: ignore[index]
+            settle()
             before = {nm: _cpu(procs[nm]) for nm in names}
             c0 = _children_cpu()
             t0 = time.perf_counter()
@@ -138,9 +157,10 @@ def _part_cpu(
                     "client_s_per_gib": round(client * scale, 3),
                     "relay_s_per_gib": [round(x, 3) for x in relays],
                     "leaf_s_per_gib": round(leaf, 3),
-                    "floor_receive_write_s_per_gib": floor["plain receiver (incl. write)"],
-                    "relay_vs_floor": round(max(relays) / floor["plain receiver (incl. write)"], 2),
-                    "leaf_vs_floor": round(leaf / floor["plain receiver (incl. write)"], 2),
+                    "floor_receive_write_s_per_gib": cf[-1],  # type: ignore[index]
+                    "floor_relay_s_per_gib": max(cf[:-1]),  # type: ignore[index]
+                    "relay_vs_floor": round(max(relays) / cf[-1], 2),  # type: ignore[index]
+                    "leaf_vs_floor": round(leaf / cf[-1], 2),  # type: ignore[index]
                     "floors": floor,
                     "stderr": r.stderr.strip()[-300:],
                 }
@@ -161,15 +181,21 @@ def markdown(rows: list[dict[str, object]]) -> list[str]:
     md = [
         f"\n## CPU per GiB, {rows[0]['nodes']}-node chain (-W 1), {rows[0]['size_mib']} MiB,"
         " loopback\n",
-        "Floors (two processes over loopback, 1 MiB chunks, the receiver writing a new"
-        " file), measured just before each copy, each step after writing and removing"
-        " as much page cache as it needs (see warm()); before the first: "
+        "The floor, measured just before each copy: the same file down a chain of the"
+        " same number of plain Python processes on loopback, each writing its node's"
+        " /tmp (benchmarks/plain_chain.py: 1 MiB reads, a write, a send to the next, no"
+        " encryption, no hash, no protocol): its leaf is the receive-and-write floor,"
+        " written in the same state of memory as the copy's leaf (every node's file"
+        " written at once). Every step, floor or copy, starts after the memory freed"
+        " before it is the VM's again (bulk_floors.settle(): a page-cache write costs"
+        " ~10x less on pages freed within the last half second, which no tool that"
+        " takes a second to start can get). Two processes alone, before the first: "
         + ", ".join(f"{k} {v} s/GiB" for k, v in f.items())  # type: ignore[attr-defined]
         + ".\n",
         f"Each row: the median of {rows[0].get('runs', 1)} copies, the data planes taken in"
         " turn; the ratios of each copy in brackets.\n",
         "| data plane | wall (s) | client s/GiB | relays s/GiB | leaf s/GiB "
-        "| floor s/GiB | relay / floor | leaf / floor |",
+        "| floor: plain relay, leaf s/GiB | relay / floor | leaf / floor |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -178,7 +204,8 @@ def markdown(rows: list[dict[str, object]]) -> list[str]:
         each_l = ", ".join(f"{x}" for x in r.get("leaf_vs_floor_each", []))  # type: ignore[attr-defined]
         md.append(
             f"| {r['mode']} | {r['wall_s']} | {r['client_s_per_gib']} | {relays} | "
-            f"{r['leaf_s_per_gib']} | {r['floor_receive_write_s_per_gib']} | "
+            f"{r['leaf_s_per_gib']} | {r['floor_relay_s_per_gib']}, "
+            f"{r['floor_receive_write_s_per_gib']} | "
             f"{r['relay_vs_floor']}x ({each_r}) | {r['leaf_vs_floor']}x ({each_l}) |"
         )
     return md

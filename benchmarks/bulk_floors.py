@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 CHUNK = 1 << 20
 GIB = 1 << 30
+PIECE = 64 << 10  # tree/spool.py's write size
 
 
 def cpu() -> float:
@@ -40,12 +41,25 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+SETTLE_S = 10.0
+
+
+def settle() -> None:
+    """Wait until the memory freed by the steps before is the VM's again.
+
+    What writing a page of page cache costs on this VM depends on the page:
+    one freed less than ~0.5 s ago costs ~0.2 s/GiB of system time, one the
+    guest has handed back to the host (free page reporting, within 1-8 s)
+    ~2 s/GiB. A tool that takes a second to start (`shoal copy`, clush)
+    cannot start on the first kind, so every measured step, floor or tool,
+    starts after this, on the second: the state of a node whose memory has
+    not just been used."""
+    time.sleep(SETTLE_S)
+
+
 def warm(total: int) -> None:
-    """Write and remove `total` bytes of page cache. What a page-cache write
-    costs on this VM varies ten times with the pages the kernel hands out
-    (pages just freed: ~0.2 s/GiB of system time; pages the VM never touched:
-    ~2.5 s/GiB), so every measured step (floor or copy) starts after this, in
-    the same state of memory."""
+    """Write and remove `total` bytes of page cache: the next write that
+    starts at once gets pages just freed (the cheap kind, see settle())."""
     block = os.urandom(1 << 20)
     path = Path("/tmp") / f"shoal-warm-{os.getpid()}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -129,13 +143,37 @@ def transfer(path: Path, mode: str, tmp: Path) -> tuple[float, float, float]:
             got += n
         if not got:
             break
-        os.write(out, view[:got])
+        for off in range(0, got, PIECE):  # as tree/spool.py writes: see pieces()
+            os.write(out, view[off : min(off + PIECE, got)])
     recv = cpu() - t0
     wall = time.perf_counter() - w0
     os.close(out)
     os.unlink(tmp / f"out-{mode}")
     p.join()
     return q.get(), recv, wall
+
+
+def pieces(
+    mib: int, sizes: tuple[int, ...] = (64 << 10, 1 << 20), rounds: int = 3
+) -> dict[str, float]:
+    """CPU s/GiB of writing a new file in writes of each size, each after
+    settle(), the lowest of `rounds` (the sizes taken in turn): what
+    tree/spool.py's PIECE is chosen by."""
+    got: dict[int, list[float]] = {}
+    path = Path("/tmp") / f"shoal-pieces-{os.getpid()}"
+    for size in sizes * rounds:
+        block = os.urandom(size)
+        settle()
+        t0 = cpu()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for _ in range((mib << 20) // size):
+                os.write(fd, block)
+        finally:
+            os.close(fd)
+        got.setdefault(size, []).append((cpu() - t0) * GIB / (mib << 20))
+        path.unlink()
+    return {f"{size >> 10} KiB writes": round(min(v), 3) for size, v in got.items()}
 
 
 def macs(mib: int) -> dict[str, float]:
@@ -193,6 +231,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     res: dict[str, object] = {"ktls": ktls(), "mac_cpu_s_per_gib": macs(min(args.mib, 512))}
+    res["write pieces: cpu s/GiB of a new file"] = pieces(args.mib)
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         tmp = Path(d)
         src = tmp / "payload"
@@ -202,8 +241,10 @@ def main() -> None:
         scale = GIB / (args.mib * CHUNK)
         runs: dict[str, list[tuple[float, float, float]]] = {}
         for mode in ("plain", "sendfile", "tls") * 3:
-            warm(2 * args.mib * CHUNK)  # see warm(): else the pages decide
+            settle()  # see settle(): else the pages decide
             runs.setdefault(mode, []).append(transfer(src, mode, tmp))
+            warm(2 * args.mib * CHUNK)
+            runs.setdefault(f"{mode}, pages just freed", []).append(transfer(src, mode, tmp))
         for mode, rs in runs.items():  # the lowest of three
             res[f"{mode}: sender cpu s/GiB"] = round(min(r[0] for r in rs) * scale, 3)
             res[f"{mode}: receiver (incl. write) cpu s/GiB"] = round(

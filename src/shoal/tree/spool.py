@@ -42,6 +42,12 @@ from shoal.tree.claim import PART_SUFFIX as PART_SUFFIX  # re-exported
 from shoal.tree.claim import sweep as sweep  # re-exported
 
 WRITEBACK = 16 << 20  # bytes between starts of writeback
+# The kernel gives a write page-cache folios as large as the write. On a VM
+# that hands free memory back to its host, large free blocks are the ones
+# handed back, which the host must fault in again on first touch: small
+# writes cost several times less CPU there and no more elsewhere
+# (benchmarks/bulk_floors.py, "write pieces").
+PIECE = 64 << 10
 
 
 def new_hasher() -> xxhash.xxh3_128:
@@ -138,7 +144,7 @@ class Spool:
         try:
             view = memoryview(data)
             while view:
-                n = os.write(self._fd, view)
+                n = os.write(self._fd, view[:PIECE])
                 view = view[n:]
         except OSError as e:
             reason = "disk full" if e.errno == errno.ENOSPC else e.strerror
