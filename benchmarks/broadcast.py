@@ -299,6 +299,23 @@ def part_loopback(
     floor_s, rc, err = timed(["sh", "-c", f"{cps} wait"])
     shutil.rmtree(floor_dir, ignore_errors=True)
     row(f"floor: {n} local cp at once (no network)", floor_one, floor_s, rc, err)
+    # The floor of any tool that moves the bytes over TCP: a chain of n plain
+    # processes, each receiving, writing and sending on (no tool, no crypto).
+    outs = [str(floor_dir / f"{i}") for i in range(n)]
+    floor_dir.mkdir(parents=True)
+    ports = [f"127.0.0.1:{7300 + i}" for i in range(n)]
+    settle()
+    one = run_chain(src, ports[:1], outs[:1])
+    settle()
+    chain = run_chain(src, ports, outs)
+    shutil.rmtree(floor_dir, ignore_errors=True)
+    row(
+        f"floor: a chain of {n} plain processes over TCP",
+        float(one["wall_s"]),  # type: ignore[arg-type]
+        float(chain["wall_s"]),  # type: ignore[arg-type]
+        int(chain["rc"]),  # type: ignore[call-overload]
+        str(chain["stderr"]),
+    )
     clush = str(Path(PY).with_name("clush"))
     with sshd_hosts(n) as d:
         opts = ["-o", f"-F {d}/ssh_config"]
@@ -393,7 +410,8 @@ def targets(rows: list[dict[str, object]]) -> list[str]:
     loop = {str(r["tool"]): r for r in rows if r["part"] == "loopback"}
     base = loop.get("shoal copy")
     cl = next((r for t, r in loop.items() if t.startswith("clush")), None)
-    cp = next((r for t, r in loop.items() if t.startswith("floor")), None)
+    cp = next((r for t, r in loop.items() if "local cp" in t), None)
+    chain = next((r for t, r in loop.items() if "plain processes" in t), None)
     if base and cl:
         ratio = float(cl["wall_s"]) / float(base["wall_s"])  # type: ignore[arg-type]
         out.append(
@@ -405,6 +423,13 @@ def targets(rows: list[dict[str, object]]) -> list[str]:
         out.append(
             f"| loopback, 16 nodes: within 1.5x of 16 parallel cp | {ratio:.2f}x cp's time "
             f"| {_met(ratio <= 1.5)} |"
+        )
+    if base and cp and chain:
+        floor = float(chain["wall_s"]) / float(cp["wall_s"])  # type: ignore[arg-type]
+        mine = float(base["wall_s"]) / float(chain["wall_s"])  # type: ignore[arg-type]
+        out.append(
+            f"| (beside it) a chain of 16 plain processes over TCP | {floor:.2f}x cp's time; "
+            f"shoal {mine:.2f}x the chain's | |"
         )
     for r in (r for r in rows if r["part"] == "cpu"):
         relay, leaf = float(r["relay_vs_floor"]), float(r["leaf_vs_floor"])  # type: ignore[arg-type]

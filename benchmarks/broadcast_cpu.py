@@ -183,8 +183,9 @@ def markdown(rows: list[dict[str, object]]) -> list[str]:
         " loopback\n",
         "The floor, measured just before each copy: the same file down a chain of the"
         " same number of plain Python processes on loopback, each writing its node's"
-        " /tmp (benchmarks/plain_chain.py: 1 MiB reads, a write, a send to the next, no"
-        " encryption, no hash, no protocol): its leaf is the receive-and-write floor,"
+        " /tmp (benchmarks/plain_chain.py: 1 MiB reads, written in 64 KiB writes as the spool"
+        " writes, sent on to the next; no encryption, no hash, no protocol): its leaf is"
+        " the receive-and-write floor,"
         " written in the same state of memory as the copy's leaf (every node's file"
         " written at once). Every step, floor or copy, starts after the memory freed"
         " before it is the VM's again (bulk_floors.settle(): a page-cache write costs"
