@@ -257,3 +257,28 @@ def test_a_chunk_buffer_is_used_again_only_once_nothing_views_it() -> None:
     del held, other
     again = pool.take()
     assert id(again) == first  # the oldest, now free, comes back
+
+
+def test_recent_keeps_only_what_a_child_still_needs() -> None:
+    from shoal.tree.bulk import RECENT_BYTES, Recent
+
+    chunk = b"x" * 1024
+    leaf = Recent()  # no child is fed: only the last two chunks stay
+    for i in range(10):
+        leaf.add(i * 1024, chunk, None)
+    assert leaf.get(0, 1024) is None and leaf.get(7 * 1024, 1024) is None
+    assert leaf.get(8 * 1024, 1024) is not None and leaf.get(9 * 1024, 1024) is not None
+
+    relay = Recent()  # a child has sent up to 4 KiB: from there on stays
+    for i in range(10):
+        relay.add(i * 1024, chunk, 4 * 1024)
+    assert relay.get(3 * 1024, 1024) is None
+    assert all(relay.get(i * 1024, 1024) is not None for i in range(4, 10))
+
+    slow = Recent()  # a child that needs the start still gets at most RECENT_BYTES
+    big = b"y" * (1 << 20)
+    n = RECENT_BYTES // len(big) + 4
+    for i in range(n):
+        slow.add(i * len(big), big, 0)
+    assert slow.get(0, 10) is None
+    assert slow.get((n - 1) * len(big), 10) is not None

@@ -107,7 +107,7 @@ class Intake:
             t.recent.clear()
             self.rewound = await self.rewind(t, self.feed, self.h, e)
             return
-        t.recent.add(offset, data)
+        t.recent.add(offset, data, self.feed.low_water())
 
     async def stream(self, receiver: Receiver) -> None:
         """Take the bulk stream's frames until it ends."""

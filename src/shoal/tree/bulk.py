@@ -345,12 +345,19 @@ class Recent:
         self._chunks: deque[tuple[int, memoryview]] = deque()
         self._bytes = 0
 
-    def add(self, offset: int, data: bytes | memoryview) -> None:
+    def add(self, offset: int, data: bytes | memoryview, needed: int | None = 0) -> None:
+        """needed: the least offset a child may still want from memory (None:
+        no child is fed); chunks wholly before it are let go at once, so a
+        leaf or children that keep up hold a few buffers, not RECENT_BYTES."""
         view = memoryview(data).cast("B")
         self._chunks.append((offset, view))
         self._bytes += len(view)
-        while self._bytes > RECENT_BYTES and len(self._chunks) > 2:
-            self._bytes -= len(self._chunks.popleft()[1])
+        while len(self._chunks) > 2:
+            start, old = self._chunks[0]
+            if self._bytes <= RECENT_BYTES and needed is not None and start + len(old) > needed:
+                break
+            self._chunks.popleft()
+            self._bytes -= len(old)
 
     def get(self, offset: int, size: int) -> memoryview | None:
         for start, view in reversed(self._chunks):

@@ -77,7 +77,15 @@ class Feed:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     aborted: str | None = None
     sent: dict[str, int] = field(default_factory=dict)  # child -> bytes sent (progress)
+    streaming: set[str] = field(default_factory=set)  # children whose feeder runs
     _reading: set[asyncio.Future[bytes | memoryview]] = field(default_factory=set)
+
+    def low_water(self) -> int | None:
+        """The least offset a running feeder may still need (None: none runs),
+        so memory kept for children is what they have not sent yet."""
+        if not self.streaming:
+            return None
+        return min(self.sent.get(c, 0) for c in self.streaming)
 
     def start(self, child: pb.Subtree) -> None:
         task = asyncio.create_task(self._feed(child), name=f"feed-{child.name}")
@@ -116,12 +124,15 @@ class Feed:
         started = time.time_ns()
         timeout = self.header.connect_timeout or 5.0
         reason, state = "", int(pb.STATE_UNREACHABLE)
+        self.streaming.add(child.name)
         try:
             channel = await self.dial(child, timeout)
         except PeerError as e:
             reason, state = e.message, dial_state(e)
         else:
             reason = await self._stream(channel, child)
+        finally:
+            self.streaming.discard(child.name)
         if self.aborted is not None:
             return
         # Repair: report the child if it said nothing, adopt what is left under it.
@@ -153,6 +164,7 @@ class Feed:
             if first is grpc.aio.EOF or not first.HasField("resume_offset"):
                 return "relay refused the transfer"
             offset = first.resume_offset
+            self.sent[child.name] = offset
             if header.bulk:
                 offer = await asyncio.wait_for(call.read(), stall)
                 if offer is grpc.aio.EOF:
