@@ -20,7 +20,6 @@ import hmac
 import json
 import multiprocessing as mp
 import os
-import resource
 import socket
 import ssl
 import sys
@@ -30,17 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-CHUNK = 1 << 20
+from plain_chain import CHUNK, PIECE, cpu, fill, write_pieces  # noqa: E402
+
 GIB = 1 << 30
-PIECE = 64 << 10  # tree/spool.py's write size
-
-
-def cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 SETTLE_S = 10.0
 
 
@@ -134,17 +127,8 @@ def transfer(path: Path, mode: str, tmp: Path) -> tuple[float, float, float]:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     t0 = cpu()
-    while True:
-        got = 0
-        while got < CHUNK:  # fill a chunk, as a spool write would take it
-            n = conn.recv_into(view[got:])
-            if not n:
-                break
-            got += n
-        if not got:
-            break
-        for off in range(0, got, PIECE):  # as tree/spool.py writes: see pieces()
-            os.write(out, view[off : min(off + PIECE, got)])
+    while got := fill(conn, view):
+        write_pieces(out, view[:got])  # see pieces()
     recv = cpu() - t0
     wall = time.perf_counter() - w0
     os.close(out)
@@ -153,9 +137,7 @@ def transfer(path: Path, mode: str, tmp: Path) -> tuple[float, float, float]:
     return q.get(), recv, wall
 
 
-def pieces(
-    mib: int, sizes: tuple[int, ...] = (64 << 10, 1 << 20), rounds: int = 3
-) -> dict[str, float]:
+def pieces(mib: int, sizes: tuple[int, ...] = (PIECE, CHUNK), rounds: int = 3) -> dict[str, float]:
     """CPU s/GiB of writing a new file in writes of each size, each after
     settle(), the lowest of `rounds` (the sizes taken in turn): what
     tree/spool.py's PIECE is chosen by."""

@@ -41,6 +41,24 @@ def addr(s: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def fill(conn: socket.socket, view: memoryview) -> int:
+    """Read until view is full (a whole chunk, as a spool write takes it) or
+    the stream ends; the bytes read (0: it had ended)."""
+    got = 0
+    while got < len(view):
+        n = conn.recv_into(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def write_pieces(fd: int, view: memoryview) -> None:
+    """Write view to fd in PIECE writes, as tree/spool.py does (see there)."""
+    for off in range(0, len(view), PIECE):
+        os.write(fd, view[off : off + PIECE])
+
+
 def node(listen: str, out: str, nxt: str | None) -> None:
     ls = socket.create_server(addr(listen))
     print("listening", flush=True)
@@ -52,18 +70,9 @@ def node(listen: str, out: str, nxt: str | None) -> None:
     view = memoryview(buf)
     first = 0.0
     total = 0
-    while True:
-        got = 0
-        while got < CHUNK:
-            n = conn.recv_into(view[got:])
-            if not n:
-                break
-            got += n
-        if not got:
-            break
+    while got := fill(conn, view):
         first = first or time.perf_counter()
-        for off in range(0, got, PIECE):  # as tree/spool.py writes, see there
-            os.write(fd, view[off : min(off + PIECE, got)])
+        write_pieces(fd, view[:got])
         if down is not None:
             down.sendall(view[:got])
         total += got
