@@ -15,7 +15,15 @@ import pytest
 import xxhash
 
 from shoal.tree.source import open_source
-from shoal.tree.spool import PART_SUFFIX, Meta, Spool, TransferError, resolve_target, sweep
+from shoal.tree.spool import (
+    PART_SUFFIX,
+    WRITEBACK,
+    Meta,
+    Spool,
+    TransferError,
+    resolve_target,
+    sweep,
+)
 
 
 def leftovers(d: Path) -> list[str]:
@@ -236,3 +244,36 @@ async def test_an_archive_escaping_the_destination_is_refused(
         spool.close()
     assert not (tmp_path / "escaped").exists() and not Path("/tmp/escaped").exists()
     assert sorted(p.name for p in dest.iterdir()) == []
+
+
+def resident(path: Path) -> int:
+    """Bytes of the file in the page cache (util-linux fincore)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(out.stdout.split()[0])
+
+
+async def test_a_spool_lets_go_of_written_pages_no_child_still_reads(tmp_path: Path) -> None:
+    """Once on disk, pages below what every child has sent leave the cache: a
+    leaf keeps only its last windows, a relay what its child has not sent."""
+    piece = os.urandom(1 << 20)
+    windows = 6
+    size = windows * WRITEBACK
+    kept: dict[str, int] = {}
+    for label, needed in (("leaf", None), ("relay", 2 * WRITEBACK), ("keep", 0)):
+        spool = Spool(tmp_path / label, Meta(name=label, kind="file", size=size), label)
+        try:
+            for i in range(size // len(piece)):
+                if i * len(piece) == 4 * WRITEBACK:
+                    os.sync()  # what was written so far is on disk, its pages clean
+                await spool.write(piece, needed)
+            kept[label] = resident(spool.part)
+        finally:
+            spool.close()
+    slack = 4 << 20
+    if kept["keep"] < size - slack:
+        pytest.skip("this filesystem or kernel does not keep written pages cached")
+    assert kept["leaf"] <= 2 * WRITEBACK + slack  # the 4 windows synced are gone
+    assert abs(kept["relay"] - 4 * WRITEBACK) <= slack  # from its child's offset on

@@ -181,7 +181,8 @@ class Follower:
         self._checked = 0  # our offset when we last looked at the writer
         self.lost: str | None = None  # why we stopped following (see Rewind)
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, needed: int | None = 0) -> None:
+        """As Spool.write; needed is of no use here: nothing is written."""
         if self.failed is not None:
             raise TransferError(self.failed)
         if self.offset - self._checked >= CHECK:

@@ -102,7 +102,7 @@ class Intake:
             raise TransferError(f"stream gap: got offset {offset}, hold {t.spool.offset}")
         self.rewound = False
         try:
-            await t.spool.write(data)  # type: ignore[arg-type]
+            await t.spool.write(data, self.feed.low_water())  # type: ignore[arg-type]
         except Rewind as e:
             t.recent.clear()
             self.rewound = await self.rewind(t, self.feed, self.h, e)

@@ -139,8 +139,10 @@ class Spool:
 
     # -- receiving -----------------------------------------------------------
 
-    async def write(self, data: bytes) -> None:
-        """Append data; on a disk error the spool is removed and TransferError raised."""
+    async def write(self, data: bytes, needed: int | None = 0) -> None:
+        """Append data; on a disk error the spool is removed and TransferError raised.
+        needed: the least offset a child may still read back (None: no child
+        is fed); the spool's pages below it that are on disk leave the cache."""
         try:
             view = memoryview(data)
             while view:
@@ -154,11 +156,20 @@ class Spool:
         self.offset += len(data)
         if self.offset - self._flushed >= WRITEBACK:
             # Start writing the bytes just written to disk now (they are dirty,
-            # so they stay cached), not all at the final fsync.
+            # so they stay cached), not all at the final fsync; and let go of
+            # those whose writeback began a window ago (clean by now: a page
+            # still dirty is kept and let go at a later call), so a copy
+            # writes through a few windows of pages it frees and reuses
+            # instead of filling the node's page cache with new ones.
+            drop = self._flushed - WRITEBACK
+            if needed is not None:
+                drop = min(drop, needed)
             with contextlib.suppress(OSError):
                 os.posix_fadvise(
                     self._fd, self._flushed, self.offset - self._flushed, os.POSIX_FADV_DONTNEED
                 )
+                if drop > 0:
+                    os.posix_fadvise(self._fd, 0, drop, os.POSIX_FADV_DONTNEED)
             self._flushed = self.offset
         async with self._changed:
             self._changed.notify_all()
