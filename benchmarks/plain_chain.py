@@ -2,8 +2,9 @@
 of plain Python processes, with no tool around them: each node takes one TCP
 connection, reads 1 MiB at a time into one buffer, writes it to its file (in
 64 KiB writes, the cheapest here, see bulk_floors.py) and sends it on to the
-next node; each flushes its file to disk, as a copy must be before it is
-put in place. No encryption, no hash, no protocol.
+next node; each lets go of its pages once on disk (as tree/spool.py) and
+flushes its file to disk, as a copy must be before it is put in place. No
+encryption, no hash, no protocol.
 
     python benchmarks/plain_chain.py node --listen IP:PORT --out FILE [--next IP:PORT]
     python benchmarks/plain_chain.py send --to IP:PORT FILE
@@ -29,6 +30,7 @@ from pathlib import Path
 
 CHUNK = 1 << 20
 PIECE = 64 << 10
+WINDOW = 16 << 20  # as tree/spool.py's WRITEBACK
 
 
 def cpu() -> float:
@@ -59,6 +61,23 @@ def write_pieces(fd: int, view: memoryview) -> None:
         os.write(fd, view[off : off + PIECE])
 
 
+class Behind:
+    """As tree/spool.py: start the writeback of every WINDOW written, and let
+    go of the pages whose writeback started a window before (no node of the
+    chain reads its file back)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.flushed = fd, 0
+
+    def wrote(self, offset: int) -> None:
+        if offset - self.flushed < WINDOW:
+            return
+        os.posix_fadvise(self.fd, self.flushed, offset - self.flushed, os.POSIX_FADV_DONTNEED)
+        if self.flushed > WINDOW:
+            os.posix_fadvise(self.fd, 0, self.flushed - WINDOW, os.POSIX_FADV_DONTNEED)
+        self.flushed = offset
+
+
 def node(listen: str, out: str, nxt: str | None) -> None:
     ls = socket.create_server(addr(listen))
     print("listening", flush=True)
@@ -70,12 +89,14 @@ def node(listen: str, out: str, nxt: str | None) -> None:
     view = memoryview(buf)
     first = 0.0
     total = 0
+    behind = Behind(fd)
     while got := fill(conn, view):
         first = first or time.perf_counter()
         write_pieces(fd, view[:got])
         if down is not None:
             down.sendall(view[:got])
         total += got
+        behind.wrote(total)
     if down is not None:
         down.close()
     os.fdatasync(fd)
