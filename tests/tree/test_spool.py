@@ -248,27 +248,27 @@ async def test_an_archive_escaping_the_destination_is_refused(
     assert sorted(p.name for p in dest.iterdir()) == []
 
 
-def resident(path: Path, start: int, end: int) -> int:
-    """Bytes of the file's [start, end) in the page cache (mincore)."""
+def cached(path: Path, length: int) -> bytes:
+    """One byte per page of the file's first length bytes, 1 where the page
+    is in the page cache (mincore)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                           ctypes.c_int, ctypes.c_long]  # fmt: skip
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    page = mmap.PAGESIZE
     fd = os.open(path, os.O_RDONLY)
     try:
-        addr = libc.mmap(None, end - start, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+        addr = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
         assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
-        vec = ctypes.create_string_buffer((end - start + page - 1) // page)
+        vec = ctypes.create_string_buffer((length + mmap.PAGESIZE - 1) // mmap.PAGESIZE)
         try:
-            assert libc.mincore(addr, end - start, vec) == 0, os.strerror(ctypes.get_errno())
+            assert libc.mincore(addr, length, vec) == 0, os.strerror(ctypes.get_errno())
         finally:
-            libc.munmap(addr, end - start)
+            libc.munmap(addr, length)
     finally:
         os.close(fd)
-    return sum(b & 1 for b in vec.raw) * page
+    return bytes(b & 1 for b in vec.raw)
 
 
 async def test_a_spool_lets_go_of_written_pages_no_child_still_reads(tmp_path: Path) -> None:
@@ -290,8 +290,9 @@ async def test_a_spool_lets_go_of_written_pages_no_child_still_reads(tmp_path: P
                         while f.read(1 << 20):
                             pass
                 await spool.write(piece, needed)
-            half = synced // 2
-            kept[label] = (resident(spool.part, 0, half), resident(spool.part, half, synced))
+            pages = cached(spool.part, synced)
+            half = len(pages) // 2
+            kept[label] = (sum(pages[:half]) * mmap.PAGESIZE, sum(pages[half:]) * mmap.PAGESIZE)
         finally:
             spool.close()
     if kept["keep"] != (synced // 2, synced // 2):

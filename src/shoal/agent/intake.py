@@ -101,13 +101,14 @@ class Intake:
                 return  # sent before our parent saw the rewind
             raise TransferError(f"stream gap: got offset {offset}, hold {t.spool.offset}")
         self.rewound = False
+        needed = self.feed.low_water()
         try:
-            await t.spool.write(data, self.feed.low_water())  # type: ignore[arg-type]
+            await t.spool.write(data, needed)  # type: ignore[arg-type]
         except Rewind as e:
             t.recent.clear()
             self.rewound = await self.rewind(t, self.feed, self.h, e)
             return
-        t.recent.add(offset, data, self.feed.low_water())
+        t.recent.add(offset, data, needed)
 
     async def stream(self, receiver: Receiver) -> None:
         """Take the bulk stream's frames until it ends."""
